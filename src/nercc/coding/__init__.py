@@ -1,0 +1,22 @@
+"""The coding core of nercc: encoders and decoders as exact linear operators.
+
+Pure numerical code (numpy and scipy; torch tensors are accepted where it is imported). Nothing here
+knows of Lightning, Hydra, W&B or Ray. See ``docs/method.md`` for the mathematics.
+"""
+
+from nercc.coding.berrut import berrut_matrix
+from nercc.coding.points import LAYOUTS, make_points
+from nercc.coding.schemes import BACC, CodingScheme, NeRCC, Replication, Uncoded
+from nercc.coding.splines import smoothing_spline_matrix
+
+__all__ = [
+    "BACC",
+    "LAYOUTS",
+    "CodingScheme",
+    "NeRCC",
+    "Replication",
+    "Uncoded",
+    "berrut_matrix",
+    "make_points",
+    "smoothing_spline_matrix",
+]

@@ -1,0 +1,53 @@
+"""Argument checks shared by the public functions of :mod:`nercc.coding`.
+
+Each check raises ``ValueError`` naming the argument and the value it got, so that the caller sees
+what was wrong without reading a traceback into the internals.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` as an ``int`` if it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {_show(value)}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_lam(name: str, value: object) -> float:
+    """Return a smoothing parameter as a float if it is finite and non-negative."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a finite number >= 0, got {_show(value)}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def check_points_1d(name: str, value: object, *, ascending: bool) -> np.ndarray:
+    """Return a finite 1-D float64 array; with ``ascending``, strictly increasing."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a 1-D array of finite numbers, got {_show(value)}"
+        ) from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {_show(arr)}")
+    if ascending and arr.size > 1 and not np.all(np.diff(arr) > 0):
+        raise ValueError(f"{name} must be strictly ascending (no duplicates), got {_show(arr)}")
+    return arr

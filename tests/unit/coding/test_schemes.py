@@ -1,0 +1,211 @@
+"""Schemes: their matrices against the building blocks and scipy, end-to-end recovery, parity
+between numpy and torch, batching and caching."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.interpolate import make_smoothing_spline
+
+from nercc.coding import (
+    BACC,
+    NeRCC,
+    Replication,
+    Uncoded,
+    berrut_matrix,
+    smoothing_spline_matrix,
+)
+
+
+def random_patterns(num_workers, stragglers, count, seed=0):
+    rng = np.random.default_rng(seed)
+    masks = np.ones((count, num_workers), dtype=bool)
+    for row in masks:
+        row[rng.choice(num_workers, stragglers, replace=False)] = False
+    return masks
+
+
+def make_schemes():
+    return {
+        "nercc": NeRCC(8, 20, lam_enc=1e-4, lam_dec=1e-3),
+        "nercc_interp": NeRCC(8, 20),
+        "nercc_uniform": NeRCC(8, 20, lam_enc=1e-3, lam_dec=1e-2, points="uniform"),
+        "bacc": BACC(8, 20),
+        "uncoded": Uncoded(8),
+        "replication": Replication(8, 3),
+    }
+
+
+def test_nercc_matrices_are_the_two_regressions():
+    scheme = NeRCC(6, 15, lam_enc=1e-3, lam_dec=1e-2)
+    np.testing.assert_allclose(
+        scheme.encoder_matrix(), smoothing_spline_matrix(scheme.alphas, scheme.betas, 1e-3)
+    )
+    mask = random_patterns(15, 4, 1, seed=3)[0]
+    decoder = scheme.decoder_matrix(mask)
+    assert decoder.shape == (6, 15)
+    np.testing.assert_array_equal(decoder[:, ~mask], 0.0)
+    np.testing.assert_allclose(
+        decoder[:, mask], smoothing_spline_matrix(scheme.betas[mask], scheme.alphas, 1e-2)
+    )
+
+
+def test_nercc_decoder_matches_scipy_on_worker_outputs():
+    """With the first and last workers available, every alpha is inside the knot range."""
+    scheme = NeRCC(10, 40, lam_dec=1e-3)
+    mask = random_patterns(40, 12, 1, seed=5)[0]
+    mask[[0, -1]] = True
+    outputs = np.random.default_rng(0).normal(size=40)
+    reference = make_smoothing_spline(scheme.betas[mask], outputs[mask], lam=1e-3 * mask.sum())
+    np.testing.assert_allclose(
+        scheme.decode(outputs, mask), reference(scheme.alphas), rtol=0, atol=1e-9
+    )
+
+
+def test_bacc_decoder_reindexes_available_workers():
+    scheme = BACC(5, 12)
+    mask = np.ones(12, dtype=bool)
+    mask[[1, 4, 5]] = False
+    decoder = scheme.decoder_matrix(mask)
+    np.testing.assert_allclose(decoder[:, mask], berrut_matrix(scheme.betas[mask], scheme.alphas))
+    # With the signs of the original worker indices the decoder would differ:
+    wrong_signs = np.where(np.flatnonzero(mask) % 2 == 0, 1.0, -1.0)
+    terms = wrong_signs / (scheme.alphas[:, None] - scheme.betas[mask][None, :])
+    wrong = terms / terms.sum(axis=1, keepdims=True)
+    assert np.max(np.abs(wrong - decoder[:, mask])) > 1e-2
+    np.testing.assert_allclose(scheme.encoder_matrix(), berrut_matrix(scheme.alphas, scheme.betas))
+
+
+@pytest.mark.parametrize("name", list(make_schemes()))
+def test_matrix_shapes_and_row_sums(name):
+    scheme = make_schemes()[name]
+    k, n = scheme.num_inputs, scheme.num_workers
+    encoder = scheme.encoder_matrix()
+    assert encoder.shape == (n, k)
+    np.testing.assert_allclose(encoder.sum(axis=1), 1.0, atol=1e-12)
+    masks = random_patterns(n, n // 3, 5, seed=1)
+    decoders = scheme.decoder_matrices(masks)
+    assert decoders.shape == (5, k, n) and decoders.dtype == np.float64
+    np.testing.assert_array_equal(decoders * ~masks[:, None, :], 0.0)
+    sums = decoders.sum(axis=2)
+    np.testing.assert_allclose(sums[~scheme.lost(masks)], 1.0, atol=1e-12)
+    np.testing.assert_array_equal(sums[scheme.lost(masks)], 0.0)
+
+
+@pytest.mark.parametrize("name", ["nercc", "nercc_interp", "nercc_uniform"])
+@pytest.mark.parametrize("stragglers", [0, 5, 12, 18])
+def test_nercc_recovers_affine_functions_exactly(name, stragglers):
+    """Inputs on a line in alpha and an affine f: both splines reproduce lines, so the decoded
+    outputs equal f(x) for every lam and every pattern with two or more workers."""
+    scheme = make_schemes()[name]
+    rng = np.random.default_rng(stragglers)
+    inputs = rng.normal(size=(1, 6)) + np.outer(scheme.alphas, rng.normal(size=6))
+    weight, bias = rng.normal(size=(6, 3)), rng.normal(size=3)
+    f = lambda x: x @ weight + bias  # noqa: E731
+    masks = random_patterns(scheme.num_workers, stragglers, 16, seed=stragglers)
+    estimates = scheme.decode(f(scheme.encode(inputs)), masks)
+    np.testing.assert_allclose(estimates, np.broadcast_to(f(inputs), estimates.shape), atol=1e-10)
+
+
+def test_bacc_recovers_affine_functions_with_even_counts():
+    """Berrut reproduces lines when it has an even number of nodes (see test_berrut)."""
+    scheme = BACC(8, 20)
+    rng = np.random.default_rng(0)
+    inputs = np.outer(1.0 + 2.0 * scheme.alphas, rng.normal(size=4))
+    weight = rng.normal(size=(4, 2))
+    even = random_patterns(20, 6, 8, seed=2)
+    estimates = scheme.decode(scheme.encode(inputs) @ weight + 1.0, even)
+    np.testing.assert_allclose(
+        estimates, np.broadcast_to(inputs @ weight + 1.0, estimates.shape), atol=1e-10
+    )
+    odd = random_patterns(20, 5, 1, seed=2)[0]
+    assert (
+        np.max(np.abs(scheme.decode(scheme.encode(inputs) @ weight, odd) - inputs @ weight)) > 1e-4
+    )
+
+
+@pytest.mark.parametrize("name", list(make_schemes()))
+def test_decoding_commutes_with_affine_functions(name):
+    """Rows of E and D_F sum to 1, so for affine f: decode(f(encode x)) = f(decode(encode x))."""
+    scheme = make_schemes()[name]
+    rng = np.random.default_rng(1)
+    inputs = rng.normal(size=(scheme.num_inputs, 5))
+    weight, bias = rng.normal(size=(5, 3)), rng.normal(size=3)
+    masks = random_patterns(scheme.num_workers, scheme.num_workers // 4, 6, seed=4)
+    coded = scheme.encode(inputs)
+    lost = scheme.lost(masks)
+    left = scheme.decode(coded @ weight + bias, masks)
+    right = scheme.decode(coded, masks) @ weight + bias
+    np.testing.assert_allclose(left[~lost], right[~lost], atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["uncoded", "replication"])
+def test_baselines_recover_any_function_of_answered_inputs(name):
+    scheme = make_schemes()[name]
+    rng = np.random.default_rng(2)
+    inputs = rng.normal(size=(scheme.num_inputs, 3, 2))
+    f = np.sin
+    masks = random_patterns(scheme.num_workers, scheme.num_workers // 2, 10, seed=6)
+    estimates = scheme.decode(f(scheme.encode(inputs)), masks)
+    lost = scheme.lost(masks)
+    np.testing.assert_allclose(estimates[~lost], np.broadcast_to(f(inputs), estimates.shape)[~lost])
+    np.testing.assert_array_equal(estimates[lost], 0.0)
+
+
+def test_lost_inputs_of_baselines():
+    uncoded = Uncoded(4)
+    np.testing.assert_array_equal(uncoded.lost(np.array([True, False, True, False])), [0, 1, 0, 1])
+    replication = Replication(3, 2)  # worker n computes input n % 3
+    mask = np.array([False, True, False, True, True, False])  # input 2: workers 2, 5 both out
+    np.testing.assert_array_equal(replication.lost(mask), [False, False, True])
+    assert not NeRCC(4, 10).lost(np.eye(10, dtype=bool)[3]).any()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", ["nercc", "bacc", "replication"])
+def test_numpy_and_torch_agree(name, dtype):
+    scheme = make_schemes()[name]
+    rng = np.random.default_rng(3)
+    inputs = rng.normal(size=(scheme.num_inputs, 4, 3))
+    masks = random_patterns(scheme.num_workers, 3, 5, seed=8)
+    tensor = torch.as_tensor(inputs, dtype=dtype)
+    coded = scheme.encode(tensor)
+    assert isinstance(coded, torch.Tensor) and coded.dtype == dtype
+    decoded = scheme.decode(coded, torch.as_tensor(masks))
+    assert decoded.dtype == dtype and decoded.shape == (5, scheme.num_inputs, 4, 3)
+    reference = scheme.decode(scheme.encode(inputs), masks)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    np.testing.assert_allclose(decoded.numpy(), reference, rtol=tol, atol=tol)
+
+
+def test_numpy_dtype_is_kept():
+    scheme = NeRCC(4, 9)
+    assert scheme.encode(np.ones((4, 2), dtype=np.float32)).dtype == np.float32
+    assert scheme.encode(np.ones((4, 2), dtype=np.int64)).dtype == np.float64
+
+
+def test_batched_decode_equals_loop():
+    scheme = NeRCC(8, 30, lam_enc=1e-4, lam_dec=1e-3)
+    rng = np.random.default_rng(4)
+    outputs = rng.normal(size=(30, 7, 2))
+    masks = np.concatenate(
+        [random_patterns(30, s, 3, seed=s) for s in (0, 4, 11, 20)]
+    )  # mixed sizes, built in one call
+    batched = scheme.decode(outputs, masks)
+    looped = np.stack([NeRCC(8, 30, 1e-4, 1e-3).decode(outputs, m) for m in masks])
+    np.testing.assert_allclose(batched, looped, rtol=0, atol=1e-13)
+
+
+def test_matrices_are_built_once_and_cached():
+    scheme = NeRCC(5, 12, lam_dec=1e-3)
+    assert scheme.encoder_matrix() is scheme.encoder_matrix()
+    mask = random_patterns(12, 3, 1)[0]
+    first = scheme.decoder_matrix(mask)
+    assert scheme.decoder_matrix(mask.copy()) is first
+    with pytest.raises(ValueError):
+        first[0, 0] = 1.0  # read-only: the cache cannot be corrupted by a caller
+
+
+def test_repr_names_the_parameters():
+    assert repr(NeRCC(3, 5, 0.1, 0.2)) == (
+        "NeRCC(num_inputs=3, num_workers=5, points='chebyshev', lam_enc=0.1, lam_dec=0.2)"
+    )
