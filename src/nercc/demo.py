@@ -18,9 +18,9 @@ from rich.table import Table
 
 from nercc.coding import BACC, NeRCC
 from nercc.coding.schemes import CodingScheme
+from nercc.paths import CONFIG_DIR
 from nercc.utils.io import write_csv, write_json
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def coding_demo(
