@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install data models run test test-all bench lint clean
+.PHONY: install data models run demo test test-all bench lint clean
 
 install: $(STAMP)
 
@@ -35,7 +35,12 @@ models: $(STAMP) data
 	$(PY) -m nercc.train experiment=vit_fashion_mnist
 	$(PY) -m nercc.train experiment=lenet5_mnist
 
+LENET := outputs/checkpoints/lenet5_fashion_mnist.ckpt
 run: $(STAMP) data
+	@test -f $(LENET) || $(PY) -m nercc.train experiment=lenet5_fashion_mnist
+	$(PY) -m nercc.eval
+
+demo: $(STAMP)
 	$(PY) -m nercc.demo
 
 # pytest exits 5 when it collects no test: make fails then, as it should.
@@ -47,6 +52,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_coding.py
+	$(PY) scripts/bench_eval.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests scripts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,17 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+@pytest.fixture(autouse=True)
+def finish_wandb():
+    """Task functions called directly (not through the CLI wrapper) leave the W&B run open."""
+    yield
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
 @pytest.fixture
 def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
     """``compose_config("train", ["data=synthetic"])``: the composed config with Hydra's runtime
@@ -29,14 +41,13 @@ def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
             cfg = compose(config_name=name, overrides=overrides or [], return_hydra_config=True)
         cfg.hydra.runtime.output_dir = str(tmp_path / "run")
         HydraConfig.instance().set_config(cfg)
+        given = {o.split("=", 1)[0] for o in overrides or []}
+        scratch = {"log_dir": "outputs", "output_dir": "run", "checkpoint_dir": "checkpoints"}
+        scratch["data_dir"] = "data"
         with open_dict(cfg):
-            cfg.paths.log_dir = str(tmp_path / "outputs")
-            cfg.paths.output_dir = str(tmp_path / "run")
-            cfg.paths.checkpoint_dir = str(tmp_path / "checkpoints")
-            if "data_dir" in cfg.paths and not any(
-                o.startswith("paths.data_dir") for o in overrides or []
-            ):
-                cfg.paths.data_dir = str(tmp_path / "data")
+            for key, folder in scratch.items():
+                if f"paths.{key}" not in given:
+                    cfg.paths[key] = str(tmp_path / folder)
         return cfg
 
     yield _compose

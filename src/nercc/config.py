@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +18,13 @@ from nercc.paths import project_root
 
 __all__ = ["build", "build_all", "config_hash", "plain", "task_wrapper"]
 
+# Lightning 2.6 on torch 2.14 warns about its own use of a deprecated torch API at every run.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
 if not OmegaConf.has_resolver("nercc_root"):
     OmegaConf.register_new_resolver("nercc_root", lambda: str(project_root()))
+if not OmegaConf.has_resolver("nercc_div"):  # integer division, e.g. replicas = N // K
+    OmegaConf.register_new_resolver("nercc_div", lambda a, b: int(a) // int(b))
 
 
 def build(node: DictConfig | None, **kwargs: Any) -> Any:
@@ -66,11 +72,13 @@ def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
 
     @functools.wraps(task)
     def wrapped(cfg: DictConfig) -> Any:
+        from hydra.errors import InstantiationException
+
         from nercc.data.sources import DataNotFoundError
 
         try:
             return task(cfg)
-        except (DataNotFoundError, FileNotFoundError, ValueError) as error:
+        except (DataNotFoundError, FileNotFoundError, ValueError, InstantiationException) as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(1) from None
         finally:

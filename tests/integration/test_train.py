@@ -42,7 +42,7 @@ def test_runtime_options_compose_and_instantiate(compose_config, group, option):
     cfg = compose_config("train", [f"{group}={option}"])
     if group == "trainer":
         assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
-        if option != "gpu" or torch.cuda.is_available():
+        if cfg.trainer.accelerator != "gpu" or torch.cuda.is_available():
             assert isinstance(instantiate(cfg.trainer, logger=False), pl.Trainer)
     elif cfg.get(group):
         for node in cfg[group].values():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from torch import nn
 
 from nercc.utils.io import write_json
@@ -99,6 +99,7 @@ def load_classifier(
     """
     from timm.utils import reparameterize_model
 
+    from nercc.config import build
     from nercc.paths import checkpoint_dir
 
     path = checkpoint_path(model, dataset, directory or checkpoint_dir())
@@ -109,7 +110,7 @@ def load_classifier(
             f"   (or: make models, for the default set)"
         )
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    net = instantiate(payload["net_config"])
+    net = build(OmegaConf.create(payload["net_config"]))
     net.load_state_dict(payload["state_dict"])
     net.eval()
     net = reparameterize_model(net)

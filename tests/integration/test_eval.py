@@ -1,0 +1,139 @@
+"""The evaluation task: results files and plots, one process against two, bad configs."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from nercc.eval import evaluate
+from nercc.paths import CONFIG_DIR
+from nercc.train import train
+
+SMALL = [
+    "data=synthetic",
+    "coding.num_inputs=8",
+    "coding.num_workers=20",
+    "stragglers=[0,5,10]",
+    "eval.batch_size=64",
+    "eval.num_patterns=2",
+]
+COLUMNS = [
+    "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "lam_enc", "lam_dec",
+    "mse", "acc", "base_acc", "rel_acc", "agreement", "num_inputs_evaluated", "num_patterns",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A LeNet5 trained for a few epochs on the synthetic images, published in a scratch folder."""
+    root = tmp_path_factory.mktemp("published")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            ["data=synthetic", "callbacks=none", "logger=none", "trainer.max_epochs=3",
+             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"],
+            return_hydra_config=True,
+        )  # fmt: skip
+    cfg.hydra.runtime.output_dir = str(root / "run")
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(root / "run")
+        cfg.paths.checkpoint_dir = str(root)
+    train(cfg)
+    GlobalHydra.instance().clear()
+    return root
+
+
+def test_evaluate_writes_results_and_plots(compose_config, checkpoints, tmp_path):
+    cfg = compose_config(
+        "eval",
+        [
+            *SMALL,
+            f"paths.checkpoint_dir={checkpoints}",
+            "scheme.nercc.lam_dec=[0.0,1e-3]",
+            "scheme.nercc.lams_by_stragglers=null",
+        ],
+    )
+    rows, objects = evaluate(cfg)
+    assert len(rows) == 3 * 3  # nercc with two lam_dec, bacc; three S
+    run = tmp_path / "run"
+    saved = json.loads((run / "results.json").read_text())
+    assert saved == rows and list(saved[0]) == COLUMNS
+    assert (run / "results.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
+    for name in ("mse_vs_stragglers.png", "rel_acc_vs_stragglers.png"):
+        assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for row in rows:
+        assert row["num_inputs_evaluated"] == 256 and row["num_patterns"] == 2 * 32
+        assert 0 <= row["agreement"] <= 1 and row["base_acc"] > 0.8
+    for first, last in zip(rows[0::3], rows[2::3], strict=True):  # more stragglers, more error
+        assert (first["num_stragglers"], last["num_stragglers"]) == (0, 10)
+        assert first["mse"] < last["mse"]
+    csv_log = run / "csv" / "metrics.csv"
+    assert "coded/bacc/mse" in csv_log.read_text().splitlines()[0]
+
+
+def test_wandb_offline_gets_table_and_plots(compose_config, checkpoints, tmp_path):
+    cfg = compose_config("eval", [*SMALL, f"paths.checkpoint_dir={checkpoints}", "logger=wandb"])
+    evaluate(cfg)
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    media = list(runs[0].rglob("*.png")) + list(runs[0].rglob("*.table.json"))
+    assert len(media) >= 3
+
+
+def run_cli(args, tmp_path, name):
+    return subprocess.run(
+        [sys.executable, "-m", "nercc.eval", *args, f"hydra.run.dir={tmp_path / name}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_two_processes_give_the_one_process_numbers(checkpoints, tmp_path):
+    args = [
+        *SMALL,
+        f"paths.checkpoint_dir={checkpoints}",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+    ]
+    single = run_cli(args, tmp_path, "one")
+    assert single.returncode == 0, single.stderr[-3000:]
+    double = run_cli([*args, "trainer=ddp_cpu"], tmp_path, "two")
+    assert double.returncode == 0, double.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert len(one) == len(two) == 6
+    for a, b in zip(one, two, strict=True):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if isinstance(value, float):
+                assert b[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+            else:
+                assert b[key] == value, key
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("eval.batch_size=4", "eval.batch_size must be at least num_inputs K=8"),
+        ("stragglers=[0,20]", "S=20 for scheme nercc: num_stragglers must be at most"),
+        ("scheme.nercc.lam_dec=-1.0", "lam_dec must be a finite number >= 0, got -1.0"),
+        ("scheme.bacc._target_=builtins.dict", "scheme.bacc must build a CodingScheme, got dict"),
+        ("scheme=does_not_exist", "Could not find 'scheme/does_not_exist'"),
+    ],
+)
+def test_bad_config_fails_before_any_work(tmp_path, override, message):
+    # The data folder does not exist: a config error must come first.
+    args = [*SMALL, "data=mnist", f"paths.data_dir={tmp_path / 'none'}", override]
+    result = run_cli(args, tmp_path, "bad")
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert "not found" not in result.stderr.replace(message, "")
+    assert not (tmp_path / "bad" / "results.json").exists()
