@@ -23,7 +23,7 @@ import numpy as np
 from nercc.coding._validation import check_int, check_lam
 from nercc.coding.berrut import berrut_matrices
 from nercc.coding.points import LAYOUTS, make_points
-from nercc.coding.splines import smoothing_spline_matrices
+from nercc.coding.splines import smoothing_spline_matrices, smoothing_spline_values
 
 __all__ = ["BACC", "CodingScheme", "NeRCC", "Replication", "Uncoded"]
 
@@ -34,6 +34,24 @@ DECODER_CACHE_SIZE = 16384
 def _is_tensor(value: Any) -> bool:
     torch = sys.modules.get("torch")  # a tensor can only exist once torch is imported
     return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _to_float64(values: Any) -> np.ndarray:
+    """A numpy float64 copy of an array or tensor (on the CPU)."""
+    if _is_tensor(values):
+        values = values.detach().cpu().double().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def _like(result: np.ndarray, like: Any) -> Any:
+    """``result`` in the type, dtype and device of ``like`` (float64 for integer input)."""
+    if _is_tensor(like):
+        import torch
+
+        dtype = like.dtype if like.is_floating_point() else torch.float64
+        return torch.as_tensor(result, dtype=dtype, device=like.device)
+    dtype = like.dtype if np.issubdtype(like.dtype, np.inexact) else np.float64
+    return result.astype(dtype, copy=False)
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -154,6 +172,37 @@ class CodingScheme(ABC):
             return estimates[0].reshape((self.num_inputs, *shape[1:]))
         return estimates.reshape((mask.shape[0], self.num_inputs, *shape[1:]))
 
+    def decode_each(self, outputs: Any, available: Any) -> Any:
+        """Decode P sets of outputs, each with its own pattern: ``D_{F_p} @ Y_p`` for every p.
+
+        This is what an evaluation needs (every group of K inputs meets its own stragglers), and
+        it can be computed without forming the decoder matrices.
+
+        Parameters
+        ----------
+        outputs : ndarray or torch.Tensor of shape (P, N, ...)
+            The workers' outputs of P groups.
+        available : array_like of bool, shape (P, N)
+
+        Returns
+        -------
+        Same type, dtype and device as ``outputs``, shape (P, K, ...).
+        """
+        mask = self._check_available(available)
+        shape = tuple(outputs.shape)
+        if mask.ndim != 2 or len(shape) < 2 or shape[:2] != mask.shape:
+            raise ValueError(
+                f"outputs must have shape (P, {self.num_workers}, ...) matching available "
+                f"{mask.shape}, got shape {shape}"
+            )
+        flat = outputs.reshape(shape[0], self.num_workers, -1)
+        estimates = self._decode_each(flat, mask)
+        return estimates.reshape((shape[0], self.num_inputs, *shape[2:]))
+
+    def _decode_each(self, outputs: Any, available: np.ndarray) -> Any:
+        """(P, N, M) outputs and valid patterns (P, N) to (P, K, M): through the decoders."""
+        return self._as_operand(self._lookup(available), outputs) @ outputs
+
     # -- internals ----------------------------------------------------------------------------
     def _check_available(self, available: Any) -> np.ndarray:
         if _is_tensor(available):
@@ -251,6 +300,12 @@ class _PointScheme(CodingScheme, ABC):
     def _fit(self, sites: np.ndarray, targets: np.ndarray, decoder: bool) -> np.ndarray:
         """Operators (P, len(targets), n) from values at ``sites`` (P, n) to ``targets``."""
 
+    def lost(self, available: Any) -> np.ndarray:
+        mask = self._check_available(available)
+        return np.zeros((*mask.shape[:-1], self.num_inputs), dtype=bool)
+
+    lost.__doc__ = CodingScheme.lost.__doc__
+
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "points": self.points}
 
@@ -293,6 +348,20 @@ class NeRCC(_PointScheme):
     def _fit(self, sites: np.ndarray, targets: np.ndarray, decoder: bool) -> np.ndarray:
         lam = self.lam_dec if decoder else self.lam_enc
         return smoothing_spline_matrices(sites, targets, lam)
+
+    def _decode_each(self, outputs: Any, available: np.ndarray) -> Any:
+        # Fit the decoding splines to the outputs directly: one banded solve with M right-hand
+        # sides per pattern, cheaper than building K x N decoders when M is small (logits).
+        values = _to_float64(outputs)
+        estimates = np.empty((values.shape[0], self.num_inputs, values.shape[2]))
+        counts = available.sum(axis=1)
+        for count in np.unique(counts):
+            chosen = np.flatnonzero(counts == count)
+            masks = available[chosen]
+            sites = np.broadcast_to(self.betas, masks.shape)[masks].reshape(len(chosen), count)
+            answers = values[chosen][masks].reshape(len(chosen), count, -1)
+            estimates[chosen] = smoothing_spline_values(sites, answers, self.alphas, self.lam_dec)
+        return _like(estimates, outputs)
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "lam_enc": self.lam_enc, "lam_dec": self.lam_dec}

@@ -97,7 +97,7 @@ def smoothing_spline_matrices(
     ----------
     sites : ndarray of shape (P, n)
         P strictly ascending rows of knots.
-    targets : ndarray of shape (m,) or (P, m)
+    targets : ndarray of shape (t,) or (P, t)
         Evaluation points, shared by all rows or one row per fit.
     lam : float
         Smoothing parameter >= 0.
@@ -106,84 +106,160 @@ def smoothing_spline_matrices(
 
     Returns
     -------
-    ndarray of shape (P, m, n)
+    ndarray of shape (P, t, n)
     """
     num_fits, n = sites.shape
     targets = np.broadcast_to(targets, (num_fits, np.shape(targets)[-1]))
-    num_targets = targets.shape[1]
     if n == 1:
-        return np.ones((num_fits, num_targets, 1))
-    if weights is None:
-        weights = np.ones_like(sites)
-
-    # Each target z lies on (or beyond) one piece [t_i, t_{i+1}]; the end pieces extend outwards.
-    piece = np.clip((targets[:, :, None] >= sites[:, None, :]).sum(axis=2) - 1, 0, n - 2)
-    lo = np.take_along_axis(sites, piece, axis=1)
-    hi = np.take_along_axis(sites, piece + 1, axis=1)
-    h = hi - lo
-    a = (hi - targets) / h
-    b = (targets - lo) / h
-    # u(z) = a g_i + b g_{i+1} + c_lo gamma_i + c_hi gamma_{i+1}; linear beyond the end knots,
-    # u(z) = g_end + (z - t_end) u'(t_end), which keeps a and b and changes the gamma weights.
-    h2 = h**2 / 6.0
-    left = targets < sites[:, :1]
-    right = targets > sites[:, -1:]
-    c_lo = np.where(left, 0.0, np.where(right, -a * h2, (a**3 - a) * h2))
-    c_hi = np.where(left, -b * h2, np.where(right, 0.0, (b**3 - b) * h2))
-
+        return np.ones((num_fits, targets.shape[1], 1))
+    pieces = _Pieces(sites, targets)
     # The piecewise-linear part B_g y: weights a, b on knots i, i+1.
-    result = np.zeros((num_fits, num_targets, n))
-    np.put_along_axis(result, piece[..., None], a[..., None], axis=2)
-    np.put_along_axis(result, piece[..., None] + 1, b[..., None], axis=2)
+    result = np.zeros((num_fits, targets.shape[1], n))
+    np.put_along_axis(result, pieces.index[..., None], pieces.a[..., None], axis=2)
+    np.put_along_axis(result, pieces.index[..., None] + 1, pieces.b[..., None], axis=2)
     if n == 2:
         return result
-    return result - _curvature_correction(sites, weights, lam, piece, a, b, c_lo, c_hi)
+    system = _Reinsch(sites, np.ones_like(sites) if weights is None else weights, lam)
+    return result - _curvature_correction(system, pieces)
 
 
-def _curvature_correction(
+def smoothing_spline_values(
     sites: np.ndarray,
-    weights: np.ndarray,
+    values: np.ndarray,
+    targets: np.ndarray,
     lam: float,
-    piece: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    c_lo: np.ndarray,
-    c_hi: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Return ``C A^-1 Q^T`` of shape (P, t, n) for t targets, where the spline at the targets is
-    ``B_g y - C A^-1 Q^T y``.
+    """Fit P smoothing splines to their own values and evaluate them (internal, unchecked).
+
+    Equal to ``smoothing_spline_matrices(sites, targets, lam, weights) @ values`` but without
+    forming the operators: one banded solve with R right-hand sides per fit, O(P n R).
+
+    Parameters
+    ----------
+    sites : ndarray of shape (P, n)
+        P strictly ascending rows of knots.
+    values : ndarray of shape (P, n, R)
+        R value columns per fit.
+    targets : ndarray of shape (t,) or (P, t)
+    lam : float
+    weights : ndarray of shape (P, n), optional
+
+    Returns
+    -------
+    ndarray of shape (P, t, R)
+    """
+    num_fits, n = sites.shape
+    targets = np.broadcast_to(targets, (num_fits, np.shape(targets)[-1]))
+    if n == 1:
+        return np.repeat(values, targets.shape[1], axis=1)
+    pieces = _Pieces(sites, targets)
+    knots = values
+    curvature = np.zeros_like(values)
+    if n > 2:
+        system = _Reinsch(sites, np.ones_like(sites) if weights is None else weights, lam)
+        # A gamma = Q^T y, then g = y - c W^-1 Q gamma.
+        q_t_values = system.q_top[..., None] * values[:, :-2]
+        q_t_values += system.q_mid[..., None] * values[:, 1:-1]
+        q_t_values += system.q_bot[..., None] * values[:, 2:]
+        gamma = system.solve(q_t_values)
+        knots = values - (system.scale[:, None] * system.inv_w)[..., None] * system.apply_q(gamma)
+        curvature[:, 1:-1] = gamma
+
+    def at(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(array, index[..., None], axis=1)
+
+    i = pieces.index
+    return (
+        pieces.a[..., None] * at(knots, i)
+        + pieces.b[..., None] * at(knots, i + 1)
+        + pieces.c_lo[..., None] * at(curvature, i)
+        + pieces.c_hi[..., None] * at(curvature, i + 1)
+    )
+
+
+class _Pieces:
+    """Where each target lies and its weights: ``u(z) = a g_i + b g_{i+1} + c_lo gamma_i +
+    c_hi gamma_{i+1}`` for the piece ``[t_i, t_{i+1}]`` holding z (the end pieces extend
+    outwards). Beyond the end knots the spline is linear, ``u(z) = g_end + (z - t_end)
+    u'(t_end)``: a and b stay, the gamma weights change."""
+
+    def __init__(self, sites: np.ndarray, targets: np.ndarray) -> None:
+        n = sites.shape[1]
+        below = (targets[:, :, None] >= sites[:, None, :]).sum(axis=2)  # sites at or below z
+        self.index = np.clip(below - 1, 0, n - 2)
+        lo = np.take_along_axis(sites, self.index, axis=1)
+        hi = np.take_along_axis(sites, self.index + 1, axis=1)
+        h = hi - lo
+        self.a = (hi - targets) / h
+        self.b = (targets - lo) / h
+        h2 = h**2 / 6.0
+        left = targets < sites[:, :1]
+        right = targets > sites[:, -1:]
+        self.c_lo = np.where(left, 0.0, np.where(right, -self.a * h2, (self.a**3 - self.a) * h2))
+        self.c_hi = np.where(left, -self.b * h2, np.where(right, 0.0, (self.b**3 - self.b) * h2))
+
+
+class _Reinsch:
+    """The banded system ``A = R + c Q^T W^-1 Q`` of P fits, stacked block-diagonally.
+
+    Column c of Q (interior knot c+1) has ``q_top`` at row c, ``q_mid`` at row c+1 and ``q_bot``
+    at row c+2; ``scale`` is c = lam * sum(w) per fit.
+    """
+
+    def __init__(self, sites: np.ndarray, weights: np.ndarray, lam: float) -> None:
+        num_fits, n = sites.shape
+        self.m = m = n - 2
+        h = np.diff(sites, axis=1)  # (P, n-1)
+        self.q_top = 1.0 / h[:, :-1]
+        self.q_bot = 1.0 / h[:, 1:]
+        self.q_mid = -self.q_top - self.q_bot
+        self.scale = lam * weights.sum(axis=1)
+        self.inv_w = inv_w = 1.0 / weights
+        q_top, q_mid, q_bot, scale = self.q_top, self.q_mid, self.q_bot, self.scale[:, None]
+        diag = (h[:, :-1] + h[:, 1:]) / 3.0 + scale * (
+            q_top**2 * inv_w[:, :-2] + q_mid**2 * inv_w[:, 1:-1] + q_bot**2 * inv_w[:, 2:]
+        )
+        upper1 = h[:, 1:-1] / 6.0 + scale * (
+            q_mid[:, :-1] * q_top[:, 1:] * inv_w[:, 1:-2]
+            + q_bot[:, :-1] * q_mid[:, 1:] * inv_w[:, 2:-1]
+        )
+        upper2 = scale * q_bot[:, :-2] * q_top[:, 2:] * inv_w[:, 2:-2]
+        # Upper banded storage of the stack, ab[2 - d, j] = A[j - d, j]. The entries that would
+        # couple neighbouring blocks stay zero: the P blocks are solved independently.
+        self.banded = np.zeros((3, num_fits, m))
+        self.banded[2] = diag
+        self.banded[1, :, 1:] = upper1
+        self.banded[0, :, 2:] = upper2
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """``A^-1 rhs`` for rhs of shape (P, m, R): one banded Cholesky solve for all fits."""
+        num_fits, m, columns = rhs.shape
+        flat = np.asfortranarray(rhs.reshape(num_fits * m, columns))
+        ab = self.banded.reshape(3, num_fits * m)
+        return solveh_banded(ab, flat, check_finite=False).reshape(num_fits, m, columns)
+
+    def apply_q(self, z: np.ndarray) -> np.ndarray:
+        """``Q z`` for z of shape (P, m, R), through the three diagonals: (P, n, R)."""
+        num_fits, m, columns = z.shape
+        out = np.zeros((num_fits, m + 2, columns))
+        out[:, :-2] += self.q_top[..., None] * z
+        out[:, 1:-1] += self.q_mid[..., None] * z
+        out[:, 2:] += self.q_bot[..., None] * z
+        return out
+
+
+def _curvature_correction(system: _Reinsch, pieces: _Pieces) -> np.ndarray:
+    """Return ``C A^-1 Q^T`` of shape (P, t, n) for t targets, where the spline at the targets
+    is ``B_g y - C A^-1 Q^T y``.
 
     With ``G = I - c W^-1 Q A^-1 Q^T`` the knot values and ``A^-1 Q^T`` the interior second
     derivatives, ``u(z) = B_g G y + B_gamma A^-1 Q^T y = B_g y - C A^-1 Q^T y`` for
     ``C = c B_g W^-1 Q - B_gamma``. Solving ``A Z = C^T`` takes one right-hand side per target
     rather than one per site, and ``C A^-1 Q^T = (Q Z)^T`` since ``A`` is symmetric.
     """
-    num_fits, n = sites.shape
-    m = n - 2
-    num_targets = piece.shape[1]
-    h = np.diff(sites, axis=1)  # (P, n-1)
-    # Column c of Q (interior knot c+1) has q_top at row c, q_mid at row c+1, q_bot at row c+2.
-    q_top = 1.0 / h[:, :-1]
-    q_bot = 1.0 / h[:, 1:]
-    q_mid = -q_top - q_bot
-    scale = lam * weights.sum(axis=1)  # c = lam * sum(w), shape (P,)
-    inv_w = 1.0 / weights
-
-    # A = R + c Q^T W^-1 Q: pentadiagonal, symmetric positive definite.
-    diag = (h[:, :-1] + h[:, 1:]) / 3.0 + scale[:, None] * (
-        q_top**2 * inv_w[:, :-2] + q_mid**2 * inv_w[:, 1:-1] + q_bot**2 * inv_w[:, 2:]
-    )
-    upper1 = h[:, 1:-1] / 6.0 + scale[:, None] * (
-        q_mid[:, :-1] * q_top[:, 1:] * inv_w[:, 1:-2]
-        + q_bot[:, :-1] * q_mid[:, 1:] * inv_w[:, 2:-1]
-    )
-    upper2 = scale[:, None] * q_bot[:, :-2] * q_top[:, 2:] * inv_w[:, 2:-2]
-    # Upper banded storage of the block-diagonal stack of the P systems, ab[2 - d, j] = A[j - d, j].
-    # The entries that would couple neighbouring blocks stay zero: the blocks solve independently.
-    banded = np.zeros((3, num_fits, m))
-    banded[2] = diag
-    banded[1, :, 1:] = upper1
-    banded[0, :, 2:] = upper2
+    i, m = pieces.index, system.m
+    num_fits, num_targets = i.shape
 
     # C has, in row z (piece i), entries in interior columns i-2 .. i+1. Pad the columns by 2 on
     # each side so that the out-of-range ones fall into the padding and are cut away.
@@ -191,31 +267,20 @@ def _curvature_correction(
         padded = np.pad(values, ((0, 0), (2, 2)))
         return np.take_along_axis(padded, column + 2, axis=1)
 
-    i = piece
-    wa = scale[:, None] * a * np.take_along_axis(inv_w, i, axis=1)
-    wb = scale[:, None] * b * np.take_along_axis(inv_w, i + 1, axis=1)
+    scale = system.scale[:, None]
+    wa = scale * pieces.a * np.take_along_axis(system.inv_w, i, axis=1)
+    wb = scale * pieces.b * np.take_along_axis(system.inv_w, i + 1, axis=1)
+    q_top, q_mid, q_bot = system.q_top, system.q_mid, system.q_bot
     band = np.stack(
         [
             wa * at(q_bot, i - 2),
-            wa * at(q_mid, i - 1) + wb * at(q_bot, i - 1) - c_lo,
-            wa * at(q_top, i) + wb * at(q_mid, i) - c_hi,
+            wa * at(q_mid, i - 1) + wb * at(q_bot, i - 1) - pieces.c_lo,
+            wa * at(q_top, i) + wb * at(q_mid, i) - pieces.c_hi,
             wb * at(q_top, i + 1),
         ],
         axis=2,
     )  # (P, t, 4) for the columns i-2, i-1, i, i+1
     c_padded = np.zeros((num_fits, num_targets, m + 4))
     np.put_along_axis(c_padded, i[..., None] + np.arange(4), band, axis=2)
-    c_transpose = c_padded[:, :, 2 : m + 2].transpose(0, 2, 1)  # (P, m, t)
-
-    z = solveh_banded(
-        banded.reshape(3, num_fits * m),
-        np.asfortranarray(c_transpose.reshape(num_fits * m, num_targets)),
-        check_finite=False,
-    ).reshape(num_fits, m, num_targets)
-
-    # Q Z through the three diagonals of Q: (P, n, t).
-    q_z = np.zeros((num_fits, n, num_targets))
-    q_z[:, :-2] += q_top[:, :, None] * z
-    q_z[:, 1:-1] += q_mid[:, :, None] * z
-    q_z[:, 2:] += q_bot[:, :, None] * z
-    return q_z.transpose(0, 2, 1)
+    z = system.solve(c_padded[:, :, 2 : m + 2].transpose(0, 2, 1))  # (P, m, t)
+    return system.apply_q(z).transpose(0, 2, 1)

@@ -76,4 +76,8 @@ class CodedEvalData(pl.LightningDataModule):
             (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
         )
         sampler = ShardedBatchSampler(len(dataset), self.batch_size, rank, world)
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=self.data.num_workers)
+        # batch_size=None: each sampled item is a whole batch of indices, fetched in one indexing
+        # of the tensors (no per-image fetch and collate).
+        return DataLoader(
+            dataset, sampler=sampler, batch_size=None, num_workers=self.data.num_workers
+        )

@@ -119,10 +119,14 @@ class CodedInferenceModule(pl.LightningModule):
             if not any(self.variants[i].runs_at(s) for i in members for s in self.stragglers):
                 continue
             encoder = self.variants[members[0]].scheme
-            coded = encoder.encode(grouped.transpose(0, 1))  # (N, G, C, H, W)
             n = encoder.num_workers
-            outputs = self(coded.transpose(0, 1).reshape(groups * n, *images.shape[1:]))
+            matrix = torch.as_tensor(
+                encoder.encoder_matrix(), dtype=images.dtype, device=images.device
+            )
+            coded = matrix @ grouped.reshape(groups, k, -1)  # (G, N, C*H*W)
+            outputs = self(coded.view(groups * n, *images.shape[1:]))
             outputs = outputs.view(groups, n, -1)
+            repeated = outputs.repeat_interleave(t, dim=0)  # pattern g * T + j meets group g
             for s_index, s in enumerate(self.stragglers):
                 shared = None
                 for i in members:
@@ -136,11 +140,9 @@ class CodedInferenceModule(pl.LightningModule):
                         )
                         drawn = model.sample(groups * t, scheme.num_workers, generator, scheme)
                         shared = drawn.available.numpy()
-                    decoders = torch.as_tensor(
-                        scheme.decoder_matrices(shared), dtype=outputs.dtype, device=outputs.device
-                    ).view(groups, t, k, scheme.num_workers)
-                    estimates = torch.einsum("gtkn,gnc->gtkc", decoders, outputs)
-                    lost = decoders.abs().sum(dim=-1) == 0
+                    estimates = scheme.decode_each(repeated, shared).view(groups, t, k, -1)
+                    lost = torch.as_tensor(scheme.lost(shared), device=outputs.device)
+                    lost = lost.view(groups, t, k)
                     self.metrics[i][s_index].update(
                         estimates, reference, labels, valid.expand(groups, t, k), lost
                     )

@@ -209,3 +209,32 @@ def test_repr_names_the_parameters():
     assert repr(NeRCC(3, 5, 0.1, 0.2)) == (
         "NeRCC(num_inputs=3, num_workers=5, points='chebyshev', lam_enc=0.1, lam_dec=0.2)"
     )
+
+
+@pytest.mark.parametrize("name", ["nercc", "nercc_interp", "bacc", "replication", "uncoded"])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_decode_each_pairs_patterns_with_their_outputs(name, as_tensor):
+    scheme = make_schemes()[name]
+    rng = np.random.default_rng(5)
+    n = scheme.num_workers
+    outputs = rng.normal(size=(12, n, 3, 2))
+    masks = np.concatenate([random_patterns(n, s, 4, seed=s) for s in (0, 2, n // 2)])
+    expected = np.stack([scheme.decode(outputs[p], masks[p]) for p in range(12)])
+    given = torch.as_tensor(outputs, dtype=torch.float32) if as_tensor else outputs
+    result = scheme.decode_each(given, masks)
+    if as_tensor:
+        assert isinstance(result, torch.Tensor) and result.dtype == torch.float32
+        result = result.double().numpy()
+    assert result.shape == (12, scheme.num_inputs, 3, 2)
+    np.testing.assert_allclose(
+        result, expected, rtol=1e-5 if as_tensor else 1e-10, atol=1e-5 if as_tensor else 1e-10
+    )
+
+
+def test_decode_each_checks_shapes():
+    scheme = NeRCC(4, 10)
+    with pytest.raises(
+        ValueError,
+        match=r"shape \(P, 10, ...\) matching available \(3, 10\), got shape \(2, 10\)",
+    ):
+        scheme.decode_each(np.ones((2, 10)), np.ones((3, 10), dtype=bool))

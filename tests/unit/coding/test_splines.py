@@ -124,3 +124,18 @@ def test_banded_solve_scales_to_many_sites():
     ours = smoothing_spline_matrix(sites, targets, 1e-5) @ values
     reference = make_smoothing_spline(sites, values, lam=1e-5 * sites.size)(targets)
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 30])
+@pytest.mark.parametrize("lam", [0.0, 1e-4, 1.0])
+def test_fitting_values_equals_applying_the_operator(n, lam):
+    from nercc.coding.splines import smoothing_spline_matrices, smoothing_spline_values
+
+    rng = np.random.default_rng(n)
+    sites = np.sort(rng.uniform(-1, 1, (4, n)), axis=1)
+    values = rng.normal(size=(4, n, 3))
+    weights = rng.uniform(0.5, 2.0, (4, n))
+    targets = np.linspace(-1.5, 1.5, 9)
+    operators = smoothing_spline_matrices(sites, targets, lam, weights)
+    fitted = smoothing_spline_values(sites, values, targets, lam, weights)
+    np.testing.assert_allclose(fitted, operators @ values, rtol=0, atol=1e-10)
