@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,7 @@ def _check_stragglers(num_stragglers: Any, name: str = "num_stragglers") -> int 
     return int(num_stragglers)
 
 
-class StragglerModel:
+class StragglerModel(ABC):
     """Draws availability patterns. Subclasses implement :meth:`_draw`."""
 
     #: Whether ``num_stragglers`` is the exact count (True) or a target/expectation.
@@ -97,8 +98,9 @@ class StragglerModel:
         assert drawn.available.shape == (num_patterns, num_workers)
         return drawn
 
+    @abstractmethod
     def _draw(self, p: int, n: int, generator: torch.Generator, scheme: Any) -> Availability:
-        raise NotImplementedError
+        """Draw P patterns over N workers (the parameters are already checked)."""
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -48,7 +48,7 @@ def _like(result: np.ndarray, like: Any) -> Any:
     if _is_tensor(like):
         import torch
 
-        dtype = like.dtype if like.is_floating_point() else torch.float64
+        dtype = like.dtype if like.is_floating_point() or like.is_complex() else torch.float64
         return torch.as_tensor(result, dtype=dtype, device=like.device)
     dtype = like.dtype if np.issubdtype(like.dtype, np.inexact) else np.float64
     return result.astype(dtype, copy=False)
@@ -243,19 +243,14 @@ class CodingScheme(ABC):
         return found
 
     def _as_operand(self, matrix: np.ndarray, like: Any) -> Any:
-        """The matrix in the dtype (and device) of ``like``: numpy or torch."""
-        if _is_tensor(like):
-            import torch
-
-            dtype = like.dtype if like.is_floating_point() or like.is_complex() else torch.float64
-            if matrix is self._encoder:
-                key = (dtype, like.device)
-                if key not in self._torch_cache:
-                    self._torch_cache[key] = torch.tensor(matrix, dtype=dtype, device=like.device)
-                return self._torch_cache[key]
-            return torch.as_tensor(matrix, dtype=dtype, device=like.device)
-        dtype = like.dtype if np.issubdtype(like.dtype, np.inexact) else np.float64
-        return matrix.astype(dtype, copy=False)
+        """The matrix in the type, dtype and device of ``like``; the encoder's torch copies are
+        kept per (dtype, device)."""
+        if matrix is self._encoder and _is_tensor(like):
+            key = (like.dtype, like.device)
+            if key not in self._torch_cache:
+                self._torch_cache[key] = _like(np.array(matrix), like)
+            return self._torch_cache[key]
+        return _like(matrix, like)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self._describe().items())
@@ -279,13 +274,19 @@ class _PointScheme(CodingScheme, ABC):
         self.alphas.flags.writeable = False
         self.betas.flags.writeable = False
 
-    def _build_decoders(self, available: np.ndarray) -> np.ndarray:
-        decoders = np.zeros((available.shape[0], self.num_inputs, self.num_workers))
+    def _by_size(self, available: np.ndarray):
+        """Patterns grouped by how many workers answer (each group is one batched fit): yields
+        their rows in ``available``, their masks and the betas of their answering workers."""
         counts = available.sum(axis=1)
-        for count in np.unique(counts):  # patterns of one size share one batched fit
+        for count in np.unique(counts):
             chosen = np.flatnonzero(counts == count)
             masks = available[chosen]
             sites = np.broadcast_to(self.betas, masks.shape)[masks].reshape(len(chosen), count)
+            yield chosen, masks, sites
+
+    def _build_decoders(self, available: np.ndarray) -> np.ndarray:
+        decoders = np.zeros((available.shape[0], self.num_inputs, self.num_workers))
+        for chosen, masks, sites in self._by_size(available):
             fitted = self._fit(sites, self.alphas, decoder=True)  # (p, K, count)
             rows, cols = np.nonzero(masks)
             block = decoders[chosen]
@@ -354,12 +355,8 @@ class NeRCC(_PointScheme):
         # sides per pattern, cheaper than building K x N decoders when M is small (logits).
         values = _to_float64(outputs)
         estimates = np.empty((values.shape[0], self.num_inputs, values.shape[2]))
-        counts = available.sum(axis=1)
-        for count in np.unique(counts):
-            chosen = np.flatnonzero(counts == count)
-            masks = available[chosen]
-            sites = np.broadcast_to(self.betas, masks.shape)[masks].reshape(len(chosen), count)
-            answers = values[chosen][masks].reshape(len(chosen), count, -1)
+        for chosen, masks, sites in self._by_size(available):
+            answers = values[chosen][masks].reshape(*sites.shape, -1)
             estimates[chosen] = smoothing_spline_values(sites, answers, self.alphas, self.lam_dec)
         return _like(estimates, outputs)
 

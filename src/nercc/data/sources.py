@@ -117,7 +117,7 @@ def read_idx(path: Path) -> np.ndarray:
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(shape)):
         raise ValueError(f"path {path} holds {array.size} values, its header says {shape}")
-    return array.reshape(shape)
+    return array.reshape(shape).copy()  # frombuffer views are read-only
 
 
 def _idx_file(folder: Path, stem: str) -> Path | None:
