@@ -89,11 +89,18 @@ class CodedInferenceModule(pl.LightningModule):
         self.num_patterns = int(num_patterns)
         self.chunk_size = int(chunk_size)
         self.seed = int(seed)
-        # Variants that share an encoder share the coded forward pass.
-        self.encoder_groups: dict[bytes, list[int]] = {}
+        # Variants that share an encoder share the coded forward pass; each distinct encoder
+        # matrix is a buffer, so it follows the module to its device.
+        groups: dict[bytes, list[int]] = {}
         for i, variant in enumerate(self.variants):
             key = hashlib.sha256(variant.scheme.encoder_matrix().tobytes()).digest()
-            self.encoder_groups.setdefault(key, []).append(i)
+            groups.setdefault(key, []).append(i)
+        self.encoder_groups = list(groups.values())
+        for j, members in enumerate(self.encoder_groups):
+            matrix = torch.tensor(
+                self.variants[members[0]].scheme.encoder_matrix(), dtype=torch.float32
+            )
+            self.register_buffer(f"encoder_{j}", matrix, persistent=False)
         # metrics[i][j]: variant i at S = stragglers[j] (unused where the variant does not run)
         self.metrics = nn.ModuleList(
             nn.ModuleList(CodedMetrics() for _ in self.stragglers) for _ in self.variants
@@ -115,14 +122,11 @@ class CodedInferenceModule(pl.LightningModule):
         reference = self(images)[take].view(groups, 1, k, -1)
         first = int(index[0])
 
-        for members in self.encoder_groups.values():
+        for j, members in enumerate(self.encoder_groups):
             if not any(self.variants[i].runs_at(s) for i in members for s in self.stragglers):
                 continue
-            encoder = self.variants[members[0]].scheme
-            n = encoder.num_workers
-            matrix = torch.as_tensor(
-                encoder.encoder_matrix(), dtype=images.dtype, device=images.device
-            )
+            n = self.variants[members[0]].scheme.num_workers
+            matrix = getattr(self, f"encoder_{j}").to(images.dtype)
             coded = matrix @ grouped.reshape(groups, k, -1)  # (G, N, C*H*W)
             outputs = self(coded.view(groups * n, *images.shape[1:]))
             outputs = outputs.view(groups, n, -1)
