@@ -120,7 +120,9 @@ def test_repvgg_checkpoint_loads_reparameterised(compose_config, tmp_path):
     with torch.no_grad():
         expected = objects["module"].eval()(objects["datamodule"].normalize(raw[:16]))
     torch.testing.assert_close(classifier(raw[:16]), expected, atol=1e-3, rtol=1e-3)
-    assert not any("rbr_" in name for name, _ in classifier.named_modules())
+    names = [name for name, _ in classifier.named_modules()]
+    assert any(name.endswith("reparam_conv") for name in names)  # the plain inference form
+    assert not any(name.endswith(("conv_kxk", "conv_1x1")) for name in names)
 
 
 def test_missing_checkpoint_names_the_command(tmp_path):
