@@ -56,8 +56,6 @@ def _check_stragglers(num_stragglers: Any, name: str = "num_stragglers") -> int 
 class StragglerModel(ABC):
     """Draws availability patterns. Subclasses implement :meth:`_draw`."""
 
-    #: Whether ``num_stragglers`` is the exact count (True) or a target/expectation.
-    exact_count = True
     #: Whether the patterns depend on the scheme being attacked (then drawn per scheme).
     depends_on_scheme = False
 
@@ -130,8 +128,6 @@ class BernoulliStragglers(StragglerModel):
 
     A pattern in which every worker straggled is redrawn (the master needs one answer).
     """
-
-    exact_count = False
 
     def __init__(self, num_stragglers: int | None = None, p: float | None = None) -> None:
         super().__init__(num_stragglers)
@@ -241,7 +237,6 @@ class LatencyStragglers(StragglerModel):
             raise ValueError(f"shift must be a finite number >= 0, got {shift!r}")
         if deadline is not None and not (isinstance(deadline, int | float) and deadline > 0):
             raise ValueError(f"deadline must be a number > 0, got {deadline!r}")
-        self.exact_count = deadline is None
         self.deadline = None if deadline is None else float(deadline)
         self.distribution = distribution
         self.shift, self.rate, self.scale, self.shape = shift, rate, scale, shape
