@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from nercc.config import build, build_all, plain, task_wrapper
 from nercc.evaluation import CodedInferenceModule, expand_schemes
 from nercc.evaluation.data import CodedEvalData
+from nercc.evaluation.module import straggler_models
 from nercc.evaluation.report import plot_vs_stragglers, print_results
 from nercc.paths import CONFIG_DIR
 from nercc.utils.io import write_csv, write_json
@@ -39,13 +40,7 @@ def check_config(cfg: DictConfig) -> tuple[list, Any]:
             f"got {cfg.eval.batch_size}"
         )
     factory = build(cfg.straggler)
-    for s in cfg.stragglers:
-        model = factory(num_stragglers=s)
-        for variant in (v for v in variants if v.runs_at(s)):
-            try:
-                model.check(variant.scheme.num_workers)
-            except ValueError as error:
-                raise ValueError(f"stragglers: S={s} for scheme {variant.name}: {error}") from None
+    straggler_models(factory, list(cfg.stragglers), variants)
     return variants, factory
 
 

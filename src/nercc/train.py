@@ -51,11 +51,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     trainer.fit(module, datamodule=datamodule)
     train_seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    best = (
-        getattr(trainer.checkpoint_callback, "best_model_path", "")
-        if trainer.checkpoint_callback
-        else ""
-    )
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None else ""
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     metrics["train_seconds"] = train_seconds

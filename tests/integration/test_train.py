@@ -93,7 +93,7 @@ def test_training_learns_and_checkpoint_round_trips(compose_config, tmp_path):
     classifier = load_classifier("lenet5", "synthetic", tmp_path / "checkpoints")
     assert not classifier.training and not any(p.requires_grad for p in classifier.parameters())
     datamodule, module = objects["datamodule"], objects["module"].eval()
-    raw, labels = datamodule.raw_test_set().tensors
+    raw, labels = datamodule.raw_set("test").tensors
     with torch.no_grad():
         expected = module(datamodule.normalize(raw))
     torch.testing.assert_close(classifier(raw), expected, atol=1e-5, rtol=1e-5)
@@ -116,7 +116,7 @@ def test_repvgg_checkpoint_loads_reparameterised(compose_config, tmp_path):
     )
     metrics, objects = train(cfg)
     classifier = load_classifier("repvgg", "synthetic", tmp_path / "checkpoints")
-    raw, _ = objects["datamodule"].raw_test_set().tensors
+    raw, _ = objects["datamodule"].raw_set("test").tensors
     with torch.no_grad():
         expected = objects["module"].eval()(objects["datamodule"].normalize(raw[:16]))
     torch.testing.assert_close(classifier(raw[:16]), expected, atol=1e-3, rtol=1e-3)

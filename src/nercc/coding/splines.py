@@ -108,19 +108,18 @@ def smoothing_spline_matrices(
     -------
     ndarray of shape (P, t, n)
     """
-    num_fits, n = sites.shape
-    targets = np.broadcast_to(targets, (num_fits, np.shape(targets)[-1]))
-    if n == 1:
-        return np.ones((num_fits, targets.shape[1], 1))
     pieces = _Pieces(sites, targets)
+    num_fits, num_targets = pieces.index.shape
+    n = sites.shape[1]
+    if n == 1:
+        return np.ones((num_fits, num_targets, 1))
     # The piecewise-linear part B_g y: weights a, b on knots i, i+1.
-    result = np.zeros((num_fits, targets.shape[1], n))
+    result = np.zeros((num_fits, num_targets, n))
     np.put_along_axis(result, pieces.index[..., None], pieces.a[..., None], axis=2)
     np.put_along_axis(result, pieces.index[..., None] + 1, pieces.b[..., None], axis=2)
     if n == 2:
         return result
-    system = _Reinsch(sites, np.ones_like(sites) if weights is None else weights, lam)
-    return result - _curvature_correction(system, pieces)
+    return result - _curvature_correction(_Reinsch(sites, weights, lam), pieces)
 
 
 def smoothing_spline_values(
@@ -149,15 +148,14 @@ def smoothing_spline_values(
     -------
     ndarray of shape (P, t, R)
     """
-    num_fits, n = sites.shape
-    targets = np.broadcast_to(targets, (num_fits, np.shape(targets)[-1]))
-    if n == 1:
-        return np.repeat(values, targets.shape[1], axis=1)
     pieces = _Pieces(sites, targets)
+    n = sites.shape[1]
+    if n == 1:
+        return np.repeat(values, pieces.index.shape[1], axis=1)
     knots = values
     curvature = np.zeros_like(values)
     if n > 2:
-        system = _Reinsch(sites, np.ones_like(sites) if weights is None else weights, lam)
+        system = _Reinsch(sites, weights, lam)
         # A gamma = Q^T y, then g = y - c W^-1 Q gamma.
         q_t_values = system.q_top[..., None] * values[:, :-2]
         q_t_values += system.q_mid[..., None] * values[:, 1:-1]
@@ -185,7 +183,11 @@ class _Pieces:
     u'(t_end)``: a and b stay, the gamma weights change."""
 
     def __init__(self, sites: np.ndarray, targets: np.ndarray) -> None:
-        n = sites.shape[1]
+        num_fits, n = sites.shape
+        targets = np.broadcast_to(targets, (num_fits, np.shape(targets)[-1]))
+        self.index = np.zeros(targets.shape, dtype=np.intp)
+        if n == 1:  # a constant: no pieces
+            return
         below = (targets[:, :, None] >= sites[:, None, :]).sum(axis=2)  # sites at or below z
         self.index = np.clip(below - 1, 0, n - 2)
         lo = np.take_along_axis(sites, self.index, axis=1)
@@ -204,11 +206,13 @@ class _Reinsch:
     """The banded system ``A = R + c Q^T W^-1 Q`` of P fits, stacked block-diagonally.
 
     Column c of Q (interior knot c+1) has ``q_top`` at row c, ``q_mid`` at row c+1 and ``q_bot``
-    at row c+2; ``scale`` is c = lam * sum(w) per fit.
+    at row c+2; ``scale`` is c = lam * sum(w) per fit. Unit weights when ``weights`` is None.
     """
 
-    def __init__(self, sites: np.ndarray, weights: np.ndarray, lam: float) -> None:
+    def __init__(self, sites: np.ndarray, weights: np.ndarray | None, lam: float) -> None:
         num_fits, n = sites.shape
+        if weights is None:
+            weights = np.ones_like(sites)
         self.m = m = n - 2
         h = np.diff(sites, axis=1)  # (P, n-1)
         self.q_top = 1.0 / h[:, :-1]

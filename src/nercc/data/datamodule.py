@@ -21,7 +21,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     The validation split is carved out of the training images with a fixed seed. Training,
     validation and test loaders yield ``(x, y)`` with ``x`` normalised per channel by the training
-    split's mean and standard deviation; :meth:`raw_test_set` gives the test images in [0, 1]
+    split's mean and standard deviation; :meth:`raw_set` gives the images in [0, 1]
     for coded evaluation, where the classifier normalises its own inputs.
 
     Parameters
@@ -164,10 +164,6 @@ class ImageDataModule(pl.LightningDataModule):
         return DataLoader(
             self.test_set, batch_size=self.eval_batch_size, num_workers=self.num_workers
         )
-
-    def raw_test_set(self) -> TensorDataset:
-        """The test images in [0, 1] (N, C, H, W) with their labels, not normalised."""
-        return self.raw_set("test")
 
     def raw_set(self, split: str) -> TensorDataset:
         """The images of ``split`` ("val" or "test") in [0, 1] with their labels."""

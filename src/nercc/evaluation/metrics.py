@@ -15,7 +15,7 @@ class CodedMetrics(Metric):
     ``compute`` returns ``mse`` (mean over pairs and logits of the squared error), ``acc``,
     ``base_acc``, ``rel_acc = acc / base_acc``, ``agreement`` and the counts. An input that a
     scheme lost (a baseline's straggler) counts as wrong. All states are sums, so DDP reduces them
-    exactly. ``patterns`` counts the (group, pattern) draws; the module adds to it.
+    exactly. ``patterns`` counts the (group, pattern) draws.
     """
 
     full_state_update = False
@@ -32,6 +32,7 @@ class CodedMetrics(Metric):
         labels: torch.Tensor,
         valid: torch.Tensor,
         lost: torch.Tensor,
+        patterns: int,
     ) -> None:
         """Add pairs.
 
@@ -42,6 +43,7 @@ class CodedMetrics(Metric):
         labels : (...) true labels.
         valid : (...) bool, pairs to count (padding of a remainder group is not).
         lost : (...) bool, inputs the scheme could not estimate.
+        patterns : the number of (group, pattern) draws these pairs come from.
         """
         valid = valid.to(torch.float64)
         error = (estimates.double() - reference.double()).pow(2).mean(dim=-1)
@@ -53,6 +55,7 @@ class CodedMetrics(Metric):
         self.correct += ((predicted == labels).double() * kept * valid).sum()
         self.base_correct += ((reference_predicted == labels).double() * valid).sum()
         self.agree += ((predicted == reference_predicted).double() * kept * valid).sum()
+        self.patterns += patterns
 
     def compute(self) -> dict[str, float]:
         pairs = self.pairs.clamp_min(1.0)

@@ -29,12 +29,33 @@ from nercc.evaluation.metrics import CodedMetrics
 from nercc.evaluation.variants import SchemeVariant
 from nercc.stragglers import StragglerModel
 
-__all__ = ["CodedInferenceModule"]
+__all__ = ["CodedInferenceModule", "straggler_models"]
 
 
 def _stable_seed(*parts: int) -> int:
     digest = hashlib.sha256(np.asarray(parts, dtype=np.int64).tobytes()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def straggler_models(
+    factory: Callable[..., StragglerModel],
+    stragglers: Sequence[int],
+    variants: Sequence[SchemeVariant],
+) -> dict[int, StragglerModel]:
+    """Build the straggler model of every S and check it against every scheme that runs at S.
+
+    Raises ``ValueError`` naming S and the scheme when a model cannot serve a scheme's workers.
+    """
+    models = {}
+    for s in stragglers:
+        model = factory(num_stragglers=int(s))
+        for variant in (v for v in variants if v.runs_at(s)):
+            try:
+                model.check(variant.scheme.num_workers)
+            except ValueError as error:
+                raise ValueError(f"stragglers: S={s} for scheme {variant.name}: {error}") from None
+        models[int(s)] = model
+    return models
 
 
 class CodedInferenceModule(pl.LightningModule):
@@ -79,13 +100,7 @@ class CodedInferenceModule(pl.LightningModule):
         self.variants = list(variants)
         self.num_inputs = self.variants[0].scheme.num_inputs
         self.stragglers = [int(s) for s in stragglers]
-        self.models: dict[int, StragglerModel] = {}
-        for s in self.stragglers:
-            model = straggler_factory(num_stragglers=s)
-            for variant in self.variants:
-                if variant.runs_at(s):
-                    model.check(variant.scheme.num_workers)
-            self.models[s] = model
+        self.models = straggler_models(straggler_factory, self.stragglers, self.variants)
         self.num_patterns = int(num_patterns)
         self.chunk_size = int(chunk_size)
         self.seed = int(seed)
@@ -148,9 +163,8 @@ class CodedInferenceModule(pl.LightningModule):
                     lost = torch.as_tensor(scheme.lost(shared), device=outputs.device)
                     lost = lost.view(groups, t, k)
                     self.metrics[i][s_index].update(
-                        estimates, reference, labels, valid.expand(groups, t, k), lost
+                        estimates, reference, labels, valid.expand(groups, t, k), lost, groups * t
                     )
-                    self.metrics[i][s_index].patterns += groups * t
 
     def on_test_epoch_end(self) -> None:
         rows = []

@@ -24,7 +24,7 @@ def test_splits_normalisation_and_raw_test_set():
     train_x = dm.train_set.tensors[0]
     torch.testing.assert_close(train_x.mean(dim=(0, 2, 3)), torch.zeros(2), atol=1e-5, rtol=0)
     torch.testing.assert_close(train_x.std(dim=(0, 2, 3)), torch.ones(2), atol=1e-4, rtol=0)
-    raw_x, raw_y = dm.raw_test_set().tensors
+    raw_x, raw_y = dm.raw_set("test").tensors
     assert raw_x.min() >= 0 and raw_x.max() <= 1
     torch.testing.assert_close(dm.normalize(raw_x), dm.test_set.tensors[0])
     torch.testing.assert_close(raw_y, dm.test_set.tensors[1])
