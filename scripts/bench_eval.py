@@ -52,7 +52,7 @@ class Images:
 
 
 def variants(lam_enc: float, lam_dec: float, with_bacc: bool) -> list[SchemeVariant]:
-    chosen = [SchemeVariant("nercc", NeRCC(K, N, lam_enc, lam_dec), lam_enc, lam_dec)]
+    chosen = [SchemeVariant("nercc", NeRCC(K, N, lam_enc, lam_dec))]
     return chosen + [SchemeVariant("bacc", BACC(K, N))] if with_bacc else chosen
 
 

@@ -52,3 +52,27 @@ def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """A LeNet5 trained for a few epochs on the synthetic images, published in a scratch folder."""
+    from nercc.train import train
+
+    root = tmp_path_factory.mktemp("published")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            ["data=synthetic", "callbacks=none", "logger=none", "trainer.max_epochs=3",
+             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"],
+            return_hydra_config=True,
+        )  # fmt: skip
+    cfg.hydra.runtime.output_dir = str(root / "run")
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(root / "run")
+        cfg.paths.checkpoint_dir = str(root)
+    train(cfg)
+    GlobalHydra.instance().clear()
+    return root

@@ -3,36 +3,112 @@
 Loads the published classifier for (model, data), checks the whole config before any work, runs
 :class:`~nercc.evaluation.CodedInferenceModule` with Lightning on one or more devices, and writes
 ``results.csv``, ``results.json``, ``mse_vs_stragglers.png`` and ``rel_acc_vs_stragglers.png`` in
-the run directory beside Hydra's resolved config. With ``logger=wandb`` the metrics (one step per
-S), the results table and the plots go to W&B too.
+the run directory beside Hydra's resolved config. NeRCC's lambdas come from the published table of
+the classifier and code (``scheme.nercc.lambdas``) unless the config gives them. ``main`` returns
+the ``optimized_metric`` to a sweeper. With ``logger=wandb`` the metrics (one step per S), the
+results table, the plots and the objective go to W&B too.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nercc.config import build, build_all, plain, task_wrapper
-from nercc.evaluation import CodedInferenceModule, expand_schemes
+from nercc.evaluation import CodedInferenceModule, SchemeVariant
+from nercc.evaluation.cache import OutputCache
 from nercc.evaluation.data import CodedEvalData
 from nercc.evaluation.module import straggler_models
 from nercc.evaluation.report import plot_vs_stragglers, print_results
 from nercc.paths import CONFIG_DIR
+from nercc.tuning import (
+    TABLE_KEY,
+    ParamTable,
+    check_objective,
+    expand_schemes,
+    objective_value,
+    resolve_table,
+)
 from nercc.utils.io import write_csv, write_json
 
-__all__ = ["evaluate", "check_config"]
+__all__ = ["Plan", "check_config", "evaluate", "run_coded"]
 
 PLOTS = {"mse": "mse_vs_stragglers.png", "rel_acc": "rel_acc_vs_stragglers.png"}
 
 
-def check_config(cfg: DictConfig) -> tuple[list, Any]:
+@dataclass
+class Plan:
+    """What a checked config evaluates: the variants, the straggler factory, the tables used,
+    whether the objective can be computed, and notes for the log."""
+
+    variants: list[SchemeVariant]
+    straggler_factory: Any
+    tables: dict[str, ParamTable | None]
+    objective: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _tables(cfg: DictConfig, notes: list[str]) -> dict[str, ParamTable | None]:
+    """The table of every scheme that names one (``scheme.<name>.lambdas``)."""
+    tables = {}
+    for name, node in cfg.scheme.items():
+        if TABLE_KEY not in node:
+            continue
+        code = {
+            "num_inputs": node.get("num_inputs"),
+            "num_workers": node.get("num_workers"),
+            "points": node.get("points", "chebyshev"),
+        }
+        where = f"scheme.{name}.{TABLE_KEY}"
+        try:
+            table = resolve_table(
+                node[TABLE_KEY], cfg.paths.lambdas_dir, cfg.model_name, cfg.data.name, code
+            )
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
+        unset = [key for key, value in node.items() if value is None]
+        if table is None and node[TABLE_KEY] == "published" and unset:
+            notes.append(
+                f"no tuned table for {cfg.model_name} on {cfg.data.name} with "
+                f"K={code['num_inputs']}, N={code['num_workers']}, {code['points']} points "
+                f"in {cfg.paths.lambdas_dir}: "
+                f"{name} runs with its defaults for {', '.join(unset)} (0: interpolation). "
+                f"Tune them with: python -m nercc.tune"
+            )
+        elif table is not None and not unset:
+            notes.append(
+                f"{name}: parameters given in the config; the table {table.path} is unused"
+            )
+        elif table is not None:
+            missing = sorted({s for s in cfg.stragglers if s not in table.by_stragglers})
+            for s in missing:
+                notes.append(f"{table.path} has no S={s}: {name} uses S={table.params_at(s)[1]}'s")
+            if table.model != cfg.model_name or table.dataset != cfg.data.name:
+                notes.append(
+                    f"{where}: {table.path} was tuned for {table.model} on {table.dataset}, "
+                    f"this run evaluates {cfg.model_name} on {cfg.data.name}"
+                )
+        tables[name] = table
+    return tables
+
+
+def check_config(cfg: DictConfig) -> Plan:
     """Build the schemes and straggler models and check the settings, before any data or model
-    is loaded. Returns the scheme variants and the straggler factory."""
-    variants = expand_schemes(cfg.scheme, list(cfg.stragglers))
+    is loaded."""
+    notes: list[str] = []
+    tables = _tables(cfg, notes)
+    variants = expand_schemes(cfg.scheme, list(cfg.stragglers), tables)
     k = variants[0].scheme.num_inputs
     if cfg.eval.batch_size < k:
         raise ValueError(
@@ -41,53 +117,110 @@ def check_config(cfg: DictConfig) -> tuple[list, Any]:
         )
     factory = build(cfg.straggler)
     straggler_models(factory, list(cfg.stragglers), variants)
-    return variants, factory
+    objective = cfg.get("optimized_metric")
+    if objective is not None:
+        runs: dict[str, list] = {}
+        for v in variants:
+            runs.setdefault(v.name, []).append(v.stragglers)
+        try:
+            reason = check_objective(objective, runs, list(cfg.stragglers), cfg.get("optimized_at"))
+        except ValueError as error:
+            key = "optimized_metric" if "coded/<scheme>" in str(error) else "optimized_at"
+            raise ValueError(f"{key}: {error}") from None
+        if reason is not None:
+            if _multirun():
+                raise ValueError(f"optimized_metric: {objective}: {reason}")
+            notes.append(f"optimized_metric {objective} is not computed: {reason}")
+            objective = None
+    return Plan(variants, factory, tables, objective, notes)
 
 
-def evaluate(cfg: DictConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run the coded evaluation of ``cfg``; return the result rows and the objects used."""
-    variants, factory = check_config(cfg)
+def run_coded(
+    cfg: DictConfig,
+    variants: list[SchemeVariant],
+    straggler_factory: Any,
+    data: Any,
+    classifier: Any,
+    loggers: list | None = None,
+) -> tuple[list[dict[str, Any]], pl.Trainer]:
+    """Evaluate ``variants`` on ``cfg.eval``'s split with Lightning; return the result rows (on
+    every process) and the trainer."""
+    module = CodedInferenceModule(
+        classifier,
+        variants,
+        list(cfg.stragglers),
+        straggler_factory,
+        num_patterns=cfg.eval.num_patterns,
+        chunk_size=cfg.eval.chunk_size,
+        seed=cfg.seed,
+        cache=OutputCache(cfg.paths.cache_dir) if cfg.eval.get("cache", True) else None,
+    )
+    eval_data = CodedEvalData(data, cfg.eval.split, cfg.eval.batch_size, cfg.eval.get("limit"))
+    # CodedEvalData deals whole batches to the processes: Lightning must not re-shard them.
+    trainer: pl.Trainer = build(
+        cfg.trainer, logger=loggers or False, callbacks=[], use_distributed_sampler=False
+    )
+    trainer.test(module, datamodule=eval_data, verbose=False)
+    return module.results, trainer
+
+
+def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the coded evaluation of ``cfg``.
+
+    Returns
+    -------
+    metrics : dict
+        ``rows`` (one result row per variant and S) and, when it can be computed, the value of
+        ``optimized_metric`` under its name.
+    objects : dict
+        ``module``-level objects: ``trainer``, ``data``, ``classifier``, ``plan``.
+    """
+    plan = check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     from nercc.models import load_classifier
 
     data = build(cfg.data)
     data.setup("test")
     info = data.describe()
-    for note in info["notes"]:
-        print(f"note: {note}")
     classifier = load_classifier(cfg.model_name, cfg.data.name, cfg.paths.checkpoint_dir)
-    module = CodedInferenceModule(
-        classifier,
-        variants,
-        list(cfg.stragglers),
-        factory,
-        num_patterns=cfg.eval.num_patterns,
-        chunk_size=cfg.eval.chunk_size,
-        seed=cfg.seed,
-    )
-    eval_data = CodedEvalData(data, cfg.eval.split, cfg.eval.batch_size, cfg.eval.get("limit"))
+    for table in filter(None, plan.tables.values()):
+        if table.checkpoint_sha256 not in (None, classifier.info["sha256"]):
+            plan.notes.append(
+                f"warning: {table.path} was tuned on another checkpoint than "
+                f"{classifier.info['path']} (content hash differs): "
+                "retune with python -m nercc.tune"
+            )
+    for note in info["notes"] + plan.notes:
+        print(note if note.startswith("warning:") else f"note: {note}")
     loggers = build_all(cfg.get("logger"))
-    # CodedEvalData deals whole batches to the processes: Lightning must not re-shard them.
-    trainer: pl.Trainer = build(
-        cfg.trainer, logger=loggers or False, callbacks=[], use_distributed_sampler=False
-    )
-    trainer.test(module, datamodule=eval_data, verbose=False)
-    rows = module.results
+    rows, trainer = run_coded(cfg, plan.variants, plan.straggler_factory, data, classifier, loggers)
+    metrics: dict[str, Any] = {"rows": rows}
+    objective = None
+    if plan.objective is not None:
+        objective = objective_value(rows, plan.objective, cfg.get("optimized_at"))
+        metrics[plan.objective] = objective
     if trainer.is_global_zero:
-        _report(cfg, rows, loggers, info, classifier.info)
-    return rows, {"module": module, "trainer": trainer, "data": data}
+        _report(cfg, rows, objective, plan.objective, loggers, info, classifier.info)
+    return metrics, {"trainer": trainer, "data": data, "classifier": classifier, "plan": plan}
 
 
 def _report(
-    cfg: DictConfig, rows: list[dict[str, Any]], loggers: list, info: dict, model_info: dict
+    cfg: DictConfig,
+    rows: list[dict[str, Any]],
+    objective: float | None,
+    objective_name: str | None,
+    loggers: list,
+    info: dict,
+    model_info: dict,
 ) -> None:
     out = Path(cfg.paths.output_dir)
     title = (
         f"{cfg.model_name} on {cfg.data.name} ({cfg.eval.split}), {rows[0]['num_inputs']} inputs"
     )
     print_results(rows, title)
+    summary = {"name": objective_name, "at": cfg.get("optimized_at"), "value": objective}
     write_csv(out / "results.csv", rows)
-    write_json(out / "results.json", rows)
+    write_json(out / "results.json", {"objective": summary, "rows": rows})
     plots = {
         m: plot_vs_stragglers(rows, m, out / name, f"{title}: {m}") for m, name in PLOTS.items()
     }
@@ -102,20 +235,26 @@ def _report(
             }
             logger.log_metrics(metrics, step=s)
         if hasattr(logger, "log_table"):  # W&B
-            columns = list(rows[0])
+            columns = list(dict.fromkeys(c for r in rows for c in r))
             logger.log_table(
-                "coded/results", columns=columns, data=[[r[c] for c in columns] for r in rows]
+                "coded/results", columns=columns, data=[[r.get(c) for c in columns] for r in rows]
             )
             for metric, path in plots.items():
                 logger.log_image(f"coded/{metric}_vs_stragglers", images=[str(path)])
+            if objective is not None:
+                logger.experiment.summary["objective"] = objective
+                logger.experiment.summary["optimized_metric"] = objective_name
         logger.save()
+    if objective is not None:
+        print(f"objective {objective_name}: {objective:.6g}")
     print(f"results: {out}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 @task_wrapper
-def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+def main(cfg: DictConfig) -> float | None:
+    metrics, _ = evaluate(cfg)
+    return metrics.get(cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":

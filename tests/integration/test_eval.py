@@ -5,14 +5,8 @@ import subprocess
 import sys
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from nercc.eval import evaluate
-from nercc.paths import CONFIG_DIR
-from nercc.train import train
 
 SMALL = [
     "data=synthetic",
@@ -24,30 +18,9 @@ SMALL = [
 ]
 COLUMNS = [
     "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "lam_enc", "lam_dec",
-    "mse", "acc", "base_acc", "rel_acc", "agreement", "num_inputs_evaluated", "num_patterns",
+    "params_source", "mse", "acc", "base_acc", "rel_acc", "agreement", "num_inputs_evaluated",
+    "num_patterns",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """A LeNet5 trained for a few epochs on the synthetic images, published in a scratch folder."""
-    root = tmp_path_factory.mktemp("published")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            "train",
-            ["data=synthetic", "callbacks=none", "logger=none", "trainer.max_epochs=3",
-             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"],
-            return_hydra_config=True,
-        )  # fmt: skip
-    cfg.hydra.runtime.output_dir = str(root / "run")
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(root / "run")
-        cfg.paths.checkpoint_dir = str(root)
-    train(cfg)
-    GlobalHydra.instance().clear()
-    return root
 
 
 def test_evaluate_writes_results_and_plots(compose_config, checkpoints, tmp_path):
@@ -57,14 +30,16 @@ def test_evaluate_writes_results_and_plots(compose_config, checkpoints, tmp_path
             *SMALL,
             f"paths.checkpoint_dir={checkpoints}",
             "scheme.nercc.lam_dec=[0.0,1e-3]",
-            "scheme.nercc.lams_by_stragglers=null",
         ],
     )
-    rows, objects = evaluate(cfg)
+    metrics, objects = evaluate(cfg)
+    rows = metrics["rows"]
     assert len(rows) == 3 * 3  # nercc with two lam_dec, bacc; three S
     run = tmp_path / "run"
     saved = json.loads((run / "results.json").read_text())
-    assert saved == rows and list(saved[0]) == COLUMNS
+    assert saved["rows"] == rows and list(saved["rows"][0]) == COLUMNS
+    # a grid of NeRCC variants has no single objective: noted, not guessed
+    assert saved["objective"]["value"] is None and "coded/nercc/mse" not in metrics
     assert (run / "results.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
     for name in ("mse_vs_stragglers.png", "rel_acc_vs_stragglers.png"):
         assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -107,8 +82,8 @@ def test_two_processes_give_the_one_process_numbers(checkpoints, tmp_path):
     assert single.returncode == 0, single.stderr[-3000:]
     double = run_cli([*args, "trainer=ddp_cpu"], tmp_path, "two")
     assert double.returncode == 0, double.stderr[-3000:]
-    one = json.loads((tmp_path / "one" / "results.json").read_text())
-    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    one = json.loads((tmp_path / "one" / "results.json").read_text())["rows"]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())["rows"]
     assert len(one) == len(two) == 6
     for a, b in zip(one, two, strict=True):
         assert a.keys() == b.keys()
@@ -127,6 +102,9 @@ def test_two_processes_give_the_one_process_numbers(checkpoints, tmp_path):
         ("scheme.nercc.lam_dec=-1.0", "lam_dec must be a finite number >= 0, got -1.0"),
         ("scheme.bacc._target_=builtins.dict", "scheme.bacc must build a CodingScheme, got dict"),
         ("scheme=does_not_exist", "Could not find 'scheme/does_not_exist'"),
+        ("scheme.nercc.lambdas=/no/such.json", "scheme.nercc.lambdas: /no/such.json: no such file"),
+        ("optimized_metric=coded/nercc/loss", "optimized_metric: must be coded/<scheme>/<metric>"),
+        ("optimized_at=3", "optimized_at: must be null or one S of stragglers=[0, 5, 10]"),
     ],
 )
 def test_bad_config_fails_before_any_work(tmp_path, override, message):

@@ -203,6 +203,20 @@ class CodingScheme(ABC):
         """(P, N, M) outputs and valid patterns (P, N) to (P, K, M): through the decoders."""
         return self._as_operand(self._lookup(available), outputs) @ outputs
 
+    # -- description --------------------------------------------------------------------------
+    def params(self) -> dict[str, float]:
+        """Return the scheme's tunable parameters by name (empty for a scheme without any).
+
+        NeRCC gives ``{"lam_enc": ..., "lam_dec": ...}``. Evaluation, tuning and result tables
+        read parameters through this, never by a scheme's attribute names.
+        """
+        return {}
+
+    def decoder_key(self) -> tuple[Any, ...]:
+        """Return a key that is equal for two schemes exactly when they decode every pattern with
+        the same matrix, so that outputs of several encoders can be decoded in one pass."""
+        return (type(self).__name__, *sorted(self._describe().items()))
+
     # -- internals ----------------------------------------------------------------------------
     def _check_available(self, available: Any) -> np.ndarray:
         if _is_tensor(available):
@@ -359,6 +373,17 @@ class NeRCC(_PointScheme):
             answers = values[chosen][masks].reshape(*sites.shape, -1)
             estimates[chosen] = smoothing_spline_values(sites, answers, self.alphas, self.lam_dec)
         return _like(estimates, outputs)
+
+    def params(self) -> dict[str, float]:
+        return {"lam_enc": self.lam_enc, "lam_dec": self.lam_dec}
+
+    params.__doc__ = CodingScheme.params.__doc__
+
+    def decoder_key(self) -> tuple[Any, ...]:
+        # The decoder does not depend on the encoder's lambda.
+        return tuple(item for item in super().decoder_key() if item[0:1] != ("lam_enc",))
+
+    decoder_key.__doc__ = CodingScheme.decoder_key.__doc__
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "lam_enc": self.lam_enc, "lam_dec": self.lam_dec}

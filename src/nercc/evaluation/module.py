@@ -25,6 +25,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from nercc.evaluation.cache import OutputCache, fingerprint
 from nercc.evaluation.metrics import CodedMetrics
 from nercc.evaluation.variants import SchemeVariant
 from nercc.stragglers import StragglerModel
@@ -77,6 +78,9 @@ class CodedInferenceModule(pl.LightningModule):
         Most coded inputs per classifier forward.
     seed : int
         Seed of the pattern draws.
+    cache : OutputCache, optional
+        Where to keep and find the classifier's outputs (on the original and the coded inputs),
+        so that evaluations differing only in decoders, S or patterns skip the classifier.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class CodedInferenceModule(pl.LightningModule):
         num_patterns: int = 1,
         chunk_size: int = 4096,
         seed: int = 0,
+        cache: OutputCache | None = None,
     ) -> None:
         super().__init__()
         if num_patterns < 1:
@@ -104,6 +109,8 @@ class CodedInferenceModule(pl.LightningModule):
         self.num_patterns = int(num_patterns)
         self.chunk_size = int(chunk_size)
         self.seed = int(seed)
+        self.cache = cache
+        self._classifier_digest: str | None = None
         # Variants that share an encoder share the coded forward pass; each distinct encoder
         # matrix is a buffer, so it follows the module to its device.
         groups: dict[bytes, list[int]] = {}
@@ -111,6 +118,12 @@ class CodedInferenceModule(pl.LightningModule):
             key = hashlib.sha256(variant.scheme.encoder_matrix().tobytes()).digest()
             groups.setdefault(key, []).append(i)
         self.encoder_groups = list(groups.values())
+        self.encoder_of = {i: j for j, members in enumerate(self.encoder_groups) for i in members}
+        # Variants that share a decoder decode the outputs of all their encoders in one pass.
+        decoders: dict[Any, list[int]] = {}
+        for i, variant in enumerate(self.variants):
+            decoders.setdefault(variant.scheme.decoder_key(), []).append(i)
+        self.decoder_groups = list(decoders.values())
         for j, members in enumerate(self.encoder_groups):
             matrix = torch.tensor(
                 self.variants[members[0]].scheme.encoder_matrix(), dtype=torch.float32
@@ -125,6 +138,20 @@ class CodedInferenceModule(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.classifier(chunk) for chunk in images.split(self.chunk_size)])
 
+    def _classify(self, inputs: torch.Tensor, *origin: torch.Tensor) -> torch.Tensor:
+        """The classifier's outputs on ``inputs``, through the cache when there is one.
+
+        ``origin`` is what the inputs are made of (the batch's images, and the encoder matrix
+        for coded inputs): with the classifier's weights, the chunk size and the dtype, it keys
+        the cache entry.
+        """
+        if self.cache is None:
+            return self(inputs)
+        if self._classifier_digest is None:
+            self._classifier_digest = fingerprint(self.classifier)
+        key = fingerprint(self._classifier_digest, *origin, self.chunk_size, str(inputs.dtype))
+        return self.cache.get_or_compute(key, lambda: self(inputs), device=inputs.device)
+
     def test_step(self, batch: Any, batch_idx: int) -> None:
         images, labels, index = batch
         k, t = self.num_inputs, self.num_patterns
@@ -132,43 +159,94 @@ class CodedInferenceModule(pl.LightningModule):
         groups = -(-count // k)
         take = torch.arange(groups * k, device=images.device) % count  # padding repeats inputs
         valid = (torch.arange(groups * k, device=images.device) < count).view(groups, 1, k)
+        valid = valid.expand(groups, t, k)
         grouped = images[take].view(groups, k, *images.shape[1:])
         labels = labels[take].view(groups, 1, k)
-        reference = self(images)[take].view(groups, 1, k, -1)
+        reference = self._classify(images, images)[take].view(groups, 1, k, -1)
         first = int(index[0])
 
+        # The classifier once per distinct encoder, on the coded inputs of every group.
+        outputs = {}
         for j, members in enumerate(self.encoder_groups):
             if not any(self.variants[i].runs_at(s) for i in members for s in self.stragglers):
                 continue
             n = self.variants[members[0]].scheme.num_workers
             matrix = getattr(self, f"encoder_{j}").to(images.dtype)
-            coded = matrix @ grouped.reshape(groups, k, -1)  # (G, N, C*H*W)
-            outputs = self(coded.view(groups * n, *images.shape[1:]))
-            outputs = outputs.view(groups, n, -1)
-            repeated = outputs.repeat_interleave(t, dim=0)  # pattern g * T + j meets group g
-            for s_index, s in enumerate(self.stragglers):
-                shared = None
-                for i in members:
-                    if not self.variants[i].runs_at(s):
-                        continue
-                    scheme = self.variants[i].scheme
-                    model = self.models[s]
-                    if shared is None or model.depends_on_scheme:
-                        generator = torch.Generator().manual_seed(
-                            _stable_seed(self.seed, s, scheme.num_workers, first)
-                        )
-                        drawn = model.sample(groups * t, scheme.num_workers, generator, scheme)
-                        shared = drawn.available.numpy()
-                    estimates = scheme.decode_each(repeated, shared).view(groups, t, k, -1)
-                    lost = torch.as_tensor(scheme.lost(shared), device=outputs.device)
-                    lost = lost.view(groups, t, k)
-                    self.metrics[i][s_index].update(
-                        estimates, reference, labels, valid.expand(groups, t, k), lost, groups * t
-                    )
+            coded = (matrix @ grouped.reshape(groups, k, -1)).view(groups * n, *images.shape[1:])
+            # pattern g * T + j meets group g
+            outputs[j] = (
+                self._classify(coded, images, matrix).view(groups, n, -1).repeat_interleave(t, 0)
+            )
+
+        counted = (reference, labels, valid)
+        for s_index, s in enumerate(self.stragglers):
+            model = self.models[s]
+            shared: dict[int, np.ndarray] = {}  # patterns per N, the same for every scheme
+            for members in self.decoder_groups:
+                running = [i for i in members if self.variants[i].runs_at(s)]
+                if not running:
+                    continue
+                if model.depends_on_scheme:  # patterns differ by scheme: decode one by one
+                    for i in running:
+                        scheme = self.variants[i].scheme
+                        available = self._draw(model, scheme, s, groups * t, first, shared)
+                        estimates = scheme.decode_each(outputs[self.encoder_of[i]], available)
+                        self._count(i, s_index, estimates, available, counted)
+                    continue
+                # One decoder for all: decode the outputs of their encoders side by side.
+                scheme = self.variants[running[0]].scheme
+                available = self._draw(model, scheme, s, groups * t, first, shared)
+                encoders = list(dict.fromkeys(self.encoder_of[i] for i in running))
+                stacked = torch.stack([outputs[j] for j in encoders], dim=2)  # (G*T, N, E, C)
+                estimates = scheme.decode_each(stacked, available)  # (G*T, K, E, C)
+                for i in running:
+                    position = encoders.index(self.encoder_of[i])
+                    self._count(i, s_index, estimates[:, :, position], available, counted)
+
+    def _draw(
+        self,
+        model: StragglerModel,
+        scheme: Any,
+        s: int,
+        count: int,
+        first: int,
+        shared: dict[int, np.ndarray],
+    ) -> np.ndarray:
+        """``count`` patterns for S = ``s`` from the seed of (seed, S, N, first input); drawn
+        once per N and shared unless the straggler model depends on the scheme."""
+        n = scheme.num_workers
+        if n not in shared or model.depends_on_scheme:
+            generator = torch.Generator().manual_seed(_stable_seed(self.seed, s, n, first))
+            shared[n] = model.sample(count, n, generator, scheme).available.numpy()
+        return shared[n]
+
+    def _count(
+        self,
+        i: int,
+        s_index: int,
+        estimates: torch.Tensor,
+        available: np.ndarray,
+        counted: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    ) -> None:
+        """Add variant i's estimates (G*T, K, C) at S = stragglers[s_index] to its metrics."""
+        reference, labels, valid = counted
+        groups, t, k = valid.shape
+        lost = torch.as_tensor(self.variants[i].scheme.lost(available), device=estimates.device)
+        self.metrics[i][s_index].update(
+            estimates.reshape(groups, t, k, -1),
+            reference,
+            labels,
+            valid,
+            lost.view(groups, t, k),
+            groups * t,
+        )
 
     def on_test_epoch_end(self) -> None:
+        # Every row has every parameter column (None where a scheme has no such parameter).
+        names = list(dict.fromkeys(name for v in self.variants for name in v.params))
         rows = []
         for i, variant in enumerate(self.variants):
+            params = variant.params
             for s_index, s in enumerate(self.stragglers):
                 if not variant.runs_at(s):
                     continue
@@ -182,8 +260,8 @@ class CodedInferenceModule(pl.LightningModule):
                         "num_inputs": variant.scheme.num_inputs,
                         "num_workers": variant.scheme.num_workers,
                         "num_stragglers": s,
-                        "lam_enc": variant.lam_enc,
-                        "lam_dec": variant.lam_dec,
+                        **{name: params.get(name) for name in names},
+                        "params_source": variant.source,
                         **values,
                         "num_inputs_evaluated": pairs // self.num_patterns,
                         "num_patterns": patterns,

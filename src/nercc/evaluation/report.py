@@ -16,50 +16,59 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-__all__ = ["plot_vs_stragglers", "print_results"]
+__all__ = [
+    "FIXED_COLUMNS",
+    "param_columns",
+    "plot_vs_stragglers",
+    "print_results",
+    "save_figure",
+]
+
+
+#: The columns of a result row that are not a scheme's parameters.
+FIXED_COLUMNS = (
+    "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "params_source",
+    "mse", "acc", "base_acc", "rel_acc", "agreement", "num_inputs_evaluated", "num_patterns",
+)  # fmt: skip
+
+
+def param_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The schemes' parameter columns of result rows (``lam_enc``, ``lam_dec`` for NeRCC)."""
+    return [c for c in dict.fromkeys(c for r in rows for c in r) if c not in FIXED_COLUMNS]
 
 
 def print_results(
     rows: Sequence[dict[str, Any]], title: str, console: Console | None = None
 ) -> None:
-    """A rich table: one line per (variant, S)."""
+    """A rich table: one line per (variant, S), with the schemes' parameters."""
+    params = param_columns(rows)
     table = Table(title=title)
-    for column in (
-        "scheme",
-        "S",
-        "lam_enc",
-        "lam_dec",
-        "mse",
-        "acc",
-        "base_acc",
-        "rel_acc",
-        "agreement",
-    ):
-        if column == "scheme":
-            table.add_column(column, no_wrap=True)
-        else:
-            table.add_column(column, justify="right")
-    lam = lambda value: "" if value is None else f"{value:g}"  # noqa: E731
+    table.add_column("scheme", no_wrap=True)
+    for column in ("S", *params, "mse", "acc", "base_acc", "rel_acc", "agreement"):
+        table.add_column(column, justify="right")
+    show = lambda value: "" if value is None else f"{value:g}"  # noqa: E731
     for row in rows:
         table.add_row(
             row["variant"],
             str(row["num_stragglers"]),
-            lam(row["lam_enc"]),
-            lam(row["lam_dec"]),
+            *(show(row.get(name)) for name in params),
             f"{row['mse']:.4g}",
             f"{row['acc']:.4f}",
             f"{row['base_acc']:.4f}",
             f"{row['rel_acc']:.4f}",
             f"{row['agreement']:.4f}",
         )
-    (console or Console(width=max(120, Console().width))).print(table)
+    console = console or Console(width=max(120, Console().width))
+    console.print(table)
+    tuned = (r for r in rows if any(r.get(name) is not None for name in params))
+    for scheme, source in dict.fromkeys((r["scheme"], r["params_source"]) for r in tuned):
+        console.print(f"{scheme} parameters: {source}", soft_wrap=True)
 
 
 def plot_vs_stragglers(
     rows: Sequence[dict[str, Any]], metric: str, path: str | os.PathLike[str], title: str
 ) -> Path:
     """Plot ``metric`` against S, one line per variant; written atomically as PNG."""
-    path = Path(path)
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     for label in dict.fromkeys(r["variant"] for r in rows):
         points = sorted((r["num_stragglers"], r[metric]) for r in rows if r["variant"] == label)
@@ -73,11 +82,18 @@ def plot_vs_stragglers(
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
+    """Save a matplotlib figure as PNG through a temporary file and a rename, then close it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
     os.close(fd)
     try:
         figure.savefig(tmp, dpi=120)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         plt.close(figure)

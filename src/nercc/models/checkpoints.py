@@ -7,6 +7,7 @@ a JSON file beside it repeats the summary (test accuracy, config hash, date) for
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -18,7 +19,13 @@ from torch import nn
 
 from nercc.utils.io import write_json
 
-__all__ = ["Classifier", "checkpoint_path", "load_classifier", "publish_classifier"]
+__all__ = [
+    "Classifier",
+    "checkpoint_path",
+    "file_sha256",
+    "load_classifier",
+    "publish_classifier",
+]
 
 FORMAT_VERSION = 1
 
@@ -40,6 +47,15 @@ class Classifier(nn.Module):
 def checkpoint_path(model: str, dataset: str, directory: str | Path) -> Path:
     """``<directory>/<model>_<dataset>.ckpt``."""
     return Path(directory) / f"{model}_{dataset}.ckpt"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of a file's content (what a tuned table records of its checkpoint)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def publish_classifier(
@@ -86,7 +102,8 @@ def load_classifier(
     """Return the published classifier for (model, dataset), frozen and in eval mode.
 
     RepVGG-style networks are re-parameterised into their inference form. The classifier takes
-    raw images in [0, 1] and normalises them itself.
+    raw images in [0, 1] and normalises them itself. Its ``info`` holds the published summary,
+    the file's ``path`` and its content hash ``sha256``.
 
     Parameters
     ----------
@@ -115,6 +132,6 @@ def load_classifier(
     net.eval()
     net = reparameterize_model(net)
     classifier = Classifier(net, payload["mean"], payload["std"])
-    classifier.info = dict(payload["info"])
+    classifier.info = {**payload["info"], "path": str(path), "sha256": file_sha256(path)}
     classifier.requires_grad_(False)
     return classifier.eval().to(device)

@@ -14,6 +14,12 @@ from typing import Any
 __all__ = ["write_csv", "write_json", "write_text_atomic"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
 
@@ -25,6 +31,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: publish as the umask allows
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -38,12 +45,14 @@ def write_json(path: str | os.PathLike[str], data: Any) -> Path:
 
 
 def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> Path:
-    """Write a list of flat dicts as CSV (columns from the first row), atomically."""
+    """Write a list of flat dicts as CSV, atomically. The columns are every key in order of
+    first appearance; a row without a column leaves it empty."""
     rows = list(rows)
     if not rows:
         raise ValueError(f"rows must not be empty when writing {path}")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return write_text_atomic(path, buffer.getvalue())

@@ -42,10 +42,19 @@ class FakeData:
         return TensorDataset(self.images, self.labels)
 
 
-def run_module(variants, stragglers, patterns=2, batch_size=24, count=50, seed=3):
+def run_module(
+    variants, stragglers, patterns=2, batch_size=24, count=50, seed=3, cache=None, factory=None
+):
     net = TinyNet()
     module = CodedInferenceModule(
-        net, variants, stragglers, FixedStragglers, num_patterns=patterns, chunk_size=7, seed=seed
+        net,
+        variants,
+        stragglers,
+        factory or FixedStragglers,
+        num_patterns=patterns,
+        chunk_size=7,
+        seed=seed,
+        cache=cache,
     )
     trainer = pl.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
@@ -92,18 +101,21 @@ def direct(variant, s, net, data, patterns, batch_size, seed):
 
 
 def test_module_matches_direct_computation_with_remainders():
+    # The first and third share a decoder (their outputs are decoded side by side), the first
+    # two an encoder.
     variants = [
-        SchemeVariant("nercc", NeRCC(8, 20, 1e-5, 1e-3), 1e-5, 1e-3),
-        SchemeVariant("nercc", NeRCC(8, 20, 1e-5, 0.0), 1e-5, 0.0),
+        SchemeVariant("nercc", NeRCC(8, 20, 1e-5, 1e-3), "a"),
+        SchemeVariant("nercc", NeRCC(8, 20, 1e-5, 0.0), "b"),
+        SchemeVariant("nercc", NeRCC(8, 20, 0.0, 1e-3), "c"),
         SchemeVariant("bacc", BACC(8, 20)),
         SchemeVariant("replication", Replication(8, 2)),
     ]
     module, net, data = run_module(variants, [0, 5, 12])
-    assert len(module.results) == 12
+    assert len(module.results) == 15
+    assert [sorted(g) for g in module.decoder_groups] == [[0, 2], [1], [3], [4]]
     for row in module.results:
-        variant = next(
-            v for v in variants if v.name == row["scheme"] and v.lam_dec == row["lam_dec"]
-        )
+        variant = next(v for v in variants if v.label == row["variant"])
+        assert {k: row[k] for k in variant.params} == variant.params
         expected = direct(variant, row["num_stragglers"], net, data, 2, 24, 3)
         for metric in ("mse", "acc", "base_acc", "agreement"):
             assert row[metric] == pytest.approx(expected[metric], rel=1e-5, abs=1e-9), (row, metric)
@@ -114,7 +126,7 @@ def test_module_matches_direct_computation_with_remainders():
 
 def test_classifier_runs_once_per_input_and_coded_input():
     variants = [
-        SchemeVariant("nercc", NeRCC(8, 20, 0.0, lam), 0.0, lam) for lam in (0.0, 1e-4, 1e-2)
+        SchemeVariant("nercc", NeRCC(8, 20, 0.0, lam), f"nercc{lam}") for lam in (0.0, 1e-4, 1e-2)
     ]
     variants.append(SchemeVariant("bacc", BACC(8, 20)))
     module, net, data = run_module(variants, [0, 4, 8, 12, 16], batch_size=24)
@@ -142,3 +154,40 @@ def test_bad_settings():
         CodedInferenceModule(TinyNet(), variants, [20], FixedStragglers)
     with pytest.raises(ValueError, match="num_patterns must be >= 1, got 0"):
         CodedInferenceModule(TinyNet(), variants, [1], FixedStragglers, num_patterns=0)
+
+
+def test_cached_outputs_give_identical_rows_without_the_classifier(tmp_path):
+    from nercc.evaluation.cache import OutputCache
+
+    variants = [
+        SchemeVariant("nercc", NeRCC(8, 20, 1e-5, 1e-3)),
+        SchemeVariant("bacc", BACC(8, 20)),
+    ]
+    plain, _, _ = run_module(variants, [0, 5])
+    first, net1, _ = run_module(variants, [0, 5], cache=OutputCache(tmp_path))
+    assert net1.seen == 50 + 2 * (3 + 3 + 1) * 20  # a cold cache runs the classifier
+    # Another decoder, other S and patterns: every classifier output comes from the cache.
+    again = [SchemeVariant("nercc", NeRCC(8, 20, 1e-5, 0.5)), SchemeVariant("bacc", BACC(8, 20))]
+    second, net2, _ = run_module(again, [3, 12], patterns=3, cache=OutputCache(tmp_path))
+    assert net2.seen == 0
+    uncached, _, _ = run_module(again, [3, 12], patterns=3)
+    assert first.results == plain.results
+    assert second.results == uncached.results
+
+
+def test_adversarial_stragglers_decode_each_scheme_with_its_own_patterns():
+    from functools import partial
+
+    from nercc.stragglers import WorstCaseStragglers
+
+    # Two NeRCC variants with one decoder but different encoders: the worst block differs, so
+    # they must not be decoded side by side with one set of patterns.
+    variants = [
+        SchemeVariant("nercc", NeRCC(8, 20, 0.0, 1e-3), "smooth"),
+        SchemeVariant("nercc", NeRCC(8, 20, 1e-2, 1e-3), "rough"),
+    ]
+    factory = partial(WorstCaseStragglers, placement="adversarial")
+    module, net, data = run_module(variants, [6], factory=factory)
+    for variant, row in zip(variants, module.results, strict=True):
+        alone, _, _ = run_module([variant], [6], factory=factory)
+        assert alone.results[0]["mse"] == pytest.approx(row["mse"], rel=1e-12)

@@ -1,0 +1,278 @@
+"""Tune a scheme's parameters per straggler count: ``python -m nercc.tune experiment=<name>``.
+
+On the validation split (``tune.split``), evaluates a grid of settings (``tune.search=grid``: one
+classifier pass per encoder setting, every decoder setting, S and pattern reusing it) or Optuna's
+TPE (``tune.search=optuna``), picks the best setting per S by ``tune.objective``, writes
+``grid.csv``, ``table.json`` and heatmaps in the run folder, publishes the table to
+``outputs/lambdas/<model>_<dataset>_K<K>_N<N>_<points>.json`` (the previous one kept as
+``*.previous.json``), then runs the coded evaluation of the new table on ``eval.split`` (test) in
+``<run>/test``. With ``logger=wandb`` the grid goes to W&B as a table, with the heatmaps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nercc.config import build, build_all, plain, task_wrapper
+from nercc.eval import check_config, evaluate, run_coded
+from nercc.paths import CONFIG_DIR
+from nercc.tuning import TABLE_KEY, publish_table
+from nercc.tuning.search import OBJECTIVES, best_by_stragglers, grid_values, log_grid, tpe_search
+from nercc.utils.io import write_csv, write_json
+
+__all__ = ["tune"]
+
+if not OmegaConf.has_resolver("nercc_log_grid"):  # 0 and `num` log-spaced values, low to high
+    OmegaConf.register_new_resolver("nercc_log_grid", log_grid)
+
+
+def _check(cfg: DictConfig) -> tuple[DictConfig, dict[str, list[float]]]:
+    """Check ``cfg.tune`` and return the validation config (grid of the tuned scheme, baseline,
+    split, limit, patterns) and the search space."""
+    t = cfg.tune
+    if t.scheme not in cfg.scheme:
+        raise ValueError(
+            f"tune.scheme: no scheme {t.scheme!r} in this run ({', '.join(cfg.scheme)})"
+        )
+    if t.baseline is not None and t.baseline not in cfg.scheme:
+        raise ValueError(
+            f"tune.baseline: no scheme {t.baseline!r} in this run ({', '.join(cfg.scheme)})"
+        )
+    if t.split == "test":
+        raise ValueError("tune.split: lambdas are never chosen on the test split, got 'test'")
+    if t.objective not in OBJECTIVES:
+        raise ValueError(
+            f"tune.objective must be one of {', '.join(OBJECTIVES)}, got {t.objective!r}"
+        )
+    if t.search not in ("grid", "optuna"):
+        raise ValueError(f"tune.search must be grid or optuna, got {t.search!r}")
+    if t.search == "grid":
+        space = {name: grid_values(name, list(values)) for name, values in t.grid.items()}
+    else:
+        space = {name: list(bounds) for name, bounds in t.optuna.ranges.items()}
+        if not isinstance(t.optuna.n_trials, int) or t.optuna.n_trials < 1:
+            raise ValueError(
+                f"tune.optuna.n_trials must be an integer >= 1, got {t.optuna.n_trials!r}"
+            )
+    val = cfg.copy()
+    with open_dict(val):
+        node = val.scheme[t.scheme]
+        for name in space:
+            if name not in node:
+                raise ValueError(f"tune.{t.search}: {name} is not a parameter of scheme.{t.scheme}")
+            node[name] = space[name] if t.search == "grid" else space[name][0]
+        node[TABLE_KEY] = "none"
+        val.scheme = {k: v for k, v in val.scheme.items() if k in (t.scheme, t.baseline)}
+        val.eval.split = t.split
+        val.eval.limit = t.limit
+        val.eval.num_patterns = t.num_patterns
+        val.optimized_metric = None
+    return val, space
+
+
+def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Tune, publish and test; return the metrics (the table, the test rows, the test objective)
+    and the objects used."""
+    val, space = _check(cfg)
+    plan = check_config(val)
+    t = cfg.tune
+    names = list(space)
+    pl.seed_everything(cfg.seed, workers=True)
+    from nercc.models import load_classifier
+
+    data = build(cfg.data)
+    data.setup("test")
+    classifier = load_classifier(cfg.model_name, cfg.data.name, cfg.paths.checkpoint_dir)
+    loggers = build_all(cfg.get("logger"))
+    out = Path(cfg.paths.output_dir)
+
+    if t.search == "grid":
+        rows, _ = run_coded(val, plan.variants, plan.straggler_factory, data, classifier)
+    else:
+        baseline = [v for v in plan.variants if v.name != t.scheme]
+        rows, _ = (
+            run_coded(val, baseline, plan.straggler_factory, data, classifier)
+            if baseline
+            else ([], None)
+        )
+
+        def trial(params: dict[str, float]) -> list[dict[str, Any]]:
+            one = val.copy()
+            with open_dict(one):
+                one.scheme = {t.scheme: {**OmegaConf.to_container(val.scheme[t.scheme]), **params}}
+            variants = check_config(one).variants
+            found, _ = run_coded(one, variants, plan.straggler_factory, data, classifier)
+            return found
+
+        rows += tpe_search(
+            trial, space, list(cfg.stragglers), t.objective, t.optuna.n_trials, t.optuna.seed
+        )
+    best = best_by_stragglers(rows, t.scheme, names, t.objective)
+    missing = [s for s in cfg.stragglers if s not in best]
+    if missing:
+        raise ValueError(f"tune: no finite {t.objective} of {t.scheme} at S={missing}")
+    baseline_rows = {r["num_stragglers"]: r for r in rows if r["scheme"] == t.baseline}
+    summary = [
+        {
+            "num_stragglers": s,
+            **chosen["params"],
+            t.objective: chosen["row"][t.objective],
+            "mse": chosen["row"]["mse"],
+            "rel_acc": chosen["row"]["rel_acc"],
+            **(
+                {
+                    f"{t.baseline}_mse": baseline_rows[s]["mse"],
+                    f"{t.baseline}_rel_acc": baseline_rows[s]["rel_acc"],
+                }
+                if s in baseline_rows
+                else {}
+            ),
+        }
+        for s, chosen in best.items()
+    ]
+    node = cfg.scheme[t.scheme]
+    content = {
+        "scheme": t.scheme,
+        "model": cfg.model_name,
+        "dataset": cfg.data.name,
+        "code": {
+            "num_inputs": node.num_inputs,
+            "num_workers": node.num_workers,
+            "points": node.get("points", "chebyshev"),
+        },
+        "checkpoint_sha256": classifier.info["sha256"],
+        "params_by_stragglers": {str(s): chosen["params"] for s, chosen in best.items()},
+        "validation": {str(row["num_stragglers"]): row for row in summary},
+        "found_by": {
+            "split": t.split,
+            "inputs": rows[0]["num_inputs_evaluated"],
+            "patterns_per_group": t.num_patterns,
+            "search": t.search,
+            "space": space,
+            "trials": t.optuna.n_trials if t.search == "optuna" else None,
+            "objective": t.objective,
+            "straggler": plain(cfg.straggler) if OmegaConf.is_dict(cfg.straggler) else None,
+            "seed": cfg.seed,
+            "checkpoint": classifier.info["path"],
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+    write_csv(out / "grid.csv", rows)
+    write_json(out / "table.json", content)
+    heatmaps = _heatmaps(cfg, rows, best, names, out)
+    _print_summary(cfg, summary)
+    for logger in loggers:
+        logger.log_hyperparams(plain(cfg))
+        if hasattr(logger, "log_table"):  # W&B
+            tuned = [r for r in rows if r["scheme"] == t.scheme]
+            columns = ["num_stragglers", *names, "mse", "acc", "rel_acc", "agreement"]
+            logger.log_table(
+                "tune/grid", columns=columns, data=[[r[c] for c in columns] for r in tuned]
+            )
+            columns = list(summary[0])
+            logger.log_table(
+                "tune/best", columns=columns, data=[[r.get(c) for c in columns] for r in summary]
+            )
+            for s, path in heatmaps.items():
+                logger.log_image(f"tune/{t.objective}_S{s}", images=[str(path)])
+        logger.save()
+
+    table_file = out / "table.json"
+    if t.publish:
+        table_file, backup = publish_table(content, cfg.paths.lambdas_dir)
+        print(f"published {table_file}")
+        if backup is not None:
+            print(f"note: it replaces the previous table, kept as {backup}")
+    metrics: dict[str, Any] = {"table": content, "table_path": str(table_file)}
+    if t.test:
+        test = cfg.copy()
+        with open_dict(test):
+            test.scheme[t.scheme][TABLE_KEY] = str(table_file)
+            for name in names:
+                test.scheme[t.scheme][name] = None
+            test.paths.output_dir = str(out / "test")
+        test_metrics, _ = evaluate(test)
+        metrics.update(test_metrics)
+        metrics["ratio_upper_half"] = _upper_half_ratio(
+            test_metrics["rows"], t.scheme, t.baseline, list(cfg.stragglers)
+        )
+        if metrics["ratio_upper_half"] is not None:
+            print(
+                f"test: mean {t.scheme}/{t.baseline} mse ratio over the upper half of S "
+                f"{metrics['ratio_upper_half']:.3f}"
+            )
+    write_json(out / "metrics.json", {k: v for k, v in metrics.items() if k != "table"})
+    return metrics, {"data": data, "classifier": classifier, "rows": rows}
+
+
+def _upper_half_ratio(
+    rows: list[dict[str, Any]], scheme: str, baseline: str | None, stragglers: list[int]
+) -> float | None:
+    """Mean over the upper half of the S list of scheme mse / baseline mse."""
+    if baseline is None:
+        return None
+    mse = {(r["scheme"], r["num_stragglers"]): r["mse"] for r in rows}
+    upper = stragglers[len(stragglers) // 2 :]
+    ratios = [mse[(scheme, s)] / mse[(baseline, s)] for s in upper if (baseline, s) in mse]
+    return sum(ratios) / len(ratios) if ratios else None
+
+
+def _heatmaps(
+    cfg: DictConfig,
+    rows: list[dict[str, Any]],
+    best: dict[int, dict[str, Any]],
+    names: list[str],
+    out: Path,
+) -> dict[int, Path]:
+    """Heatmaps of the validation objective over the two tuned parameters at a few S."""
+    count = int(cfg.tune.heatmaps)
+    if count <= 0 or len(names) != 2:
+        return {}
+    from nercc.tuning.plots import plot_search
+
+    stragglers = list(cfg.stragglers)
+    chosen = sorted(
+        {stragglers[round(i * (len(stragglers) - 1) / max(count - 1, 1))] for i in range(count)}
+    )
+    paths = {}
+    for s in chosen:
+        at = [r for r in rows if r["scheme"] == cfg.tune.scheme and r["num_stragglers"] == s]
+        title = (
+            f"{cfg.model_name} on {cfg.data.name} ({cfg.tune.split}), K={at[0]['num_inputs']}, "
+            f"N={at[0]['num_workers']}, S={s}: {cfg.tune.scheme} {cfg.tune.objective}"
+        )
+        paths[s] = plot_search(
+            at, names, cfg.tune.objective, best[s]["params"], out / f"heatmap_S{s}.png", title
+        )
+    return paths
+
+
+def _print_summary(cfg: DictConfig, summary: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"best {cfg.tune.scheme} parameters per S ({cfg.tune.split}, {cfg.tune.objective})"
+    )
+    for column in summary[0]:
+        table.add_column(column, justify="right")
+    for row in summary:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+    Console(width=140).print(table)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="tune")
+@task_wrapper
+def main(cfg: DictConfig) -> float | None:
+    metrics, _ = tune(cfg)
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Scheme configs to the variants an evaluation runs: lists of parameter values expand into one
+variant per combination, and a table of tuned parameters gives one variant per distinct setting,
+each used only at its straggler counts."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from nercc.evaluation.variants import SchemeVariant, build_scheme
+from nercc.tuning.tables import ParamTable
+
+__all__ = ["TABLE_KEY", "expand_schemes", "format_params"]
+
+#: Key of a scheme entry that chooses its table of tuned parameters (not a scheme argument):
+#: ``published``, ``none`` or a path.
+TABLE_KEY = "lambdas"
+
+
+def format_params(params: Mapping[str, Any]) -> str:
+    """``lam_enc=1e-08,lam_dec=0``: parameters as a label."""
+    return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def expand_schemes(
+    schemes: Mapping[str, Any],
+    stragglers: Sequence[int] | None = None,
+    tables: Mapping[str, ParamTable | None] | None = None,
+) -> list[SchemeVariant]:
+    """Instantiate every scheme config as one or more variants.
+
+    A scheme entry's parameter may be a number, a list (every combination of the listed values is
+    a variant: a grid) or null. A null parameter is taken, per S, from the scheme's table in
+    ``tables`` when there is one (a parameter given in the config always wins over the table),
+    and otherwise is left to the scheme's default (``source="default"``).
+
+    Parameters
+    ----------
+    schemes : mapping of name to ``_target_`` config
+    stragglers : sequence of int, optional
+        The S values of the evaluation (needed when a table is used).
+    tables : mapping of scheme name to ParamTable or None, optional
+
+    Returns
+    -------
+    list of SchemeVariant
+        In config order.
+    """
+    if not schemes:
+        raise ValueError(f"scheme must name at least one scheme, got {schemes!r}")
+    variants: list[SchemeVariant] = []
+    for name, node in schemes.items():
+        if not isinstance(node, DictConfig | Mapping) or "_target_" not in node:
+            raise ValueError(f"scheme.{name} must be a config with a _target_, got {node!r}")
+        node = OmegaConf.create(dict(node)) if not isinstance(node, DictConfig) else node.copy()
+        OmegaConf.set_struct(node, False)
+        node.pop(TABLE_KEY, None)
+        table = (tables or {}).get(name)
+        if table is not None:
+            _check_code(name, node, table)
+        variants += _variants(name, node, table, list(stragglers or []))
+    sizes = {v.scheme.num_inputs for v in variants}
+    if len(sizes) != 1:
+        raise ValueError(f"all schemes must code the same num_inputs, got {sorted(sizes)}")
+    return variants
+
+
+def _check_code(name: str, node: DictConfig, table: ParamTable) -> None:
+    for key, value in table.code.items():
+        if key in node and node[key] != value:
+            raise ValueError(
+                f"scheme.{name}.{TABLE_KEY}: {table.path} was tuned for {key}={value}, "
+                f"this run has {key}={node[key]}"
+            )
+
+
+def _variants(
+    name: str, node: DictConfig, table: ParamTable | None, stragglers: list[int]
+) -> list[SchemeVariant]:
+    grid = {k: list(v) for k, v in node.items() if isinstance(v, ListConfig)}
+    unset = [k for k, v in node.items() if v is None]
+    for key in unset:
+        del node[key]
+    # (values from the table, the S they serve or None for every S, source) per distinct setting
+    settings: list[tuple[dict[str, float], frozenset[int] | None, str]]
+    if table is not None and set(unset) & set(table.by_stragglers[next(iter(table.by_stragglers))]):
+        by_values: dict[tuple, set[int]] = {}
+        for s in stragglers:
+            params, _ = table.params_at(s)
+            chosen = {k: params[k] for k in unset if k in params}
+            by_values.setdefault(tuple(chosen.items()), set()).add(int(s))
+        given = any(k not in unset for k in table.by_stragglers[next(iter(table.by_stragglers))])
+        source = f"{'config+' if given else ''}table:{table.path}"
+        settings = [(dict(values), frozenset(at), source) for values, at in by_values.items()]
+    else:
+        settings = [({}, None, "default" if unset else "config")]
+    combos = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    variants = []
+    for from_table, at, source in settings:
+        for combo in combos:
+            scheme = build_scheme(name, node, **from_table, **combo)
+            label = f"{name}({format_params(combo)})" if len(combos) > 1 else name
+            variants.append(SchemeVariant(name, scheme, label, at, source))
+    return variants

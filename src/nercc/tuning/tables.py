@@ -1,0 +1,146 @@
+"""Published tables of tuned scheme parameters, one per classifier and code.
+
+A table lives at ``outputs/lambdas/<model>_<dataset>_K<K>_N<N>_<points>.json`` and maps each
+straggler count S to the parameters chosen for it on the validation split, with how they were found
+(split, search space, objective, patterns, inputs, date) and the content hash of the classifier's
+checkpoint. Loading checks every field and names the file and the field when something is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nercc.utils.io import write_json
+
+__all__ = ["ParamTable", "load_table", "publish_table", "resolve_table", "table_path"]
+
+FORMAT = "nercc-param-table"
+FORMAT_VERSION = 1
+#: The fields of a table that describe the code it was tuned for.
+CODE_KEYS = ("num_inputs", "num_workers", "points")
+
+
+@dataclass(frozen=True)
+class ParamTable:
+    """A loaded table: ``by_stragglers`` maps S to ``{parameter: value}``."""
+
+    path: Path
+    scheme: str
+    model: str
+    dataset: str
+    code: dict[str, Any]
+    by_stragglers: dict[int, dict[str, float]]
+    checkpoint_sha256: str | None = None
+    found_by: dict[str, Any] = field(default_factory=dict)
+
+    def params_at(self, num_stragglers: int) -> tuple[dict[str, float], int]:
+        """The parameters for S and the tuned S they come from: S itself, or else the nearest
+        tuned S (the smaller one on a tie)."""
+        nearest = min(self.by_stragglers, key=lambda s: (abs(s - num_stragglers), s))
+        return dict(self.by_stragglers[nearest]), nearest
+
+
+def table_path(directory: str | Path, model: str, dataset: str, code: Mapping[str, Any]) -> Path:
+    """``<directory>/<model>_<dataset>_K<K>_N<N>_<points>.json``."""
+    name = f"{model}_{dataset}_K{code['num_inputs']}_N{code['num_workers']}_{code['points']}"
+    return Path(directory) / f"{name}.json"
+
+
+def load_table(path: str | Path) -> ParamTable:
+    """Read and check a table; ``ValueError`` naming the file and what is wrong otherwise."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a readable JSON table ({error})") from None
+
+    def fail(what: str) -> ValueError:
+        return ValueError(f"{path}: {what}; rebuild it with python -m nercc.tune")
+
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise fail(f"not a parameter table (format must be {FORMAT!r})")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise fail(f"format_version must be {FORMAT_VERSION}, got {data.get('format_version')!r}")
+    for key in ("scheme", "model", "dataset"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise fail(f"{key} must be a non-empty string, got {data.get(key)!r}")
+    code = data.get("code")
+    if not isinstance(code, dict) or any(k not in code for k in CODE_KEYS):
+        raise fail(f"code must hold {', '.join(CODE_KEYS)}, got {code!r}")
+    table = data.get("params_by_stragglers")
+    if not isinstance(table, dict) or not table:
+        raise fail(f"params_by_stragglers must map S to parameters, got {table!r}")
+    by_stragglers: dict[int, dict[str, float]] = {}
+    for key, params in table.items():
+        try:
+            s = int(key)
+        except ValueError:
+            raise fail(f"params_by_stragglers: S must be an integer >= 0, got {key!r}") from None
+        if s < 0 or str(s) != str(key):
+            raise fail(f"params_by_stragglers: S must be an integer >= 0, got {key!r}")
+        if not isinstance(params, dict) or not params:
+            raise fail(f"params_by_stragglers.{key} must map names to numbers, got {params!r}")
+        for name, value in params.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise fail(f"params_by_stragglers.{key}.{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise fail(f"params_by_stragglers.{key}.{name} must be finite, got {value!r}")
+        by_stragglers[s] = {name: float(value) for name, value in params.items()}
+    digest = data.get("checkpoint_sha256")
+    if digest is not None and not isinstance(digest, str):
+        raise fail(f"checkpoint_sha256 must be a string, got {digest!r}")
+    return ParamTable(
+        path=path,
+        scheme=data["scheme"],
+        model=data["model"],
+        dataset=data["dataset"],
+        code={k: code[k] for k in CODE_KEYS},
+        by_stragglers=dict(sorted(by_stragglers.items())),
+        checkpoint_sha256=digest,
+        found_by=dict(data.get("found_by") or {}),
+    )
+
+
+def publish_table(content: Mapping[str, Any], directory: str | Path) -> tuple[Path, Path | None]:
+    """Write a table to its stable path, atomically; an existing table is kept as a backup.
+
+    ``content`` holds ``scheme``, ``model``, ``dataset``, ``code``, ``params_by_stragglers`` and
+    whatever says how it was found. Returns the path and the backup's path (None if there was no
+    table before). The new table is checked by :func:`load_table` before it replaces the old one.
+    """
+    path = table_path(directory, content["model"], content["dataset"], content["code"])
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **content}
+    staged = write_json(path.with_name(f".{path.name}.new"), payload)
+    try:
+        load_table(staged)
+        backup = None
+        if path.exists():
+            backup = path.with_name(f"{path.stem}.previous.json")
+            shutil.copy2(path, backup)
+        staged.replace(path)
+    finally:
+        staged.unlink(missing_ok=True)
+    return path, backup
+
+
+def resolve_table(
+    setting: Any, directory: str | Path, model: str, dataset: str, code: Mapping[str, Any]
+) -> ParamTable | None:
+    """The table a scheme asks for: ``published`` (the one for this classifier and code, None if
+    there is none yet), ``none``/null (no table) or a path to a table file."""
+    if setting is None or setting == "none":
+        return None
+    if not isinstance(setting, str) or not setting:
+        raise ValueError(f"must be published, none or a path to a table, got {setting!r}")
+    if setting == "published":
+        path = table_path(directory, model, dataset, code)
+        return load_table(path) if path.exists() else None
+    return load_table(setting)

@@ -1,0 +1,138 @@
+"""The tuning task and the evaluation of its tables, end to end on a tiny synthetic setup."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nercc.eval import evaluate
+from nercc.tune import tune
+from nercc.tuning import load_table, publish_table
+
+SMALL = [
+    "data=synthetic",
+    "coding.num_inputs=8",
+    "coding.num_workers=20",
+    "stragglers=[0,4,8]",
+    "eval.batch_size=64",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+]
+GRID = ["tune.grid.lam_enc=[0,1e-6,1e-3]", "tune.grid.lam_dec=[0,1e-4]", "tune.limit=null"]
+
+
+def test_tune_publishes_the_best_pair_per_s_and_tests_it(compose_config, checkpoints, tmp_path):
+    cfg = compose_config(
+        "tune", [*SMALL, *GRID, f"paths.checkpoint_dir={checkpoints}", "tune.num_patterns=2"]
+    )
+    assert cfg.task_name == "tune"
+    metrics, _ = tune(cfg)
+    run = tmp_path / "run"
+    with open(run / "grid.csv") as handle:
+        grid = list(csv.DictReader(handle))
+    assert len(grid) == 3 * (6 + 1)  # 3 S x (6 NeRCC pairs + BACC)
+    assert {r["split"] for r in [json.loads((run / "table.json").read_text())["found_by"]]} == {
+        "val"
+    }
+    table = load_table(tmp_path / "outputs" / "lambdas" / "lenet5_synthetic_K8_N20_chebyshev.json")
+    for s in (0, 4, 8):
+        rows = [r for r in grid if r["scheme"] == "nercc" and int(r["num_stragglers"]) == s]
+        best = min(rows, key=lambda r: float(r["mse"]))
+        assert table.by_stragglers[s] == {
+            "lam_enc": float(best["lam_enc"]),
+            "lam_dec": float(best["lam_dec"]),
+        }
+        assert int(best["num_inputs_evaluated"]) == 64  # the synthetic validation split
+    assert table.checkpoint_sha256 and table.found_by["objective"] == "mse"
+    tested = json.loads((run / "test" / "results.json").read_text())
+    nercc = [r for r in tested["rows"] if r["scheme"] == "nercc"]
+    assert [r["num_inputs_evaluated"] for r in nercc] == [256] * 3  # the test split
+    for row in nercc:
+        assert {"lam_enc": row["lam_enc"], "lam_dec": row["lam_dec"]} == table.by_stragglers[
+            row["num_stragglers"]
+        ]
+        assert row["params_source"] == f"table:{table.path}"
+    assert tested["objective"]["value"] == pytest.approx(metrics["coded/nercc/mse"])
+    assert sorted(p.name for p in run.glob("heatmap_S*.png")) == [
+        "heatmap_S0.png", "heatmap_S4.png", "heatmap_S8.png",
+    ]  # fmt: skip
+
+
+def test_tune_refuses_the_test_split(compose_config, checkpoints):
+    cfg = compose_config("tune", [*SMALL, "tune.split=test"])
+    with pytest.raises(ValueError, match="tune.split: lambdas are never chosen on the test split"):
+        tune(cfg)
+
+
+def _table(tmp_path, params_by_stragglers, digest="00" * 32):
+    content = {
+        "scheme": "nercc",
+        "model": "lenet5",
+        "dataset": "synthetic",
+        "code": {"num_inputs": 8, "num_workers": 20, "points": "chebyshev"},
+        "checkpoint_sha256": digest,
+        "params_by_stragglers": params_by_stragglers,
+    }
+    return publish_table(content, tmp_path / "outputs" / "lambdas")[0]
+
+
+def test_eval_uses_the_published_table_unless_told_otherwise(
+    compose_config, checkpoints, tmp_path, capsys
+):
+    by_s = {"0": {"lam_enc": 0.0, "lam_dec": 0.0}, "8": {"lam_enc": 1e-3, "lam_dec": 1e-4}}
+    path = _table(tmp_path, by_s)
+    cfg = compose_config("eval", [*SMALL, f"paths.checkpoint_dir={checkpoints}"])
+    metrics, _ = evaluate(cfg)
+    out = capsys.readouterr().out
+    assert "tuned on another checkpoint" in out  # the digest above is not the checkpoint's
+    assert f"{path} has no S=4: nercc uses S=0's" in out
+    rows = {r["num_stragglers"]: r for r in metrics["rows"] if r["scheme"] == "nercc"}
+    assert [(rows[s]["lam_enc"], rows[s]["lam_dec"]) for s in (0, 4, 8)] == [
+        (0.0, 0.0), (0.0, 0.0), (1e-3, 1e-4),
+    ]  # fmt: skip
+    assert {r["params_source"] for r in rows.values()} == {f"table:{path}"}
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["objective"] == {
+        "name": "coded/nercc/mse",
+        "at": None,
+        "value": pytest.approx(sum(r["mse"] for r in rows.values()) / 3),
+    }
+    assert saved["objective"]["value"] == metrics["coded/nercc/mse"]
+
+    # explicit lambdas win over the table, for every S
+    cfg = compose_config(
+        "eval",
+        [*SMALL, f"paths.checkpoint_dir={checkpoints}", "scheme.nercc.lam_enc=1e-5",
+         "scheme.nercc.lam_dec=0"],
+    )  # fmt: skip
+    rows = [r for r in evaluate(cfg)[0]["rows"] if r["scheme"] == "nercc"]
+    assert {(r["lam_enc"], r["lam_dec"], r["params_source"]) for r in rows} == {
+        (1e-5, 0.0, "config")
+    }
+    # and lambdas=none ignores it
+    cfg = compose_config(
+        "eval", [*SMALL, f"paths.checkpoint_dir={checkpoints}", "scheme.nercc.lambdas=none"]
+    )
+    rows = [r for r in evaluate(cfg)[0]["rows"] if r["scheme"] == "nercc"]
+    assert {(r["lam_enc"], r["lam_dec"], r["params_source"]) for r in rows} == {
+        (0.0, 0.0, "default")
+    }
+
+
+def test_eval_refuses_a_malformed_table_with_one_line(tmp_path):
+    path = _table(tmp_path, {"0": {"lam_enc": 0.0, "lam_dec": 0.0}})
+    path.write_text(path.read_text().replace('"lam_dec": 0.0', '"lam_dec": "zero"'))
+    result = subprocess.run(
+        [sys.executable, "-m", "nercc.eval", *SMALL, f"paths.log_dir={tmp_path / 'outputs'}",
+         f"hydra.run.dir={tmp_path / 'bad'}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: scheme.nercc.lambdas: {path}: params_by_stragglers.0.lam_dec must be a number, "
+        "got 'zero'; rebuild it with python -m nercc.tune"
+    ], result.stderr
+    assert not (tmp_path / "bad" / "results.json").exists()

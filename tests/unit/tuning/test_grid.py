@@ -1,0 +1,87 @@
+"""Scheme configs expanded into variants: grids, per-S tables, explicit values winning."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from nercc.coding import BACC, NeRCC
+from nercc.tuning import ParamTable, expand_schemes
+
+NERCC = {"_target_": "nercc.coding.NeRCC", "num_inputs": 4, "num_workers": 10}
+BACC_NODE = {"_target_": "nercc.coding.BACC", "num_inputs": 4, "num_workers": 10}
+CODE = {"num_inputs": 4, "num_workers": 10, "points": "chebyshev"}
+
+
+def table(by_stragglers):
+    return ParamTable("t.json", "nercc", "m", "d", CODE, by_stragglers)
+
+
+def test_lambda_lists_expand_to_every_pair():
+    node = OmegaConf.create(
+        {"nercc": {**NERCC, "lam_enc": [0, 1e-3], "lam_dec": [0, 1e-2, 1]}, "bacc": BACC_NODE}
+    )
+    variants = expand_schemes(node)
+    assert [(v.params["lam_enc"], v.params["lam_dec"]) for v in variants[:6]] == [
+        (0, 0), (0, 1e-2), (0, 1), (1e-3, 0), (1e-3, 1e-2), (1e-3, 1),
+    ]  # fmt: skip
+    assert all(isinstance(v.scheme, NeRCC) for v in variants[:6])
+    assert variants[4].scheme.lam_enc == 1e-3 and variants[4].scheme.lam_dec == 1e-2
+    assert variants[4].label == "nercc(lam_enc=0.001,lam_dec=0.01)"
+    assert isinstance(variants[6].scheme, BACC) and variants[6].label == "bacc"
+    assert variants[6].params == {} and variants[6].runs_at(5)
+    assert {v.source for v in variants} == {"config"}
+
+
+def test_per_s_table_gives_one_variant_per_pair():
+    by_s = {2: {"lam_enc": 1e-3, "lam_dec": 0.0}, 4: {"lam_enc": 1e-3, "lam_dec": 0.0}}
+    by_s |= {6: {"lam_enc": 0.5, "lam_dec": 0.1}, 0: {"lam_enc": 0.0, "lam_dec": 0.0}}
+    node = OmegaConf.create({"nercc": {**NERCC, "lam_enc": None, "lam_dec": None}})
+    variants = expand_schemes(node, [0, 2, 4, 6, 8], {"nercc": table(by_s)})
+    by_pair = {tuple(v.params.values()): sorted(v.stragglers) for v in variants}
+    # S=8 is not in the table: the nearest tuned S (6) serves it
+    assert by_pair == {(0.0, 0.0): [0], (1e-3, 0.0): [2, 4], (0.5, 0.1): [6, 8]}
+    assert {v.label for v in variants} == {"nercc"}
+    assert {v.source for v in variants} == {"table:t.json"}
+    assert variants[1].runs_at(4) and not variants[1].runs_at(6)
+
+
+def test_explicit_values_win_over_the_table():
+    by_s = {0: {"lam_enc": 1e-3, "lam_dec": 1e-4}, 5: {"lam_enc": 1e-2, "lam_dec": 1e-1}}
+    both = OmegaConf.create({"nercc": {**NERCC, "lam_enc": 1e-8, "lam_dec": 1e-9}})
+    variants = expand_schemes(both, [0, 5], {"nercc": table(by_s)})
+    assert len(variants) == 1 and variants[0].stragglers is None
+    assert variants[0].params == {"lam_enc": 1e-8, "lam_dec": 1e-9}
+    assert variants[0].source == "config"
+    one = OmegaConf.create({"nercc": {**NERCC, "lam_enc": 1e-8, "lam_dec": None}})
+    variants = expand_schemes(one, [0, 5], {"nercc": table(by_s)})
+    assert [(v.params, sorted(v.stragglers)) for v in variants] == [
+        ({"lam_enc": 1e-8, "lam_dec": 1e-4}, [0]),
+        ({"lam_enc": 1e-8, "lam_dec": 1e-1}, [5]),
+    ]
+    assert variants[0].source == "config+table:t.json"
+
+
+def test_without_a_table_null_parameters_take_the_defaults():
+    node = OmegaConf.create({"nercc": {**NERCC, "lam_enc": None, "lam_dec": None}})
+    (variant,) = expand_schemes(node, [0, 3], {"nercc": None})
+    assert variant.params == {"lam_enc": 0.0, "lam_dec": 0.0} and variant.source == "default"
+
+
+def test_a_table_for_another_code_is_refused():
+    node = OmegaConf.create({"nercc": {**NERCC, "num_workers": 12, "lam_enc": None}})
+    with pytest.raises(ValueError, match="tuned for num_workers=10, this run has num_workers=12"):
+        expand_schemes(node, [0], {"nercc": table({0: {"lam_enc": 0.0, "lam_dec": 0.0}})})
+
+
+@pytest.mark.parametrize(
+    ("schemes", "message"),
+    [
+        ({}, "at least one scheme"),
+        ({"nercc": {"num_inputs": 4}}, "scheme.nercc must be a config with a _target_"),
+        ({"nercc": {**NERCC, "lam_dec": -1.0}}, "lam_dec must be a finite number >= 0, got -1.0"),
+        ({"x": {"_target_": "builtins.dict"}}, "scheme.x must build a CodingScheme, got dict"),
+        ({"a": NERCC, "b": {**BACC_NODE, "num_inputs": 5}}, r"the same num_inputs, got \[4, 5\]"),
+    ],
+)
+def test_bad_scheme_configs(schemes, message):
+    with pytest.raises(Exception, match=message):
+        expand_schemes(OmegaConf.create(schemes), [0, 1])

@@ -1,0 +1,120 @@
+"""The search: grids, the best setting per S, TPE, and the objective of a run."""
+
+import math
+
+import pytest
+
+from nercc.tuning import check_objective, objective_value
+from nercc.tuning.search import best_by_stragglers, grid_values, log_grid, tpe_search
+
+# A synthetic problem with a known best pair per S: the mse is a bowl in log10 lambda.
+OPTIMA = {0: (-9.0, -7.0), 10: (-6.0, -8.0), 20: (-4.0, -9.0)}
+
+
+def synthetic_rows(params):
+    rows = []
+    for s, (a, b) in OPTIMA.items():
+        x = math.log10(params["lam_enc"]) if params["lam_enc"] > 0 else -12.0
+        y = math.log10(params["lam_dec"]) if params["lam_dec"] > 0 else -12.0
+        mse = 1.0 + (x - a) ** 2 + 0.5 * (y - b) ** 2
+        rows.append(
+            {"scheme": "nercc", "num_stragglers": s, **params, "mse": mse, "rel_acc": 1 / mse}
+        )
+    return rows
+
+
+def test_log_grid():
+    assert log_grid(1e-9, 1e-6, 4) == pytest.approx([0, 1e-9, 1e-8, 1e-7, 1e-6])
+    assert grid_values("lam_enc", [0, 1e-3]) == [0.0, 1e-3]
+    for bad in ((0, 1, 3), (1e-3, 1e-6, 3), (1e-3, 1e-2, 1)):
+        with pytest.raises(ValueError, match="0 < low <= high"):
+            log_grid(*bad)
+    for bad in ([-1.0], [], "1e-3", [True], [float("inf")]):
+        with pytest.raises(ValueError, match="tune.grid.lam_enc must be a list of values >= 0"):
+            grid_values("lam_enc", bad)
+
+
+@pytest.mark.parametrize("objective", ["mse", "rel_acc"])
+def test_grid_finds_the_known_best_pair_per_s(objective):
+    grid = [
+        {"lam_enc": a, "lam_dec": b}
+        for a in log_grid(1e-10, 1e-3, 8)
+        for b in log_grid(1e-10, 1e-6, 5)
+    ]
+    rows = [row for params in grid for row in synthetic_rows(params)]
+    rows.append(
+        {
+            "scheme": "nercc",
+            "num_stragglers": 0,
+            "lam_enc": 1.0,
+            "lam_dec": 1.0,
+            "mse": math.nan,
+            "rel_acc": math.nan,
+        }
+    )
+    rows.append(
+        {
+            "scheme": "bacc",
+            "num_stragglers": 0,
+            "lam_enc": None,
+            "lam_dec": None,
+            "mse": 0.0,
+            "rel_acc": 2.0,
+        }
+    )
+    best = best_by_stragglers(rows, "nercc", ["lam_enc", "lam_dec"], objective)
+    assert {s: b["params"] for s, b in best.items()} == {
+        s: {"lam_enc": pytest.approx(10**a), "lam_dec": pytest.approx(10**b)}
+        for s, (a, b) in OPTIMA.items()
+    }
+
+
+def test_tpe_finds_the_known_best_pair_per_s():
+    calls = []
+
+    def evaluate(params):
+        calls.append(params)
+        return synthetic_rows(params)
+
+    ranges = {"lam_enc": [1e-12, 1e-2], "lam_dec": [1e-12, 1e-5]}
+    rows = tpe_search(evaluate, ranges, list(OPTIMA), "mse", n_trials=60, seed=0)
+    assert len(calls) == 60 and len(rows) == 60 * 3
+    best = best_by_stragglers(rows, "nercc", ["lam_enc", "lam_dec"], "mse")
+    for s, (a, b) in OPTIMA.items():
+        found = best[s]["params"]
+        assert abs(math.log10(found["lam_enc"]) - a) < 1.0, (s, found)
+        assert abs(math.log10(found["lam_dec"]) - b) < 1.5, (s, found)
+    with pytest.raises(ValueError, match="tune.optuna.ranges.lam_enc"):
+        tpe_search(evaluate, {"lam_enc": [0, 1]}, [0], "mse", 1, 0)
+
+
+ROWS = [
+    {"scheme": "nercc", "num_stragglers": 0, "mse": 1.0, "rel_acc": 1.0},
+    {"scheme": "nercc", "num_stragglers": 5, "mse": 3.0, "rel_acc": 0.5},
+    {"scheme": "bacc", "num_stragglers": 0, "mse": 7.0, "rel_acc": 0.9},
+]
+
+
+def test_objective_value():
+    assert objective_value(ROWS, "coded/nercc/mse") == 2.0
+    assert objective_value(ROWS, "coded/nercc/rel_acc", at=5) == 0.5
+    assert objective_value(ROWS, "coded/bacc/mse") == 7.0
+    with pytest.raises(ValueError, match="not finite at S=\\[5\\]"):
+        objective_value([ROWS[0], {**ROWS[1], "mse": math.nan}], "coded/nercc/mse")
+    with pytest.raises(ValueError, match="no rows of scheme 'x'"):
+        objective_value(ROWS, "coded/x/mse")
+    for bad in ("nercc/mse", "coded/nercc/loss", 3, "coded//mse"):
+        with pytest.raises(ValueError, match="must be coded/<scheme>/<metric>"):
+            objective_value(ROWS, bad)
+
+
+def test_check_objective():
+    runs = {"nercc": [None], "bacc": [None]}
+    assert check_objective("coded/nercc/mse", runs, [0, 5]) is None
+    assert "no scheme 'x'" in check_objective("coded/x/mse", runs, [0, 5])
+    grid = {"nercc": [None, None]}
+    assert "2 variants of 'nercc' run at S=0" in check_objective("coded/nercc/mse", grid, [0, 5])
+    per_s = {"nercc": [frozenset({0}), frozenset({5})]}
+    assert check_objective("coded/nercc/mse", per_s, [0, 5]) is None
+    with pytest.raises(ValueError, match="one S of stragglers"):
+        check_objective("coded/nercc/mse", runs, [0, 5], at=3)

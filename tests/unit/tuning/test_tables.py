@@ -1,0 +1,162 @@
+"""Published parameter tables: round trip, backups, and one clear line for a bad file."""
+
+import json
+import os
+
+import pytest
+
+from nercc.tuning import load_table, publish_table, resolve_table, table_path
+
+CODE = {"num_inputs": 20, "num_workers": 100, "points": "chebyshev"}
+
+
+def content(**changes):
+    base = {
+        "scheme": "nercc",
+        "model": "lenet5",
+        "dataset": "fashion_mnist",
+        "code": CODE,
+        "checkpoint_sha256": "ab" * 32,
+        "params_by_stragglers": {
+            "0": {"lam_enc": 0.0, "lam_dec": 0.0},
+            "40": {"lam_enc": 1e-8, "lam_dec": 1e-9},
+        },
+        "found_by": {"split": "val"},
+    }
+    return {**base, **changes}
+
+
+def test_publish_and_load_round_trip_with_a_backup(tmp_path):
+    path, backup = publish_table(content(), tmp_path)
+    assert path == tmp_path / "lenet5_fashion_mnist_K20_N100_chebyshev.json"
+    assert backup is None and oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    table = load_table(path)
+    assert table.by_stragglers == {
+        0: {"lam_enc": 0.0, "lam_dec": 0.0},
+        40: {"lam_enc": 1e-8, "lam_dec": 1e-9},
+    }
+    assert table.code == CODE and table.checkpoint_sha256 == "ab" * 32
+    assert table.params_at(30) == ({"lam_enc": 1e-8, "lam_dec": 1e-9}, 40)
+    assert table.params_at(20) == ({"lam_enc": 0.0, "lam_dec": 0.0}, 0)  # a tie: the smaller S
+    first = path.read_bytes()
+    path2, backup = publish_table(content(found_by={"split": "val", "run": 2}), tmp_path)
+    assert path2 == path and backup.read_bytes() == first
+    assert json.loads(path.read_text())["found_by"]["run"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "lenet5_fashion_mnist_K20_N100_chebyshev.json",
+        "lenet5_fashion_mnist_K20_N100_chebyshev.previous.json",
+    ]
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_malformed_table_is_never_published(tmp_path):
+    publish_table(content(), tmp_path)
+    before = sorted(p.read_bytes() for p in tmp_path.iterdir())
+    with pytest.raises(ValueError, match="must be a number"):
+        publish_table(content(params_by_stragglers={"0": {"lam_enc": "x"}}), tmp_path)
+    assert sorted(p.read_bytes() for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not a readable JSON table"),
+        ("[]", "not a parameter table"),
+        (
+            json.dumps({**content(), "format": "nercc-param-table", "format_version": 9}),
+            "format_version must be 1",
+        ),
+        (
+            json.dumps({**content(model=""), "format": "nercc-param-table", "format_version": 1}),
+            "model must be a non-empty string",
+        ),
+        (
+            json.dumps(
+                {
+                    **content(code={"num_inputs": 20}),
+                    "format": "nercc-param-table",
+                    "format_version": 1,
+                }
+            ),
+            "code must hold",
+        ),
+        (
+            json.dumps(
+                {
+                    **content(params_by_stragglers={}),
+                    "format": "nercc-param-table",
+                    "format_version": 1,
+                }
+            ),
+            "params_by_stragglers must map S",
+        ),
+        (
+            json.dumps(
+                {
+                    **content(params_by_stragglers={"x": {"lam_enc": 0}}),
+                    "format": "nercc-param-table",
+                    "format_version": 1,
+                }
+            ),
+            "S must be an integer >= 0, got 'x'",
+        ),
+        (
+            json.dumps(
+                {
+                    **content(params_by_stragglers={"-1": {"lam_enc": 0}}),
+                    "format": "nercc-param-table",
+                    "format_version": 1,
+                }
+            ),
+            "S must be an integer >= 0, got '-1'",
+        ),
+        (
+            json.dumps(
+                {
+                    **content(params_by_stragglers={"1": [0, 0]}),
+                    "format": "nercc-param-table",
+                    "format_version": 1,
+                }
+            ),
+            r"params_by_stragglers.1 must map names",
+        ),
+        (
+            json.dumps(
+                {
+                    **content(params_by_stragglers={"1": {"lam_enc": True}}),
+                    "format": "nercc-param-table",
+                    "format_version": 1,
+                }
+            ),
+            "lam_enc must be a number, got True",
+        ),
+    ],
+)
+def test_a_bad_table_gets_one_clear_line(tmp_path, text, message):
+    path = tmp_path / "t.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as error:
+        load_table(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_resolve(tmp_path):
+    assert resolve_table("none", tmp_path, "lenet5", "fashion_mnist", CODE) is None
+    assert resolve_table(None, tmp_path, "lenet5", "fashion_mnist", CODE) is None
+    assert resolve_table("published", tmp_path, "lenet5", "fashion_mnist", CODE) is None
+    path, _ = publish_table(content(), tmp_path)
+    assert resolve_table("published", tmp_path, "lenet5", "fashion_mnist", CODE).path == path
+    assert resolve_table(str(path), tmp_path / "x", "vit", "mnist", CODE).path == path
+    assert (
+        table_path(tmp_path, "vit", "mnist", {**CODE, "num_workers": 20}).name
+        == "vit_mnist_K20_N20_chebyshev.json"
+    )
+    with pytest.raises(ValueError, match="no such file"):
+        resolve_table(str(tmp_path / "missing.json"), tmp_path, "lenet5", "fashion_mnist", CODE)
+    with pytest.raises(ValueError, match="must be published, none or a path"):
+        resolve_table(3, tmp_path, "lenet5", "fashion_mnist", CODE)
