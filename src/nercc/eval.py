@@ -17,16 +17,14 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nercc.config import build, build_all, plain, task_wrapper
+from nercc.config import build, build_all, is_multirun, plain, task_wrapper
 from nercc.evaluation import CodedInferenceModule, SchemeVariant
 from nercc.evaluation.cache import OutputCache
 from nercc.evaluation.data import CodedEvalData
 from nercc.evaluation.module import straggler_models
-from nercc.evaluation.report import plot_vs_stragglers, print_results
+from nercc.evaluation.report import param_columns, plot_vs_stragglers, print_results
 from nercc.paths import CONFIG_DIR
 from nercc.tuning import (
     TABLE_KEY,
@@ -53,10 +51,6 @@ class Plan:
     tables: dict[str, ParamTable | None]
     objective: str | None
     notes: list[str] = field(default_factory=list)
-
-
-def _multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _tables(cfg: DictConfig, notes: list[str]) -> dict[str, ParamTable | None]:
@@ -128,7 +122,7 @@ def check_config(cfg: DictConfig) -> Plan:
             key = "optimized_metric" if "coded/<scheme>" in str(error) else "optimized_at"
             raise ValueError(f"{key}: {error}") from None
         if reason is not None:
-            if _multirun():
+            if is_multirun():
                 raise ValueError(f"optimized_metric: {objective}: {reason}")
             notes.append(f"optimized_metric {objective} is not computed: {reason}")
             objective = None
@@ -224,14 +218,26 @@ def _report(
     plots = {
         m: plot_vs_stragglers(rows, m, out / name, f"{title}: {m}") for m, name in PLOTS.items()
     }
+    # The parameters each variant ran with: in the config when one setting served every S (so
+    # that W&B's parallel coordinates see them), and per S among the metrics.
+    names = param_columns(rows)
+    settings: dict[str, list] = {}
+    for r in rows:
+        values = {n: r[n] for n in names if r.get(n) is not None}
+        if values and values not in settings.setdefault(r["variant"], []):
+            settings[r["variant"]].append(values)
+    used = {label: found[0] for label, found in settings.items() if len(found) == 1}
     for logger in loggers:
-        logger.log_hyperparams({**plain(cfg), "data_source": info, "classifier": model_info})
+        logger.log_hyperparams(
+            {**plain(cfg), "params": used, "data_source": info, "classifier": model_info}
+        )
         for s in dict.fromkeys(r["num_stragglers"] for r in rows):
             metrics = {
                 f"coded/{r['variant']}/{m}": r[m]
                 for r in rows
                 if r["num_stragglers"] == s
-                for m in ("mse", "acc", "base_acc", "rel_acc", "agreement")
+                for m in ("mse", "acc", "base_acc", "rel_acc", "agreement", *names)
+                if r.get(m) is not None
             }
             logger.log_metrics(metrics, step=s)
         if hasattr(logger, "log_table"):  # W&B

@@ -5,8 +5,10 @@ import subprocess
 import sys
 
 import pytest
+import wandb
 
 from nercc.eval import evaluate
+from tests.wandb_offline import run_contents
 
 SMALL = [
     "data=synthetic",
@@ -53,13 +55,26 @@ def test_evaluate_writes_results_and_plots(compose_config, checkpoints, tmp_path
     assert "coded/bacc/mse" in csv_log.read_text().splitlines()[0]
 
 
-def test_wandb_offline_gets_table_and_plots(compose_config, checkpoints, tmp_path):
-    cfg = compose_config("eval", [*SMALL, f"paths.checkpoint_dir={checkpoints}", "logger=wandb"])
-    evaluate(cfg)
+def test_wandb_offline_gets_table_plots_params_and_objective(compose_config, checkpoints, tmp_path):
+    overrides = [*SMALL, f"paths.checkpoint_dir={checkpoints}", "logger=wandb"]
+    cfg = compose_config(
+        "eval", [*overrides, "scheme.nercc.lam_enc=1e-6", "scheme.nercc.lam_dec=0"]
+    )
+    metrics, _ = evaluate(cfg)
+    wandb.finish()  # as the CLI's task wrapper does: the run file is complete only then
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     media = list(runs[0].rglob("*.png")) + list(runs[0].rglob("*.table.json"))
     assert len(media) >= 3
+    (path,) = runs[0].glob("run-*.wandb")
+    run = run_contents(path)
+    assert run["group"] == "eval"
+    assert run["config"]["scheme"]["nercc"]["lam_enc"] == 1e-6
+    assert run["config"]["params"] == {"nercc": {"lam_enc": 1e-6, "lam_dec": 0.0}}
+    assert run["summary"]["objective"] == pytest.approx(metrics["coded/nercc/mse"])
+    assert run["summary"]["optimized_metric"] == "coded/nercc/mse"
+    assert run["summary"]["coded/results._type"] == "table-file"
+    assert {"coded/nercc/mse", "coded/nercc/lam_enc", "coded/bacc/rel_acc"} <= run["history"]
 
 
 def run_cli(args, tmp_path, name):

@@ -6,10 +6,12 @@ import subprocess
 import sys
 
 import pytest
+import wandb
 
 from nercc.eval import evaluate
 from nercc.tune import tune
 from nercc.tuning import load_table, publish_table
+from tests.wandb_offline import run_contents
 
 SMALL = [
     "data=synthetic",
@@ -136,3 +138,31 @@ def test_eval_refuses_a_malformed_table_with_one_line(tmp_path):
         "got 'zero'; rebuild it with python -m nercc.tune"
     ], result.stderr
     assert not (tmp_path / "bad" / "results.json").exists()
+
+
+def test_tune_with_optuna_logs_the_search_to_wandb(compose_config, checkpoints, tmp_path):
+    cfg = compose_config(
+        "tune",
+        [*SMALL, f"paths.checkpoint_dir={checkpoints}", "tune.search=optuna",
+         "tune.optuna.n_trials=4", "tune.test=false", "tune.limit=null", "logger=wandb"],
+    )  # fmt: skip
+    metrics, _ = tune(cfg)
+    wandb.finish()
+    with open(tmp_path / "run" / "grid.csv") as handle:
+        grid = list(csv.DictReader(handle))
+    nercc = [r for r in grid if r["scheme"] == "nercc"]
+    assert len(nercc) == 4 * 3 and len(grid) == 4 * 3 + 3  # 4 trials at 3 S, and BACC
+    table = load_table(metrics["table_path"])
+    for s, params in table.by_stragglers.items():
+        assert 1e-12 <= params["lam_enc"] <= 1e-3 and 1e-12 <= params["lam_dec"] <= 1e-5
+        best = min(
+            (r for r in nercc if int(r["num_stragglers"]) == s), key=lambda r: float(r["mse"])
+        )
+        assert params == {"lam_enc": float(best["lam_enc"]), "lam_dec": float(best["lam_dec"])}
+    assert table.found_by["search"] == "optuna" and table.found_by["trials"] == 4
+    (path,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
+    run = run_contents(path)
+    assert run["summary"]["tune/grid._type"] == "table-file"
+    assert run["summary"]["tune/best._type"] == "table-file"
+    assert run["summary"]["tune/mse_S0._type"] == "images/separated"
+    assert run["config"]["tune"]["search"] == "optuna"

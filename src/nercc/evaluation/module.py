@@ -7,8 +7,12 @@ same batch, and only its real inputs are counted):
 2. for each distinct encoder among the schemes, the groups are encoded and the classifier runs once
    on all coded inputs (in chunks of ``chunk_size``);
 3. for every S in the list, T patterns per group are drawn (the same draws for every scheme with the
-   same N, unless the straggler model depends on the scheme), and every scheme and decoder lambda
-   decodes all of them in one batched product.
+   same N, unless the straggler model depends on the scheme), and every distinct decoder decodes
+   them once, for the outputs of all the encoders whose variants share it side by side (a grid of
+   lam_enc x lam_dec costs one decode per lam_dec).
+
+With an :class:`~nercc.evaluation.cache.OutputCache`, the classifier's outputs of steps 1 and 2 are
+kept on disk and found again by a later evaluation of the same inputs, classifier and encoder.
 
 Patterns are drawn from a generator seeded by (seed, S, N, index of the batch's first input), so
 that one process or several evaluating the same batches draw the same patterns.
@@ -179,6 +183,7 @@ class CodedInferenceModule(pl.LightningModule):
             )
 
         counted = (reference, labels, valid)
+        stacks: dict[tuple[int, ...], torch.Tensor] = {}  # outputs of encoders side by side
         for s_index, s in enumerate(self.stragglers):
             model = self.models[s]
             shared: dict[int, np.ndarray] = {}  # patterns per N, the same for every scheme
@@ -196,9 +201,10 @@ class CodedInferenceModule(pl.LightningModule):
                 # One decoder for all: decode the outputs of their encoders side by side.
                 scheme = self.variants[running[0]].scheme
                 available = self._draw(model, scheme, s, groups * t, first, shared)
-                encoders = list(dict.fromkeys(self.encoder_of[i] for i in running))
-                stacked = torch.stack([outputs[j] for j in encoders], dim=2)  # (G*T, N, E, C)
-                estimates = scheme.decode_each(stacked, available)  # (G*T, K, E, C)
+                encoders = tuple(dict.fromkeys(self.encoder_of[i] for i in running))
+                if encoders not in stacks:
+                    stacks[encoders] = torch.stack([outputs[j] for j in encoders], dim=2)
+                estimates = scheme.decode_each(stacks[encoders], available)  # (G*T, K, E, C)
                 for i in running:
                     position = encoders.index(self.encoder_of[i])
                     self._count(i, s_index, estimates[:, :, position], available, counted)

@@ -1,0 +1,186 @@
+"""One table per multirun: a Hydra callback that records every job and gathers them in a csv.
+
+Registered in ``conf/hydra/default.yaml`` under ``hydra.callbacks``, it acts only in MULTIRUN
+mode (``-m``, or an ``hparams_search=`` preset). At the end of each job (in the process that ran
+it: the main one for the basic launcher, a worker for joblib or submitit) it writes
+
+``<sweep dir>/<job subdir>/job.json``
+    ``{"job", "status", "objective", "optimized_metric", "overrides", "error", "dir"}``: the job
+    number, ``completed`` or ``failed``, the number the task returned (or null), the metric it
+    stands for, the job's task overrides as a dict, the one-line error of a failed job (or
+    null), and the job's output folder;
+
+and then rewrites ``<sweep dir>/multirun.csv`` from every ``*/job.json`` of the sweep: one row
+per job sorted by number, columns ``job, status, objective``, one column per override key
+(``scheme.nercc.lam_enc``, ...), ``error`` and ``dir`` (the job's folder relative to the sweep
+dir). Jobs may end at the same time in several processes, so the csv is rebuilt under an
+``fcntl`` lock on ``<sweep dir>/.multirun.lock`` and replaced atomically. The basic sweeper
+raises on a failed job before ``on_multirun_end``, so each job keeps the csv current; the
+multirun end only rebuilds it once more.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from nercc.config import error_line
+from nercc.utils.io import write_csv, write_json
+
+__all__ = ["JOB_FILE", "LOCK_FILE", "SUMMARY_FILE", "MultirunSummary", "job_record", "summarize"]
+
+JOB_FILE = "job.json"
+SUMMARY_FILE = "multirun.csv"
+LOCK_FILE = ".multirun.lock"
+FIXED_COLUMNS = ("job", "status", "objective")
+LAST_COLUMNS = ("error", "dir")
+
+
+class MultirunSummary(Callback):
+    """Hydra callback writing each job's ``job.json`` and the sweep's ``multirun.csv``."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """Record one finished job (completed or failed) and rebuild the sweep's table."""
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        record = job_record(config, job_return)
+        write_json(Path(record["dir"]) / JOB_FILE, record)
+        summarize(_sweep_dir(config))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Rebuild the table once all jobs have returned (a no-op if no job recorded itself)."""
+        summarize(_sweep_dir(config))
+
+
+def _sweep_dir(config: DictConfig) -> Path:
+    return Path(str(config.hydra.sweep.dir)).absolute()
+
+
+def job_record(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
+    """What ``job.json`` holds for one job.
+
+    Parameters
+    ----------
+    config : DictConfig
+        The job's config, with its ``hydra`` node (as Hydra passes it to ``on_job_end``).
+    job_return : JobReturn
+        The job's outcome.
+
+    Returns
+    -------
+    dict
+        ``job`` (int), ``status`` (``"completed"`` or ``"failed"``), ``objective`` (float or
+        None), ``optimized_metric`` (str or None), ``overrides`` (dict of override key to
+        value), ``error`` (one line, or None) and ``dir`` (absolute path of the job's folder).
+    """
+    completed = job_return.status == JobStatus.COMPLETED
+    # JobReturn.return_value re-raises a failed job's exception: read the stored value instead.
+    value = job_return._return_value
+    return {
+        "job": int(config.hydra.job.num),
+        "status": "completed" if completed else "failed",
+        "objective": _number(value) if completed else None,
+        "optimized_metric": config.get("optimized_metric"),
+        "overrides": _overrides_dict(job_return.overrides or []),
+        "error": None if completed else _failure(value),
+        "dir": str(Path(str(config.hydra.runtime.output_dir)).absolute()),
+    }
+
+
+def _number(value: Any) -> float | None:
+    if value is None or isinstance(value, str | bytes | bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _failure(value: Any) -> str:
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {error_line(value)}"
+    return error_line(Exception(str(value)))
+
+
+def _overrides_dict(overrides: list[str]) -> dict[str, Any]:
+    """``["a.b=1e-8", "data=synthetic"]`` to ``{"a.b": 1e-08, "data": "synthetic"}``: values
+    typed as Hydra parses them when JSON can hold them, else as written."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    result: dict[str, Any] = {}
+    for override in parsed:
+        key = override.get_key_element()
+        if override.is_delete():
+            key = f"~{key}"
+        try:
+            value = override.value()
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            value = override.get_value_element_as_str()
+        result[key] = value
+    return result
+
+
+@contextmanager
+def _locked(sweep_dir: Path) -> Iterator[None]:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with open(sweep_dir / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return value
+
+
+def summarize(sweep_dir: str | Path) -> Path | None:
+    """Gather every ``*/job.json`` of a sweep into ``<sweep_dir>/multirun.csv``.
+
+    Parameters
+    ----------
+    sweep_dir : str or Path
+        The multirun's folder (``hydra.sweep.dir``).
+
+    Returns
+    -------
+    Path or None
+        The csv written, or None when no job has recorded itself yet.
+    """
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        return None
+    with _locked(sweep_dir):
+        records = []
+        for path in sweep_dir.glob(f"*/{JOB_FILE}"):
+            record = json.loads(path.read_text())
+            record["dir"] = path.parent.name  # relative: the table stays right if the sweep moves
+            records.append(record)
+        if not records:
+            return None
+        records.sort(key=lambda r: r["job"])
+        keys = list(dict.fromkeys(k for r in records for k in r["overrides"]))
+        rows = []
+        for r in records:
+            row = {c: _cell(r[c]) for c in FIXED_COLUMNS}
+            row.update({k: _cell(r["overrides"].get(k)) for k in keys})
+            row.update({c: _cell(r[c]) for c in LAST_COLUMNS})
+            rows.append(row)
+        return write_csv(sweep_dir / SUMMARY_FILE, rows)
