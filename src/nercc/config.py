@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import math
 import sys
 import warnings
@@ -35,6 +36,10 @@ __all__ = [
 
 # Lightning 2.6 on torch 2.14 warns about its own use of a deprecated torch API at every run.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+# ... and advertises its cloud products at every Trainer (twice per evaluation in a tuning run).
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+    lambda record: not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+)
 
 if not OmegaConf.has_resolver("nercc_root"):
     OmegaConf.register_new_resolver("nercc_root", lambda: str(project_root()))

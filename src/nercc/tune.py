@@ -12,6 +12,8 @@ TPE (``tune.search=optuna``), picks the best setting per S by ``tune.objective``
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nercc.config import build, build_all, plain, task_wrapper
 from nercc.eval import check_config, evaluate, run_coded
+from nercc.evaluation import SchemeVariant, build_scheme
 from nercc.paths import CONFIG_DIR
 from nercc.tuning import TABLE_KEY, publish_table
 from nercc.tuning.search import OBJECTIVES, best_by_stragglers, grid_values, log_grid, tpe_search
@@ -54,6 +57,8 @@ def _check(cfg: DictConfig) -> tuple[DictConfig, dict[str, list[float]]]:
         raise ValueError(f"tune.search must be grid or optuna, got {t.search!r}")
     if t.search == "grid":
         space = {name: grid_values(name, list(values)) for name, values in t.grid.items()}
+        if isinstance(t.refine, bool) or not isinstance(t.refine, int) or t.refine < 0:
+            raise ValueError(f"tune.refine must be an integer >= 0, got {t.refine!r}")
     else:
         space = {name: list(bounds) for name, bounds in t.optuna.ranges.items()}
         if not isinstance(t.optuna.n_trials, int) or t.optuna.n_trials < 1:
@@ -113,6 +118,9 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         rows += tpe_search(
             trial, space, list(cfg.stragglers), t.objective, t.optuna.n_trials, t.optuna.seed
         )
+    grid_rows = list(rows)
+    if t.search == "grid":
+        rows += _refine(val, plan, data, classifier, rows, names)
     best = best_by_stragglers(rows, t.scheme, names, t.objective)
     missing = [s for s in cfg.stragglers if s not in best]
     if missing:
@@ -156,6 +164,7 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "search": t.search,
             "space": space,
             "trials": t.optuna.n_trials if t.search == "optuna" else None,
+            "refine_rounds": t.refine if t.search == "grid" else None,
             "objective": t.objective,
             "straggler": plain(cfg.straggler) if OmegaConf.is_dict(cfg.straggler) else None,
             "seed": cfg.seed,
@@ -165,7 +174,7 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     write_csv(out / "grid.csv", rows)
     write_json(out / "table.json", content)
-    heatmaps = _heatmaps(cfg, rows, best, names, out)
+    heatmaps = _heatmaps(cfg, grid_rows, best, names, out)
     _print_summary(cfg, summary)
     for logger in loggers:
         logger.log_hyperparams(plain(cfg))
@@ -209,6 +218,53 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             )
     write_json(out / "metrics.json", {k: v for k, v in metrics.items() if k != "table"})
     return metrics, {"data": data, "classifier": classifier, "rows": rows}
+
+
+def _refine(
+    val: DictConfig,
+    plan: Any,
+    data: Any,
+    classifier: Any,
+    rows: list[dict[str, Any]],
+    names: list[str],
+) -> list[dict[str, Any]]:
+    """``tune.refine`` rounds around each S's best setting: every positive parameter times
+    10^-h, 1 and 10^h (h half a grid step, halved each round), evaluated only at that S."""
+    t = val.tune
+    found: list[dict[str, Any]] = []
+    node = {k: v for k, v in val.scheme[t.scheme].items() if k not in (*names, TABLE_KEY)}
+    steps = []
+    for name in names:
+        positive = sorted(v for v in {r[name] for r in rows if r["scheme"] == t.scheme} if v > 0)
+        ratios = [b / a for a, b in zip(positive, positive[1:], strict=False)]
+        steps.append(math.log10(min(ratios)) / 2 if ratios else 0.5)
+    for round_ in range(int(t.refine)):
+        best = best_by_stragglers(rows + found, t.scheme, names, t.objective)
+        tried = {tuple(r[n] for n in names) for r in rows + found if r["scheme"] == t.scheme}
+        wanted: dict[tuple[float, ...], set[int]] = {}
+        for s, chosen in best.items():
+            around = [
+                [v * 10 ** (k * step / 2**round_) for k in (-1, 0, 1)] if v > 0 else [v]
+                for v, step in zip(chosen["params"].values(), steps, strict=True)
+            ]
+            for setting in itertools.product(*around):
+                if setting not in tried:
+                    wanted.setdefault(setting, set()).add(s)
+        if not wanted:
+            break
+        variants = [
+            SchemeVariant(
+                t.scheme,
+                build_scheme(t.scheme, node, **dict(zip(names, setting, strict=True))),
+                f"{t.scheme}(refine)",
+                frozenset(at),
+                "tune",
+            )
+            for setting, at in wanted.items()
+        ]
+        refined, _ = run_coded(val, variants, plan.straggler_factory, data, classifier)
+        found += refined
+    return found
 
 
 def _upper_half_ratio(

@@ -34,7 +34,14 @@ def test_tune_publishes_the_best_pair_per_s_and_tests_it(compose_config, checkpo
     run = tmp_path / "run"
     with open(run / "grid.csv") as handle:
         grid = list(csv.DictReader(handle))
-    assert len(grid) == 3 * (6 + 1)  # 3 S x (6 NeRCC pairs + BACC)
+    on_grid = [r for r in grid if r["variant"] != "nercc(refine)"]
+    assert len(on_grid) == 3 * (6 + 1)  # 3 S x (6 NeRCC pairs + BACC)
+    refined = [r for r in grid if r["variant"] == "nercc(refine)"]
+    assert refined  # finer settings around each S's best, never one tried before at that S
+    keys = [
+        (r["num_stragglers"], r["lam_enc"], r["lam_dec"]) for r in grid if r["scheme"] == "nercc"
+    ]
+    assert len(keys) == len(set(keys))
     assert {r["split"] for r in [json.loads((run / "table.json").read_text())["found_by"]]} == {
         "val"
     }

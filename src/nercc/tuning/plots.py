@@ -48,7 +48,8 @@ def plot_search(
             axis.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=7, color="w")
         axis.set_xticks(range(len(xs)), [f"{x:g}" for x in xs], rotation=45, fontsize=8)
         axis.set_yticks(range(len(ys)), [f"{y:g}" for y in ys], fontsize=8)
-        axis.plot(xs.index(best[x_name]), ys.index(best[y_name]), "r*", markersize=14)
+        if best[x_name] in xs and best[y_name] in ys:  # a refined best lies between the cells
+            axis.plot(xs.index(best[x_name]), ys.index(best[y_name]), "r*", markersize=14)
     else:
         points = np.array([[r[x_name], r[y_name], r[metric]] for r in rows], dtype=float)
         shown = np.log10(points[:, 2]) if log else points[:, 2]
@@ -61,6 +62,7 @@ def plot_search(
     figure.colorbar(image, ax=axis, label=f"log10 {metric}" if log else metric)
     axis.set_xlabel(x_name)
     axis.set_ylabel(y_name)
-    axis.set_title(title, fontsize=10)
+    chosen = ", ".join(f"{k}={v:.3g}" for k, v in best.items())
+    axis.set_title(f"{title}\nchosen: {chosen}", fontsize=10)
     figure.tight_layout()
     return save_figure(figure, path)
