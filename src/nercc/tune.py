@@ -27,6 +27,7 @@ from nercc.evaluation import SchemeVariant, build_scheme
 from nercc.paths import CONFIG_DIR
 from nercc.tuning import TABLE_KEY, publish_table
 from nercc.tuning.search import OBJECTIVES, best_by_stragglers, grid_values, log_grid, tpe_search
+from nercc.tuning.tables import table_document
 from nercc.utils.io import write_csv, write_json
 
 __all__ = ["tune"]
@@ -173,7 +174,7 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         },
     }
     write_csv(out / "grid.csv", rows)
-    write_json(out / "table.json", content)
+    write_json(out / "table.json", table_document(content))
     heatmaps = _heatmaps(cfg, grid_rows, best, names, out)
     _print_summary(cfg, summary)
     for logger in loggers:

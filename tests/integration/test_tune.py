@@ -151,7 +151,7 @@ def test_tune_with_optuna_logs_the_search_to_wandb(compose_config, checkpoints, 
     cfg = compose_config(
         "tune",
         [*SMALL, f"paths.checkpoint_dir={checkpoints}", "tune.search=optuna",
-         "tune.optuna.n_trials=4", "tune.test=false", "tune.limit=null", "logger=wandb"],
+         "tune.optuna.n_trials=4", "tune.publish=false", "tune.limit=null", "logger=wandb"],
     )  # fmt: skip
     metrics, _ = tune(cfg)
     wandb.finish()
@@ -159,7 +159,12 @@ def test_tune_with_optuna_logs_the_search_to_wandb(compose_config, checkpoints, 
         grid = list(csv.DictReader(handle))
     nercc = [r for r in grid if r["scheme"] == "nercc"]
     assert len(nercc) == 4 * 3 and len(grid) == 4 * 3 + 3  # 4 trials at 3 S, and BACC
+    # not published: the run's own table is the one tested
+    assert metrics["table_path"] == str(tmp_path / "run" / "table.json")
+    assert not (tmp_path / "outputs" / "lambdas").exists()
     table = load_table(metrics["table_path"])
+    tested = json.loads((tmp_path / "run" / "test" / "results.json").read_text())["rows"]
+    assert {r["params_source"] for r in tested if r["scheme"] == "nercc"} == {f"table:{table.path}"}
     for s, params in table.by_stragglers.items():
         assert 1e-12 <= params["lam_enc"] <= 1e-3 and 1e-12 <= params["lam_dec"] <= 1e-5
         best = min(

@@ -18,7 +18,14 @@ from typing import Any
 
 from nercc.utils.io import write_json
 
-__all__ = ["ParamTable", "load_table", "publish_table", "resolve_table", "table_path"]
+__all__ = [
+    "ParamTable",
+    "load_table",
+    "publish_table",
+    "resolve_table",
+    "table_document",
+    "table_path",
+]
 
 FORMAT = "nercc-param-table"
 FORMAT_VERSION = 1
@@ -109,6 +116,11 @@ def load_table(path: str | Path) -> ParamTable:
     )
 
 
+def table_document(content: Mapping[str, Any]) -> dict[str, Any]:
+    """A table's file content: its format header followed by ``content``."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, **content}
+
+
 def publish_table(content: Mapping[str, Any], directory: str | Path) -> tuple[Path, Path | None]:
     """Write a table to its stable path, atomically; an existing table is kept as a backup.
 
@@ -117,8 +129,7 @@ def publish_table(content: Mapping[str, Any], directory: str | Path) -> tuple[Pa
     table before). The new table is checked by :func:`load_table` before it replaces the old one.
     """
     path = table_path(directory, content["model"], content["dataset"], content["code"])
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **content}
-    staged = write_json(path.with_name(f".{path.name}.new"), payload)
+    staged = write_json(path.with_name(f".{path.name}.new"), table_document(content))
     try:
         load_table(staged)
         backup = None
