@@ -36,17 +36,18 @@ LAM_ENC, LAM_DEC = "scheme.nercc.lam_enc", "scheme.nercc.lam_dec"
 
 
 def sweep(args, checkpoints, tmp_path):
-    """Run one multirun in ``tmp_path/sweep``; return the process and the sweep folder."""
-    sweep_dir = tmp_path / "sweep"
+    """Run one multirun with the default sweep folder under ``tmp_path/outputs`` (as a user's
+    would be under outputs/); return the process and the sweep folder."""
     command = [
         sys.executable, "-m", "nercc.eval", "-m", *SMALL,
-        f"paths.checkpoint_dir={checkpoints}", f"paths.log_dir={tmp_path / 'outputs'}",
-        f"hydra.sweep.dir={sweep_dir}", *args,
+        f"paths.checkpoint_dir={checkpoints}", f"paths.log_dir={tmp_path / 'outputs'}", *args,
     ]  # fmt: skip
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False
     )
-    return result, sweep_dir
+    sweeps = list((tmp_path / "outputs" / "eval" / "multiruns").glob("*"))
+    assert len(sweeps) == 1, (sweeps, result.stderr[-3000:])
+    return result, sweeps[0]
 
 
 def read_table(sweep_dir):
@@ -79,11 +80,11 @@ def check_completed(sweep_dir, row):
 
 
 def check_wandb_run(sweep_dir, row):
-    """One offline W&B run per job, in the group named after the sweep folder (``sweep``)."""
+    """One offline W&B run per job, in the group named after the sweep folder."""
     runs = list((sweep_dir / row["dir"] / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     contents = run_contents(runs[0])
-    assert contents["group"] == "eval-sweep"
+    assert contents["group"] == f"eval-{sweep_dir.name}"
     assert contents["summary"]["objective"] == float(row["objective"])
 
 
