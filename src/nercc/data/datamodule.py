@@ -13,6 +13,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nercc.data.sources import DATASETS, ImageArrays, load_arrays, synthetic_arrays
 
+#: The last dataset decoded in this process, by (name, root, seed): the jobs of a multirun or an
+#: Optuna sweep run one after another in one process and decode it once (about 0.2 s a job).
+#: Every split taken from it is a copy.
+_DECODED: dict[tuple[str, str, int], ImageArrays] = {}
+
 __all__ = ["ImageDataModule"]
 
 
@@ -103,7 +108,11 @@ class ImageDataModule(pl.LightningDataModule):
                     noise=float(self.synthetic.get("noise", 0.35)),
                 )
             else:
-                arrays = load_arrays(self.name, self.root, self.download, seed=self.seed)
+                key = (self.name, str(Path(self.root).resolve()), self.seed)
+                if key not in _DECODED:
+                    _DECODED.clear()  # keep one dataset: a sweep evaluates one at a time
+                    _DECODED[key] = load_arrays(self.name, self.root, self.download, seed=self.seed)
+                arrays = _DECODED[key]
             shape = arrays.train_images.shape[1:]
             expected = (self.channels, self.image_size, self.image_size)
             if shape != expected:
@@ -135,7 +144,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.val_set = TensorDataset(self.normalize(val_x), labels[val_idx])
         self._raw_val = TensorDataset(val_x, labels[val_idx])
         test_x = _to_unit(arrays.test_images)
-        test_y = torch.from_numpy(arrays.test_labels)
+        test_y = torch.from_numpy(arrays.test_labels.copy())  # the arrays are shared
         self.test_set = TensorDataset(self.normalize(test_x), test_y)
         self._raw_test = TensorDataset(test_x, test_y)
 
