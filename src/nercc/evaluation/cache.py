@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nercc.utils.io import file_mode
+
 __all__ = ["OutputCache", "fingerprint"]
 
 _KEY = re.compile(r"[0-9a-f]{64}")
@@ -110,18 +112,6 @@ def fingerprint(*parts: Any) -> str:
     return hasher.hexdigest()
 
 
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux allows."""
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _check_key(key: Any) -> str:
     if not isinstance(key, str) or _KEY.fullmatch(key) is None:
         raise ValueError(f"key must be 64 lowercase hex characters (a fingerprint), got {key!r}")
@@ -204,7 +194,7 @@ class OutputCache:
                 np.save(file, array, allow_pickle=False)
                 file.flush()
                 os.fsync(file.fileno())
-            os.chmod(temporary, 0o666 & ~_umask())
+            os.chmod(temporary, file_mode())
             os.replace(temporary, path)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from nercc.utils.io import file_mode  # noqa: E402
+
 __all__ = [
     "FIXED_COLUMNS",
     "param_columns",
@@ -93,7 +95,7 @@ def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     try:
         figure.savefig(tmp, dpi=120)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         plt.close(figure)

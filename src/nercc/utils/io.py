@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -11,13 +12,24 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_csv", "write_json", "write_text_atomic"]
+__all__ = ["file_mode", "write_csv", "write_json", "write_text_atomic"]
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def file_mode() -> int:
+    """The mode a new file gets under the process's umask (``0o666 & ~umask``).
+
+    Temporary files (``mkstemp``) are created 0600; what is published from them gets this mode,
+    so that results are as readable as any other file the user writes. The umask is read from
+    /proc where Linux allows, without changing it (``os.umask`` alone must set it to read it).
+    """
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -31,7 +43,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: publish as the umask allows
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
