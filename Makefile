@@ -47,7 +47,7 @@ tune: $(STAMP) data
 	  $(PY) -m nercc.tune experiment=paper/$$m || exit 1; \
 	done
 
-# The first time: trains LeNet5 (about 2 minutes) and tunes its lambdas (about 1.5 minutes).
+# The first time: trains LeNet5 and tunes its lambdas (2 minutes together on an idle machine).
 LENET := $(CKPT)/lenet5_fashion_mnist.ckpt
 LENET_TABLE := outputs/lambdas/lenet5_fashion_mnist_K20_N100_chebyshev.json
 run: $(STAMP) data
