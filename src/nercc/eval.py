@@ -19,7 +19,7 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from nercc.config import build, build_all, is_multirun, plain, task_wrapper
+from nercc.config import is_multirun, task_wrapper
 from nercc.evaluation import CodedInferenceModule, SchemeVariant
 from nercc.evaluation.cache import OutputCache
 from nercc.evaluation.data import CodedEvalData
@@ -34,6 +34,7 @@ from nercc.tuning import (
     objective_value,
     resolve_table,
 )
+from nercc.utils.instantiate import build, build_all, plain
 from nercc.utils.io import write_csv, write_json
 
 __all__ = ["Plan", "check_config", "evaluate", "run_coded"]

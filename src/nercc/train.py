@@ -16,8 +16,9 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from nercc.config import build, build_all, config_hash, plain, task_wrapper
+from nercc.config import task_wrapper
 from nercc.paths import CONFIG_DIR
+from nercc.utils.instantiate import build, build_all, config_hash, plain
 from nercc.utils.io import write_json
 
 __all__ = ["train"]

@@ -21,13 +21,14 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nercc.config import build, build_all, plain, task_wrapper
+from nercc.config import task_wrapper
 from nercc.eval import check_config, evaluate, run_coded
 from nercc.evaluation import SchemeVariant, build_scheme
 from nercc.paths import CONFIG_DIR
 from nercc.tuning import TABLE_KEY, publish_table
 from nercc.tuning.search import OBJECTIVES, best_by_stragglers, grid_values, log_grid, tpe_search
 from nercc.tuning.tables import table_document
+from nercc.utils.instantiate import build, build_all, plain
 from nercc.utils.io import write_csv, write_json
 
 __all__ = ["tune"]

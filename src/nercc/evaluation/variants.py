@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nercc.coding import CodingScheme
-from nercc.config import build
+from nercc.utils.instantiate import build
 
 __all__ = ["SchemeVariant", "build_scheme"]
 

@@ -116,8 +116,8 @@ def load_classifier(
     """
     from timm.utils import reparameterize_model
 
-    from nercc.config import build
     from nercc.paths import checkpoint_dir
+    from nercc.utils.instantiate import build
 
     path = checkpoint_path(model, dataset, directory or checkpoint_dir())
     if not path.is_file():

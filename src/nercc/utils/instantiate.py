@@ -1,0 +1,55 @@
+"""The one place that instantiates Hydra ``_target_`` nodes, and plain views of configs.
+
+Layers below the command line (models, evaluation) use these; the command-line helpers (resolvers,
+the task wrapper, warning filters) live in :mod:`nercc.config`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+__all__ = ["build", "build_all", "config_hash", "plain"]
+
+
+def build(node: DictConfig | None, **kwargs: Any) -> Any:
+    """Instantiate one ``_target_`` node (None stays None)."""
+    if node is None:
+        return None
+    return instantiate(node, **kwargs)
+
+
+def build_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` node of a group of named entries (callbacks, loggers)."""
+    if not group:
+        return []
+    return [
+        build(node)
+        for node in group.values()
+        if isinstance(node, DictConfig) and "_target_" in node
+    ]
+
+
+def plain(node: DictConfig) -> dict[str, Any]:
+    """A resolved config as plain Python containers (without Hydra's own ``hydra`` node)."""
+    node = node.copy()
+    if "hydra" in node:
+        with open_dict(node):
+            del node["hydra"]
+    return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+
+
+def config_hash(
+    cfg: DictConfig, keys: tuple[str, ...] = ("data", "model", "trainer", "seed")
+) -> str:
+    """Short SHA-256 of the resolved parts of a config that decide a result."""
+    subset = {
+        k: plain(cfg[k]) if isinstance(cfg[k], DictConfig) else cfg[k] for k in keys if k in cfg
+    }
+    subset.get("data", {}).pop("root", None)  # where the data lives does not change the result
+    blob = json.dumps(subset, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
