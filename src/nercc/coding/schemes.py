@@ -54,6 +54,45 @@ def _like(result: np.ndarray, like: Any) -> Any:
     return result.astype(dtype, copy=False)
 
 
+def _as_values(values: Any, name: str) -> Any:
+    """A float tensor or any ndarray as given; an integer or bool tensor as float64; anything
+    else array_like as a float64 ndarray (``ValueError`` naming ``name`` if it is not numbers)."""
+    if _is_tensor(values):
+        if values.is_floating_point() or values.is_complex():
+            return values
+        import torch
+
+        return values.to(torch.float64)
+    if isinstance(values, np.ndarray):
+        return values
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        text = repr(values)
+        text = text if len(text) <= 80 else text[:77] + "..."
+        raise ValueError(f"{name} must be an array of numbers, got {text}") from None
+
+
+def _zero_stragglers(values: Any, available: np.ndarray) -> Any:
+    """``values`` (N, M) or (P, N, M) with the rows of stragglers set to 0 for each of the P
+    patterns (P, N): (P, N, M). A straggler's row never enters an estimate, even when it holds a
+    NaN or inf (0 * NaN is NaN, so its zero column in the decoder is not enough)."""
+    if _is_tensor(values):
+        import torch
+
+        mask = torch.as_tensor(available, device=values.device)[..., None]
+        return torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    return np.where(available[..., None], values, 0.0).astype(values.dtype, copy=False)
+
+
+def _all_finite(values: Any) -> bool:
+    if _is_tensor(values):
+        import torch
+
+        return bool(torch.isfinite(values).all())
+    return bool(np.isfinite(values).all())
+
+
 def _readonly(array: np.ndarray) -> np.ndarray:
     array.flags.writeable = False
     return array
@@ -130,12 +169,14 @@ class CodingScheme(ABC):
 
         Parameters
         ----------
-        inputs : ndarray or torch.Tensor of shape (K, ...)
+        inputs : array_like or torch.Tensor of shape (K, ...)
 
         Returns
         -------
-        Same type, dtype and device as ``inputs`` (float64 for integer arrays), shape (N, ...).
+        Same type, dtype and device as ``inputs`` (float64 for integer inputs, an ndarray for
+        other array_like), shape (N, ...).
         """
+        inputs = _as_values(inputs, "inputs")
         shape = tuple(inputs.shape)
         if len(shape) == 0 or shape[0] != self.num_inputs:
             raise ValueError(
@@ -150,8 +191,9 @@ class CodingScheme(ABC):
 
         Parameters
         ----------
-        outputs : ndarray or torch.Tensor of shape (N, ...)
-            The workers' outputs; rows of stragglers are ignored (they may hold anything finite).
+        outputs : array_like or torch.Tensor of shape (N, ...)
+            The workers' outputs; rows of stragglers are ignored (they may hold anything, NaN
+            included).
         available : array_like of bool, shape (N,) or (P, N)
             One pattern, or P patterns decoded in one batched product.
 
@@ -159,6 +201,7 @@ class CodingScheme(ABC):
         -------
         Same type, dtype and device as ``outputs``, shape (K, ...) or (P, K, ...).
         """
+        outputs = _as_values(outputs, "outputs")
         shape = tuple(outputs.shape)
         if len(shape) == 0 or shape[0] != self.num_workers:
             raise ValueError(
@@ -167,6 +210,8 @@ class CodingScheme(ABC):
         mask = self._check_available(available)
         decoders = self._as_operand(self._lookup(np.atleast_2d(mask)), outputs)
         flat = outputs.reshape(self.num_workers, -1)
+        if not _all_finite(flat):
+            flat = _zero_stragglers(flat, np.atleast_2d(mask))  # (P, N, M)
         estimates = decoders @ flat  # (P, K, M)
         if mask.ndim == 1:
             return estimates[0].reshape((self.num_inputs, *shape[1:]))
@@ -180,14 +225,15 @@ class CodingScheme(ABC):
 
         Parameters
         ----------
-        outputs : ndarray or torch.Tensor of shape (P, N, ...)
-            The workers' outputs of P groups.
+        outputs : array_like or torch.Tensor of shape (P, N, ...)
+            The workers' outputs of P groups; rows of stragglers are ignored.
         available : array_like of bool, shape (P, N)
 
         Returns
         -------
         Same type, dtype and device as ``outputs``, shape (P, K, ...).
         """
+        outputs = _as_values(outputs, "outputs")
         mask = self._check_available(available)
         shape = tuple(outputs.shape)
         if mask.ndim != 2 or len(shape) < 2 or shape[:2] != mask.shape:
@@ -201,6 +247,8 @@ class CodingScheme(ABC):
 
     def _decode_each(self, outputs: Any, available: np.ndarray) -> Any:
         """(P, N, M) outputs and valid patterns (P, N) to (P, K, M): through the decoders."""
+        if not _all_finite(outputs):
+            outputs = _zero_stragglers(outputs, available)
         return self._as_operand(self._lookup(available), outputs) @ outputs
 
     # -- description --------------------------------------------------------------------------

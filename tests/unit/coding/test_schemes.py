@@ -238,3 +238,48 @@ def test_decode_each_checks_shapes():
         match=r"shape \(P, 10, ...\) matching available \(3, 10\), got shape \(2, 10\)",
     ):
         scheme.decode_each(np.ones((2, 10)), np.ones((3, 10), dtype=bool))
+
+
+@pytest.mark.parametrize("scheme", [NeRCC(4, 10, 1e-3, 1e-2), BACC(4, 10), Replication(4, 3)])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_straggler_rows_never_enter_an_estimate(scheme, as_tensor):
+    rng = np.random.default_rng(0)
+    n = scheme.num_workers
+    outputs = rng.normal(size=(n, 3))
+    patterns = np.ones((3, n), dtype=bool)
+    patterns[0, [2, 5]] = False
+    patterns[1, 2] = False
+    patterns[2, 7] = False
+    poisoned = outputs.copy()
+    poisoned[2] = np.nan  # a straggler in patterns 0 and 1, answering in pattern 2
+    poisoned[5, 0] = np.nan  # a straggler in pattern 0 only
+    wrap = torch.tensor if as_tensor else np.asarray
+    same = dict(rtol=1e-12, atol=1e-12)  # the masked path may round differently
+    clean = np.asarray(scheme.decode(wrap(outputs), patterns[0]))
+    np.testing.assert_allclose(
+        np.asarray(scheme.decode(wrap(poisoned), patterns[0])), clean, **same
+    )
+    batched = np.asarray(scheme.decode(wrap(poisoned), patterns))
+    np.testing.assert_allclose(batched[0], clean, **same)
+    assert np.isnan(batched[1]).any() and np.isnan(batched[2]).any()  # answering NaNs count
+    # decode_each: every group's straggler rows hold NaN or inf
+    groups = np.stack([outputs] * 3)
+    poisoned_groups = np.where(patterns[..., None], groups, np.nan)
+    poisoned_groups[0, 5] = np.inf
+    np.testing.assert_allclose(
+        np.asarray(scheme.decode_each(wrap(poisoned_groups), patterns)),
+        np.asarray(scheme.decode_each(wrap(groups), patterns)),
+        **same,
+    )
+
+
+def test_encode_takes_integer_tensors_and_plain_lists():
+    scheme = NeRCC(4, 10, 1e-3, 0.0)
+    values = [[1, 2], [3, 4], [5, 6], [7, 8]]
+    expected = scheme.encode(np.asarray(values, dtype=np.float64))
+    from_tensor = scheme.encode(torch.tensor(values))
+    assert from_tensor.dtype == torch.float64
+    np.testing.assert_allclose(from_tensor.numpy(), expected, rtol=1e-15, atol=1e-15)
+    np.testing.assert_array_equal(scheme.encode(values), expected)
+    with pytest.raises(ValueError, match="inputs must be an array of numbers, got 'abc'"):
+        scheme.encode("abc")
