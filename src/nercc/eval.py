@@ -102,6 +102,8 @@ def check_config(cfg: DictConfig) -> Plan:
     """Build the schemes and straggler models and check the settings, before any data or model
     is loaded."""
     notes: list[str] = []
+    if not cfg.stragglers:
+        raise ValueError(f"stragglers: must list at least one S, got {list(cfg.stragglers)}")
     tables = _tables(cfg, notes)
     variants = expand_schemes(cfg.scheme, list(cfg.stragglers), tables)
     k = variants[0].scheme.num_inputs

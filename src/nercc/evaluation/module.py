@@ -146,15 +146,27 @@ class CodedInferenceModule(pl.LightningModule):
         """The classifier's outputs on ``inputs``, through the cache when there is one.
 
         ``origin`` is what the inputs are made of (the batch's images, and the encoder matrix
-        for coded inputs): with the classifier's weights, the chunk size and the dtype, it keys
-        the cache entry.
+        for coded inputs): with the classifier's weights, the chunk size, the dtype, the device
+        type and the autocast precision, it keys the cache entry.
         """
         if self.cache is None:
             return self(inputs)
         if self._classifier_digest is None:
             self._classifier_digest = fingerprint(self.classifier)
-        key = fingerprint(self._classifier_digest, *origin, self.chunk_size, str(inputs.dtype))
-        return self.cache.get_or_compute(key, lambda: self(inputs), device=inputs.device)
+        device = inputs.device.type
+        autocast = (
+            str(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else None
+        )  # a mixed-precision run computes other outputs from the same float32 inputs
+        key = fingerprint(
+            self._classifier_digest, *origin, self.chunk_size, str(inputs.dtype), device, autocast
+        )
+        found = self.cache.load(key)
+        if found is not None:
+            return found.to(inputs.device)
+        outputs = self(inputs)
+        if outputs.dtype != torch.bfloat16:  # numpy, the cache's format, has no bfloat16
+            self.cache.store(key, outputs)
+        return outputs
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         images, labels, index = batch

@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from nercc.coding import CodingScheme
 from nercc.evaluation.variants import SchemeVariant, build_scheme
 from nercc.tuning.tables import ParamTable
 
@@ -59,21 +60,28 @@ def expand_schemes(
         OmegaConf.set_struct(node, False)
         node.pop(TABLE_KEY, None)
         table = (tables or {}).get(name)
+        found = _variants(name, node, table, list(stragglers or []))
         if table is not None:
-            _check_code(name, node, table)
-        variants += _variants(name, node, table, list(stragglers or []))
+            _check_table(name, table, found[0].scheme)
+        variants += found
     sizes = {v.scheme.num_inputs for v in variants}
     if len(sizes) != 1:
         raise ValueError(f"all schemes must code the same num_inputs, got {sorted(sizes)}")
     return variants
 
 
-def _check_code(name: str, node: DictConfig, table: ParamTable) -> None:
+def _check_table(name: str, table: ParamTable, scheme: CodingScheme) -> None:
+    """Refuse a table tuned for another scheme or another code than ``scheme``'s."""
+    where = f"scheme.{name}.{TABLE_KEY}: {table.path}"
+    if table.scheme != name:
+        raise ValueError(f"{where} was tuned for scheme {table.scheme!r}, not {name!r}")
+    unknown = sorted(set(table.by_stragglers[min(table.by_stragglers)]) - set(scheme.params()))
+    if unknown:
+        raise ValueError(f"{where} sets {', '.join(unknown)}, not parameters of scheme.{name}")
     for key, value in table.code.items():
-        if key in node and node[key] != value:
+        if getattr(scheme, key, value) != value:
             raise ValueError(
-                f"scheme.{name}.{TABLE_KEY}: {table.path} was tuned for {key}={value}, "
-                f"this run has {key}={node[key]}"
+                f"{where} was tuned for {key}={value}, this run has {key}={getattr(scheme, key)}"
             )
 
 
@@ -86,13 +94,14 @@ def _variants(
         del node[key]
     # (values from the table, the S they serve or None for every S, source) per distinct setting
     settings: list[tuple[dict[str, float], frozenset[int] | None, str]]
-    if table is not None and set(unset) & set(table.by_stragglers[next(iter(table.by_stragglers))]):
+    tuned = set(table.by_stragglers[min(table.by_stragglers)]) if table is not None else set()
+    if table is not None and set(unset) & tuned:
         by_values: dict[tuple, set[int]] = {}
         for s in stragglers:
             params, _ = table.params_at(s)
             chosen = {k: params[k] for k in unset if k in params}
             by_values.setdefault(tuple(chosen.items()), set()).add(int(s))
-        given = any(k not in unset for k in table.by_stragglers[next(iter(table.by_stragglers))])
+        given = any(k in node for k in tuned)  # a tuned parameter the config sets itself
         source = f"{'config+' if given else ''}table:{table.path}"
         settings = [(dict(values), frozenset(at), source) for values, at in by_values.items()]
     else:

@@ -82,10 +82,17 @@ def load_table(path: str | Path) -> ParamTable:
     code = data.get("code")
     if not isinstance(code, dict) or any(k not in code for k in CODE_KEYS):
         raise fail(f"code must hold {', '.join(CODE_KEYS)}, got {code!r}")
+    for key in ("num_inputs", "num_workers"):
+        value = code[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise fail(f"code.{key} must be an integer >= 1, got {value!r}")
+    if not isinstance(code["points"], str) or not code["points"]:
+        raise fail(f"code.points must be a layout name, got {code['points']!r}")
     table = data.get("params_by_stragglers")
     if not isinstance(table, dict) or not table:
         raise fail(f"params_by_stragglers must map S to parameters, got {table!r}")
     by_stragglers: dict[int, dict[str, float]] = {}
+    names: list[str] | None = None
     for key, params in table.items():
         try:
             s = int(key)
@@ -95,15 +102,31 @@ def load_table(path: str | Path) -> ParamTable:
             raise fail(f"params_by_stragglers: S must be an integer >= 0, got {key!r}")
         if not isinstance(params, dict) or not params:
             raise fail(f"params_by_stragglers.{key} must map names to numbers, got {params!r}")
+        if names is None:
+            names = sorted(params)
+        elif sorted(params) != names:
+            raise fail(
+                f"params_by_stragglers.{key} must set the same parameters as every S "
+                f"({', '.join(names)}), got {', '.join(sorted(params))}"
+            )
         for name, value in params.items():
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise fail(f"params_by_stragglers.{key}.{name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise fail(f"params_by_stragglers.{key}.{name} must be finite, got {value!r}")
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number) or number < 0:
+                raise fail(
+                    f"params_by_stragglers.{key}.{name} must be finite and >= 0, got {value!r}"
+                )
         by_stragglers[s] = {name: float(value) for name, value in params.items()}
     digest = data.get("checkpoint_sha256")
     if digest is not None and not isinstance(digest, str):
         raise fail(f"checkpoint_sha256 must be a string, got {digest!r}")
+    found_by = data.get("found_by") or {}
+    if not isinstance(found_by, dict):
+        raise fail(f"found_by must be a mapping, got {found_by!r}")
     return ParamTable(
         path=path,
         scheme=data["scheme"],
@@ -112,7 +135,7 @@ def load_table(path: str | Path) -> ParamTable:
         code={k: code[k] for k in CODE_KEYS},
         by_stragglers=dict(sorted(by_stragglers.items())),
         checkpoint_sha256=digest,
-        found_by=dict(data.get("found_by") or {}),
+        found_by=dict(found_by),
     )
 
 

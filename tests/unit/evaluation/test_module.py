@@ -191,3 +191,17 @@ def test_adversarial_stragglers_decode_each_scheme_with_its_own_patterns():
     for variant, row in zip(variants, module.results, strict=True):
         alone, _, _ = run_module([variant], [6], factory=factory)
         assert alone.results[0]["mse"] == pytest.approx(row["mse"], rel=1e-12)
+
+
+def test_a_mixed_precision_run_does_not_hit_full_precision_entries(tmp_path):
+    from nercc.evaluation.cache import OutputCache
+
+    cache = OutputCache(tmp_path)
+    module, _, data = run_module([SchemeVariant("bacc", BACC(8, 20))], [0], cache=cache)
+    images = data.images[:24]
+    full = module._classify(images, images)
+    assert full.dtype == torch.float32 and cache.hits == 1  # the run stored it
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = module._classify(images, images)
+        again = module._classify(images, images)  # bfloat16 is not stored: computed again
+    assert mixed.dtype == again.dtype == torch.bfloat16 and cache.hits == 1

@@ -85,3 +85,33 @@ def test_a_table_for_another_code_is_refused():
 def test_bad_scheme_configs(schemes, message):
     with pytest.raises(Exception, match=message):
         expand_schemes(OmegaConf.create(schemes), [0, 1])
+
+
+def test_a_table_of_another_scheme_or_with_unknown_parameters_is_refused():
+    node = OmegaConf.create({"nercc": {**NERCC, "lam_enc": None, "lam_dec": None}})
+    other = ParamTable("t.json", "bacc", "m", "d", CODE, {0: {"lam_enc": 0.0, "lam_dec": 0.0}})
+    with pytest.raises(ValueError, match="was tuned for scheme 'bacc', not 'nercc'"):
+        expand_schemes(node, [0], {"nercc": other})
+    with pytest.raises(ValueError, match="sets lam_foo, not parameters of scheme.nercc"):
+        expand_schemes(node, [0], {"nercc": table({0: {"lam_foo": 1.0}})})
+
+
+def test_the_table_code_is_checked_against_the_scheme_not_only_the_config():
+    node = OmegaConf.create({"nercc": {**NERCC, "lam_enc": None, "lam_dec": None}})  # no points
+    uniform = ParamTable(
+        "u.json",
+        "nercc",
+        "m",
+        "d",
+        {**CODE, "points": "uniform"},
+        {0: {"lam_enc": 0.0, "lam_dec": 0.0}},
+    )
+    with pytest.raises(ValueError, match="tuned for points=uniform, this run has points=chebyshev"):
+        expand_schemes(node, [0], {"nercc": uniform})
+
+
+def test_a_parameter_absent_from_the_config_is_not_called_given():
+    node = OmegaConf.create({"nercc": {**NERCC, "lam_dec": None}})  # lam_enc not in the node
+    by_s = {0: {"lam_enc": 1e-3, "lam_dec": 1e-4}}
+    (variant,) = expand_schemes(node, [0], {"nercc": table(by_s)})
+    assert variant.params == {"lam_enc": 0.0, "lam_dec": 1e-4} and variant.source == "table:t.json"

@@ -26,6 +26,10 @@ def content(**changes):
     return {**base, **changes}
 
 
+def _doc(**changes):
+    return json.dumps({**content(**changes), "format": "nercc-param-table", "format_version": 1})
+
+
 def test_publish_and_load_round_trip_with_a_backup(tmp_path):
     path, backup = publish_table(content(), tmp_path)
     assert path == tmp_path / "lenet5_fashion_mnist_K20_N100_chebyshev.json"
@@ -135,6 +139,18 @@ def test_a_malformed_table_is_never_published(tmp_path):
             ),
             "lam_enc must be a number, got True",
         ),
+        (_doc(params_by_stragglers={"0": {"lam_enc": -1.0}}), r"lam_enc must be finite and >= 0"),
+        (
+            _doc(params_by_stragglers={"0": {"lam_enc": 10**400}}),
+            r"lam_enc must be finite and >= 0",
+        ),
+        (
+            _doc(params_by_stragglers={"0": {"lam_enc": 0.0}, "5": {"lam_enc": 0, "lam_dec": 0}}),
+            r"params_by_stragglers.5 must set the same parameters as every S \(lam_enc\)",
+        ),
+        (_doc(code={**CODE, "num_inputs": "20"}), "code.num_inputs must be an integer >= 1"),
+        (_doc(code={**CODE, "num_workers": -10}), "code.num_workers must be an integer >= 1"),
+        (_doc(found_by=5), "found_by must be a mapping, got 5"),
     ],
 )
 def test_a_bad_table_gets_one_clear_line(tmp_path, text, message):
