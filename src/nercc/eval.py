@@ -102,8 +102,11 @@ def check_config(cfg: DictConfig) -> Plan:
     """Build the schemes and straggler models and check the settings, before any data or model
     is loaded."""
     notes: list[str] = []
-    if not cfg.stragglers:
-        raise ValueError(f"stragglers: must list at least one S, got {list(cfg.stragglers)}")
+    stragglers = list(cfg.stragglers)
+    if not stragglers or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in stragglers
+    ):
+        raise ValueError(f"stragglers: must list integers S >= 0, got {stragglers}")
     tables = _tables(cfg, notes)
     variants = expand_schemes(cfg.scheme, list(cfg.stragglers), tables)
     k = variants[0].scheme.num_inputs

@@ -118,6 +118,8 @@ def test_two_processes_give_the_one_process_numbers(checkpoints, tmp_path):
         ("scheme.bacc._target_=builtins.dict", "scheme.bacc must build a CodingScheme, got dict"),
         ("scheme=does_not_exist", "Could not find 'scheme/does_not_exist'"),
         ("scheme.nercc.lambdas=/no/such.json", "scheme.nercc.lambdas: /no/such.json: no such file"),
+        ("stragglers=[0,10.5]", "stragglers: must list integers S >= 0, got [0, 10.5]"),
+        ("coding.num_workers=6", "num_workers must be at least num_inputs=8"),
         ("optimized_metric=coded/nercc/loss", "optimized_metric: must be coded/<scheme>/<metric>"),
         ("optimized_at=3", "optimized_at: must be null or one S of stragglers=[0, 5, 10]"),
     ],

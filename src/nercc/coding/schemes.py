@@ -328,6 +328,11 @@ class _PointScheme(CodingScheme, ABC):
     def __init__(self, num_inputs: int, num_workers: int, points: str) -> None:
         num_inputs = check_int("num_inputs", num_inputs, 1)
         num_workers = check_int("num_workers", num_workers, 2)
+        if num_workers < num_inputs:
+            raise ValueError(
+                f"num_workers must be at least num_inputs={num_inputs} (fewer workers than "
+                f"inputs cannot carry them), got {num_workers}"
+            )
         if points not in LAYOUTS:
             raise ValueError(f"points must be one of {LAYOUTS}, got {points!r}")
         super().__init__(num_inputs, num_workers)

@@ -18,6 +18,8 @@ CASES = [
     (lambda: NeRCC(0, 10), "num_inputs", "0"),
     (lambda: NeRCC(4, 1), "num_workers", "1"),
     (lambda: BACC(4, 2.5), "num_workers", "2.5"),
+    (lambda: NeRCC(20, 10), "num_workers", "at least num_inputs=20"),
+    (lambda: BACC(8, 5), "num_workers", "got 5"),
     (lambda: NeRCC(4, 10, points="random"), "points", "'random'"),
     (lambda: make_points(3, 5, "spiral"), "layout", "'spiral'"),
     (lambda: Uncoded(0), "num_inputs", "0"),
