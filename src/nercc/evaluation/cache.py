@@ -223,13 +223,15 @@ class OutputCache:
         -------
         torch.Tensor
             On a hit, the stored values bit for bit; on a miss, the tensor ``compute`` returned,
-            unchanged (same object, device and dtype).
+            unchanged (same object, device and dtype). A value numpy cannot hold (bfloat16, from
+            a mixed-precision run) is returned without being stored.
         """
         cached = self.load(key)
         if cached is not None:
             return cached if device is None else cached.to(device)
         value = compute()
-        self.store(key, value)
+        if value.dtype != torch.bfloat16:
+            self.store(key, value)
         return value
 
 
