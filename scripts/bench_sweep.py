@@ -39,6 +39,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from nercc.checks import expected_input
 from nercc.eval import check_config, evaluate, run_coded
 from nercc.paths import CONFIG_DIR
 from nercc.utils.instantiate import build
@@ -122,7 +123,9 @@ def main() -> None:
 
         data = build(cfg.data)
         data.setup("test")
-        classifier = load_classifier(cfg.model_name, cfg.data.name, cfg.paths.checkpoint_dir)
+        classifier = load_classifier(
+            cfg.model_name, cfg.data.name, cfg.paths.checkpoint_dir, **expected_input(cfg)
+        )
         plan = check_config(cfg)
         stragglers = list(cfg.stragglers)
         with timed(times, "one_job_s"):

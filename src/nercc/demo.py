@@ -7,19 +7,24 @@ directory, next to Hydra's resolved config in ``.hydra/``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from nercc.checks import check_demo
 from nercc.coding import BACC, NeRCC
 from nercc.coding.schemes import CodingScheme
+from nercc.config import task_wrapper
 from nercc.paths import CONFIG_DIR
 from nercc.utils.io import write_csv, write_json
+
+log = logging.getLogger("nercc.demo")  # not __main__ under python -m
 
 
 def coding_demo(
@@ -108,13 +113,12 @@ def run(cfg: DictConfig, output_dir: Path) -> list[dict[str, Any]]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="demo")
+@task_wrapper
 def main(cfg: DictConfig) -> None:
+    check_demo(cfg)
     output_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-    try:
-        run(cfg, output_dir)
-    except ValueError as error:  # bad config: one clear line, no traceback
-        raise SystemExit(f"nercc.demo: {error}\nconfig:\n{OmegaConf.to_yaml(cfg)}") from None
-    Console().print(f"results: {output_dir}")
+    run(cfg, output_dir)
+    log.info(f"results: {output_dir}")
 
 
 if __name__ == "__main__":

@@ -11,20 +11,17 @@ results table, the plots and the objective go to W&B too.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from nercc.checks import check_batches, check_eval, check_hardware, expected_input
 from nercc.config import is_multirun, task_wrapper
-from nercc.evaluation import CodedInferenceModule, SchemeVariant
-from nercc.evaluation.cache import OutputCache
-from nercc.evaluation.data import CodedEvalData
-from nercc.evaluation.module import straggler_models
-from nercc.evaluation.report import param_columns, plot_vs_stragglers, print_results
+from nercc.evaluation.variants import SchemeVariant
 from nercc.paths import CONFIG_DIR
 from nercc.tuning import (
     TABLE_KEY,
@@ -34,10 +31,13 @@ from nercc.tuning import (
     objective_value,
     resolve_table,
 )
-from nercc.utils.instantiate import build, build_all, plain
-from nercc.utils.io import write_csv, write_json
+from nercc.utils.instantiate import build, build_all, build_checked, plain
+
+# Lightning, torch and the evaluation module load after the config is checked (see evaluate).
 
 __all__ = ["Plan", "check_config", "evaluate", "run_coded"]
+
+log = logging.getLogger("nercc.eval")  # not __main__ under python -m
 
 PLOTS = {"mse": "mse_vs_stragglers.png", "rel_acc": "rel_acc_vs_stragglers.png"}
 
@@ -99,24 +99,19 @@ def _tables(cfg: DictConfig, notes: list[str]) -> dict[str, ParamTable | None]:
 
 
 def check_config(cfg: DictConfig) -> Plan:
-    """Build the schemes and straggler models and check the settings, before any data or model
-    is loaded."""
+    """Check every setting (:func:`nercc.checks.check_eval`), then build the schemes, tables and
+    straggler models, before any data or model is loaded."""
+    check_eval(cfg)
     notes: list[str] = []
-    stragglers = list(cfg.stragglers)
-    if not stragglers or any(
-        isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in stragglers
-    ):
-        raise ValueError(f"stragglers: must list integers S >= 0, got {stragglers}")
     tables = _tables(cfg, notes)
     variants = expand_schemes(cfg.scheme, list(cfg.stragglers), tables)
-    k = variants[0].scheme.num_inputs
-    if cfg.eval.batch_size < k:
-        raise ValueError(
-            f"eval.batch_size must be at least num_inputs K={k} (one group per batch), "
-            f"got {cfg.eval.batch_size}"
-        )
-    factory = build(cfg.straggler)
-    straggler_models(factory, list(cfg.stragglers), variants)
+    from nercc.evaluation.module import straggler_models  # imports torch
+
+    factory = build_checked("straggler", cfg.straggler)
+    try:
+        straggler_models(factory, list(cfg.stragglers), variants)
+    except TypeError as error:  # an argument the model does not take
+        raise ValueError(f"straggler: {error}") from None
     objective = cfg.get("optimized_metric")
     if objective is not None:
         runs: dict[str, list] = {}
@@ -142,9 +137,13 @@ def run_coded(
     data: Any,
     classifier: Any,
     loggers: list | None = None,
-) -> tuple[list[dict[str, Any]], pl.Trainer]:
+) -> tuple[list[dict[str, Any]], Any]:
     """Evaluate ``variants`` on ``cfg.eval``'s split with Lightning; return the result rows (on
     every process) and the trainer."""
+    from nercc.evaluation import CodedInferenceModule
+    from nercc.evaluation.cache import OutputCache
+    from nercc.evaluation.data import CodedEvalData
+
     module = CodedInferenceModule(
         classifier,
         variants,
@@ -157,7 +156,7 @@ def run_coded(
     )
     eval_data = CodedEvalData(data, cfg.eval.split, cfg.eval.batch_size, cfg.eval.get("limit"))
     # CodedEvalData deals whole batches to the processes: Lightning must not re-shard them.
-    trainer: pl.Trainer = build(
+    trainer = build(
         cfg.trainer, logger=loggers or False, callbacks=[], use_distributed_sampler=False
     )
     trainer.test(module, datamodule=eval_data, verbose=False)
@@ -176,13 +175,19 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         ``module``-level objects: ``trainer``, ``data``, ``classifier``, ``plan``.
     """
     plan = check_config(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
+    processes = check_hardware(cfg)
+    import pytorch_lightning as pl
+
     from nercc.models import load_classifier
 
+    pl.seed_everything(cfg.seed, workers=True)
     data = build(cfg.data)
     data.setup("test")
+    check_batches(cfg, len(data.raw_set(cfg.eval.split)), processes)
     info = data.describe()
-    classifier = load_classifier(cfg.model_name, cfg.data.name, cfg.paths.checkpoint_dir)
+    classifier = load_classifier(
+        cfg.model_name, cfg.data.name, cfg.paths.checkpoint_dir, **expected_input(cfg)
+    )
     for table in filter(None, plan.tables.values()):
         if table.checkpoint_sha256 not in (None, classifier.info["sha256"]):
             plan.notes.append(
@@ -191,7 +196,10 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 "retune with python -m nercc.tune"
             )
     for note in info["notes"] + plan.notes:
-        print(note if note.startswith("warning:") else f"note: {note}")
+        if note.startswith("warning:"):
+            log.warning(note)
+        else:
+            log.info(f"note: {note}")
     loggers = build_all(cfg.get("logger"))
     rows, trainer = run_coded(cfg, plan.variants, plan.straggler_factory, data, classifier, loggers)
     metrics: dict[str, Any] = {"rows": rows}
@@ -213,6 +221,9 @@ def _report(
     info: dict,
     model_info: dict,
 ) -> None:
+    from nercc.evaluation.report import param_columns, plot_vs_stragglers, print_results
+    from nercc.utils.io import write_csv, write_json
+
     out = Path(cfg.paths.output_dir)
     title = (
         f"{cfg.model_name} on {cfg.data.name} ({cfg.eval.split}), {rows[0]['num_inputs']} inputs"
@@ -242,7 +253,15 @@ def _report(
                 f"coded/{r['variant']}/{m}": r[m]
                 for r in rows
                 if r["num_stragglers"] == s
-                for m in ("mse", "acc", "base_acc", "rel_acc", "agreement", *names)
+                for m in (
+                    "mse",
+                    "acc",
+                    "base_acc",
+                    "rel_acc",
+                    "agreement",
+                    "stragglers_mean",
+                    *names,
+                )
                 if r.get(m) is not None
             }
             logger.log_metrics(metrics, step=s)
@@ -258,8 +277,8 @@ def _report(
                 logger.experiment.summary["optimized_metric"] = objective_name
         logger.save()
     if objective is not None:
-        print(f"objective {objective_name}: {objective:.6g}")
-    print(f"results: {out}")
+        log.info(f"objective {objective_name}: {objective:.6g}")
+    log.info(f"results: {out}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")

@@ -10,13 +10,16 @@ it: the main one for the basic launcher, a worker for joblib or submitit) it wri
     stands for, the job's task overrides as a dict, the one-line error of a failed job (or
     null), and the job's output folder;
 
-and then rewrites ``<sweep dir>/multirun.csv`` from every ``*/job.json`` of the sweep: one row
-per job sorted by number, columns ``job, status, objective``, one column per override key
-(``scheme.nercc.lam_enc``, ...), ``error`` and ``dir`` (the job's folder relative to the sweep
-dir). Jobs may end at the same time in several processes, so the csv is rebuilt under an
-``fcntl`` lock on ``<sweep dir>/.multirun.lock`` and replaced atomically. The basic sweeper
-raises on a failed job before ``on_multirun_end``, so each job keeps the csv current; the
-multirun end only rebuilds it once more.
+and, for a failed job, its ``FAILED`` marker (:func:`nercc.config.mark_failed`: the same error
+line and the time) unless the task wrapper already wrote it: a job's folder holds ``FAILED`` if
+and only if its ``job.json`` says ``failed``. It then rewrites ``<sweep dir>/multirun.csv``
+from every ``*/job.json`` of the sweep: one row per job sorted by number, columns ``job,
+status, objective``, one column per override key (``scheme.nercc.lam_enc``, ...), ``error``
+and ``dir`` (the job's folder relative to the sweep dir). Jobs may end at the same time in
+several processes, so the csv is rebuilt under an ``fcntl`` lock on
+``<sweep dir>/.multirun.lock`` and replaced atomically. The basic sweeper raises on a failed job
+before ``on_multirun_end``, so each job keeps the csv current; the multirun end only rebuilds it
+once more.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nercc.config import error_line
+from nercc.config import FAILED_FILE, error_line, failure_line, mark_failed
 from nercc.utils.io import write_csv, write_json
 
 __all__ = ["JOB_FILE", "LOCK_FILE", "SUMMARY_FILE", "MultirunSummary", "job_record", "summarize"]
@@ -55,7 +58,12 @@ class MultirunSummary(Callback):
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         record = job_record(config, job_return)
-        write_json(Path(record["dir"]) / JOB_FILE, record)
+        folder = Path(record["dir"])
+        if record["status"] == "completed":
+            (folder / FAILED_FILE).unlink(missing_ok=True)  # a folder reused from a failure
+        elif not (folder / FAILED_FILE).exists():  # a task without the wrapper
+            mark_failed(folder, record["error"])
+        write_json(folder / JOB_FILE, record)
         summarize(_sweep_dir(config))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -93,7 +101,7 @@ def job_record(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
         "objective": _number(value) if completed else None,
         "optimized_metric": config.get("optimized_metric"),
         "overrides": _overrides_dict(job_return.overrides or []),
-        "error": None if completed else _failure(value),
+        "error": None if completed else _failure(value),  # as in the FAILED marker
         "dir": str(Path(str(config.hydra.runtime.output_dir)).absolute()),
     }
 
@@ -110,7 +118,7 @@ def _number(value: Any) -> float | None:
 
 def _failure(value: Any) -> str:
     if isinstance(value, BaseException):
-        return f"{type(value).__name__}: {error_line(value)}"
+        return failure_line(value)
     return error_line(Exception(str(value)))
 
 

@@ -2,7 +2,8 @@
 
 Every model draws from a caller's seeded ``torch.Generator``, so the same seed gives the same
 patterns. ``num_stragglers`` (S) is the number of workers that do not answer; models that draw a
-random count (Bernoulli, latency with a deadline) take S as the expected count or ignore it.
+random count (Bernoulli, latency with a deadline) take S as the expected count or ignore it, and
+say which through :attr:`StragglerModel.uses_num_stragglers`.
 
 - :class:`FixedStragglers`: exactly S of N, uniformly at random (the paper's setting).
 - :class:`BernoulliStragglers`: each worker independently with probability p (default S/N).
@@ -20,7 +21,7 @@ import math
 import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -61,6 +62,22 @@ class StragglerModel(ABC):
 
     def __init__(self, num_stragglers: int | None = None) -> None:
         self.num_stragglers = _check_stragglers(num_stragglers)
+
+    @property
+    def uses_num_stragglers(self) -> bool | Literal["expected"]:
+        """How the drawn patterns honour ``num_stragglers`` (S).
+
+        - ``True``: every pattern has exactly S stragglers (fixed, worst case, latency keeping
+          the N - S fastest).
+        - ``"expected"``: S is the expected number; each pattern draws its own count (Bernoulli
+          with ``p=None``, i.e. p = S / N).
+        - ``False``: S is ignored, a label only (Bernoulli with a given ``p``, latency with a
+          ``deadline``); models for different S draw the same patterns.
+
+        Truthy exactly when S changes the patterns, so a caller can refuse a list of several S
+        with ``if not model.uses_num_stragglers``.
+        """
+        return True
 
     def check(self, num_workers: int) -> None:
         """Raise ``ValueError`` if the model cannot serve ``num_workers`` workers."""
@@ -126,7 +143,8 @@ class FixedStragglers(StragglerModel):
 class BernoulliStragglers(StragglerModel):
     """Each worker straggles independently with probability ``p`` (default S/N).
 
-    A pattern in which every worker straggled is redrawn (the master needs one answer).
+    A pattern in which every worker straggled is redrawn (the master needs one answer). With ``p``
+    given, ``num_stragglers`` is only a label (:attr:`uses_num_stragglers` is False).
     """
 
     def __init__(self, num_stragglers: int | None = None, p: float | None = None) -> None:
@@ -136,6 +154,12 @@ class BernoulliStragglers(StragglerModel):
         if p is None and num_stragglers is None:
             raise ValueError("p or num_stragglers must be given, got neither")
         self.p = None if p is None else float(p)
+
+    @property
+    def uses_num_stragglers(self) -> bool | Literal["expected"]:
+        return "expected" if self.p is None else False
+
+    uses_num_stragglers.__doc__ = StragglerModel.uses_num_stragglers.__doc__
 
     def probability(self, num_workers: int) -> float:
         return self.p if self.p is not None else self.num_stragglers / num_workers
@@ -201,7 +225,8 @@ class LatencyStragglers(StragglerModel):
     Parameters
     ----------
     num_stragglers : int, optional
-        S: keep the N - S fastest workers. Exactly one of ``num_stragglers`` and ``deadline``.
+        S: keep the N - S fastest workers. With a ``deadline`` too, S is only a label (the
+        deadline decides, :attr:`uses_num_stragglers` is False). At least one of the two.
     deadline : float, optional
         Keep the workers whose time is at most the deadline (at least the fastest one).
     distribution : {"shifted_exponential", "pareto"}
@@ -220,11 +245,8 @@ class LatencyStragglers(StragglerModel):
         scale: float = 1.0,
         shape: float = 2.0,
     ) -> None:
-        if (num_stragglers is None) == (deadline is None):
-            raise ValueError(
-                "exactly one of num_stragglers and deadline must be given, got "
-                f"num_stragglers={num_stragglers!r}, deadline={deadline!r}"
-            )
+        if num_stragglers is None and deadline is None:
+            raise ValueError("num_stragglers or deadline must be given, got neither")
         super().__init__(num_stragglers)
         if distribution not in ("shifted_exponential", "pareto"):
             raise ValueError(
@@ -240,6 +262,12 @@ class LatencyStragglers(StragglerModel):
         self.deadline = None if deadline is None else float(deadline)
         self.distribution = distribution
         self.shift, self.rate, self.scale, self.shape = shift, rate, scale, shape
+
+    @property
+    def uses_num_stragglers(self) -> bool | Literal["expected"]:
+        return self.deadline is None
+
+    uses_num_stragglers.__doc__ = StragglerModel.uses_num_stragglers.__doc__
 
     def times(self, p: int, n: int, generator: torch.Generator) -> torch.Tensor:
         """Response times (P, N), float64."""

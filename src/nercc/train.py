@@ -1,27 +1,42 @@
 """Train a base classifier: ``python -m nercc.train experiment=<name>`` (Hydra, conf/train.yaml).
 
-Fits with Lightning, tests the best checkpoint, then publishes it at
-``outputs/checkpoints/<model>_<dataset>.ckpt`` (with a JSON summary) and writes ``metrics.json``
-in the run directory beside Hydra's resolved config.
+Checks the config, fits with Lightning, tests the best epoch's weights, then publishes them at
+``outputs/checkpoints/<model>_<dataset>.ckpt`` (with a JSON summary) when they are not worse than
+the published model (the rule: :mod:`nercc.models.publish`; otherwise they are kept in the run
+folder), and writes ``metrics.json`` in the run directory beside Hydra's resolved config.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from nercc.checks import check_hardware, check_model_input, check_train
 from nercc.config import task_wrapper
 from nercc.paths import CONFIG_DIR
-from nercc.utils.instantiate import build, build_all, config_hash, plain
+from nercc.utils.instantiate import build, build_all, build_checked, config_hash, plain
 from nercc.utils.io import write_json
 
-__all__ = ["train"]
+__all__ = ["check_config", "train"]
+
+log = logging.getLogger("nercc.train")  # not __main__ under python -m
+
+
+def check_config(cfg: DictConfig) -> Any:
+    """Check every setting (:func:`nercc.checks.check_train`, the hardware), then build the
+    model and pass one image of the data's shape through it; return that model (built before
+    seeding: :func:`train` builds its own after seeding)."""
+    check_train(cfg)
+    check_hardware(cfg)
+    module = build_checked("model", cfg.model)
+    check_model_input(module, cfg)
+    return module
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -31,20 +46,24 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     -------
     metrics : dict
         The logged metrics after testing (``val/acc_best``, ``test/acc``, ...), plus
-        ``train_seconds`` and ``checkpoint``.
+        ``train_seconds``, ``published``, ``publish_reason`` and ``checkpoint`` (published) or
+        ``kept_checkpoint`` (kept in the run folder).
     objects : dict
         ``datamodule``, ``module`` and ``trainer``.
     """
+    check_config(cfg)
+    import pytorch_lightning as pl
+
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = build(cfg.data)
     datamodule.setup("fit")  # fail here, before any model is built, when the data is missing
     data_info = datamodule.describe()
     for note in data_info["notes"]:
-        print(f"note: {note}")
+        log.info(f"note: {note}")
     module = build(cfg.model)
     callbacks = build_all(cfg.get("callbacks"))
     loggers = build_all(cfg.get("logger"))
-    trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams({**plain(cfg), "data_source": data_info})
 
@@ -58,10 +77,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     metrics["train_seconds"] = train_seconds
 
-    if cfg.get("publish", True) and trainer.is_global_zero and not trainer.fast_dev_run:
+    # Publishing: the rule is nercc.models.publish's (a run replaces the published model only if
+    # it trained and tests at least as well; publish=force always, publish=false never).
+    if trainer.fast_dev_run:
+        metrics.update(published=False, publish_reason="fast_dev_run")
+    elif trainer.is_global_zero:
+        from nercc.models import publish_run
+
         info = {
             "model": cfg.model_name,
             "dataset": cfg.data.name,
+            "channels": int(cfg.data.channels),
+            "image_size": int(cfg.data.image_size),
+            "num_classes": int(cfg.data.num_classes),
             "test_acc": metrics.get("test/acc"),
             "val_acc_best": metrics.get("val/acc_best"),
             "epochs": trainer.current_epoch,
@@ -71,18 +99,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "data": data_info,
             "seed": cfg.seed,
         }
-        from nercc.models import publish_classifier
-
-        path = publish_classifier(
-            module.net,
+        outcome = publish_run(
+            module.net,  # the best epoch's weights: trainer.test loaded them from `best`
             plain(cfg.model.net),
             datamodule.mean.tolist(),
             datamodule.std.tolist(),
             info,
             cfg.paths.checkpoint_dir,
+            cfg.paths.output_dir,
+            mode=cfg.get("publish", True),
+            trained_epochs=trainer.current_epoch if trainer.global_step > 0 else 0,
         )
-        metrics["checkpoint"] = str(path)
-        print(f"published {path} (test/acc {info['test_acc']:.4f})")
+        metrics.update(outcome.metrics())
+        log.info(outcome.message)
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
 

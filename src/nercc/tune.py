@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import hydra
-import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from nercc.checks import check_batches, check_hardware, check_tune, expected_input
 from nercc.config import task_wrapper
 from nercc.eval import check_config, evaluate, run_coded
-from nercc.evaluation import SchemeVariant, build_scheme
+from nercc.evaluation.variants import SchemeVariant, build_scheme
 from nercc.paths import CONFIG_DIR
 from nercc.tuning import TABLE_KEY, publish_table
 from nercc.tuning.search import OBJECTIVES, best_by_stragglers, grid_values, log_grid, tpe_search
@@ -33,6 +34,8 @@ from nercc.utils.io import write_csv, write_json
 
 __all__ = ["tune"]
 
+log = logging.getLogger("nercc.tune")  # not __main__ under python -m
+
 if not OmegaConf.has_resolver("nercc_log_grid"):  # 0 and `num` log-spaced values, low to high
     OmegaConf.register_new_resolver("nercc_log_grid", log_grid)
 
@@ -40,39 +43,16 @@ if not OmegaConf.has_resolver("nercc_log_grid"):  # 0 and `num` log-spaced value
 def _check(cfg: DictConfig) -> tuple[DictConfig, dict[str, list[float]]]:
     """Check ``cfg.tune`` and return the validation config (grid of the tuned scheme, baseline,
     split, limit, patterns) and the search space."""
+    check_tune(cfg, OBJECTIVES)
     t = cfg.tune
-    if t.scheme not in cfg.scheme:
-        raise ValueError(
-            f"tune.scheme: no scheme {t.scheme!r} in this run ({', '.join(cfg.scheme)})"
-        )
-    if t.baseline is not None and t.baseline not in cfg.scheme:
-        raise ValueError(
-            f"tune.baseline: no scheme {t.baseline!r} in this run ({', '.join(cfg.scheme)})"
-        )
-    if t.split == "test":
-        raise ValueError("tune.split: lambdas are never chosen on the test split, got 'test'")
-    if t.objective not in OBJECTIVES:
-        raise ValueError(
-            f"tune.objective must be one of {', '.join(OBJECTIVES)}, got {t.objective!r}"
-        )
-    if t.search not in ("grid", "optuna"):
-        raise ValueError(f"tune.search must be grid or optuna, got {t.search!r}")
     if t.search == "grid":
         space = {name: grid_values(name, list(values)) for name, values in t.grid.items()}
-        if isinstance(t.refine, bool) or not isinstance(t.refine, int) or t.refine < 0:
-            raise ValueError(f"tune.refine must be an integer >= 0, got {t.refine!r}")
     else:
         space = {name: list(bounds) for name, bounds in t.optuna.ranges.items()}
-        if not isinstance(t.optuna.n_trials, int) or t.optuna.n_trials < 1:
-            raise ValueError(
-                f"tune.optuna.n_trials must be an integer >= 1, got {t.optuna.n_trials!r}"
-            )
     val = cfg.copy()
     with open_dict(val):
         node = val.scheme[t.scheme]
         for name in space:
-            if name not in node:
-                raise ValueError(f"tune.{t.search}: {name} is not a parameter of scheme.{t.scheme}")
             node[name] = space[name] if t.search == "grid" else space[name][0]
         node[TABLE_KEY] = "none"
         val.scheme = {k: v for k, v in val.scheme.items() if k in (t.scheme, t.baseline)}
@@ -90,12 +70,19 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     plan = check_config(val)
     t = cfg.tune
     names = list(space)
-    pl.seed_everything(cfg.seed, workers=True)
+    processes = check_hardware(cfg)
+    import pytorch_lightning as pl
+
     from nercc.models import load_classifier
+
+    pl.seed_everything(cfg.seed, workers=True)
 
     data = build(cfg.data)
     data.setup("test")
-    classifier = load_classifier(cfg.model_name, cfg.data.name, cfg.paths.checkpoint_dir)
+    check_batches(val, len(data.raw_set(val.eval.split)), processes)
+    classifier = load_classifier(
+        cfg.model_name, cfg.data.name, cfg.paths.checkpoint_dir, **expected_input(cfg)
+    )
     loggers = build_all(cfg.get("logger"))
     out = Path(cfg.paths.output_dir)
 
@@ -197,9 +184,9 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     table_file = out / "table.json"
     if t.publish:
         table_file, backup = publish_table(content, cfg.paths.lambdas_dir)
-        print(f"published {table_file}")
+        log.info(f"published {table_file}")
         if backup is not None:
-            print(f"note: it replaces the previous table, kept as {backup}")
+            log.info(f"note: it replaces the previous table, kept as {backup}")
     metrics: dict[str, Any] = {"table": content, "table_path": str(table_file)}
     if t.test:
         test = cfg.copy()
@@ -214,7 +201,7 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             test_metrics["rows"], t.scheme, t.baseline, list(cfg.stragglers)
         )
         if metrics["ratio_upper_half"] is not None:
-            print(
+            log.info(
                 f"test: mean {t.scheme}/{t.baseline} mse ratio over the upper half of S "
                 f"{metrics['ratio_upper_half']:.3f}"
             )

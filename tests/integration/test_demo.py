@@ -71,6 +71,9 @@ def test_command_line_reports_bad_config(tmp_path):
         text=True,
         timeout=120,
     )
-    assert result.returncode != 0
-    assert "stragglers must lie in [0, num_workers), got 100" in result.stderr
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: stragglers: must be a non-empty list of integers >= 0 and "
+        "<= num_workers - 1 = 99, got [100]"
+    )
     assert not (Path(tmp_path) / "results.json").exists()

@@ -19,7 +19,8 @@ SMALL = [
     "eval.num_patterns=2",
 ]
 COLUMNS = [
-    "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "lam_enc", "lam_dec",
+    "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "stragglers_mean",
+    "stragglers_max", "lam_enc", "lam_dec",
     "params_source", "mse", "acc", "base_acc", "rel_acc", "agreement", "num_inputs_evaluated",
     "num_patterns",
 ]  # fmt: skip
@@ -112,14 +113,14 @@ def test_two_processes_give_the_one_process_numbers(checkpoints, tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("eval.batch_size=4", "eval.batch_size must be at least num_inputs K=8"),
-        ("stragglers=[0,20]", "S=20 for scheme nercc: num_stragglers must be at most"),
-        ("scheme.nercc.lam_dec=-1.0", "lam_dec must be a finite number >= 0, got -1.0"),
+        ("eval.batch_size=4", "error: eval.batch_size: must be an integer >= K=8, got 4"),
+        ("stragglers=[0,20]", "stragglers: must be a non-empty list of integers >= 0 and <= N - 1"),
+        ("scheme.nercc.lam_dec=-1.0", "scheme.nercc.lam_dec: must be null, a finite number >= 0"),
         ("scheme.bacc._target_=builtins.dict", "scheme.bacc must build a CodingScheme, got dict"),
         ("scheme=does_not_exist", "Could not find 'scheme/does_not_exist'"),
         ("scheme.nercc.lambdas=/no/such.json", "scheme.nercc.lambdas: /no/such.json: no such file"),
-        ("stragglers=[0,10.5]", "stragglers: must list integers S >= 0, got [0, 10.5]"),
-        ("coding.num_workers=6", "num_workers must be at least num_inputs=8"),
+        ("stragglers=[0,10.5]", "stragglers: must be a non-empty list of integers >= 0 and <="),
+        ("coding.num_workers=6", "coding.num_workers: must be an integer >= coding.num_inputs K=8"),
         ("optimized_metric=coded/nercc/loss", "optimized_metric: must be coded/<scheme>/<metric>"),
         ("optimized_at=3", "optimized_at: must be null or one S of stragglers=[0, 5, 10]"),
     ],
@@ -132,3 +133,5 @@ def test_bad_config_fails_before_any_work(tmp_path, override, message):
     assert message in result.stderr, result.stderr[-2000:]
     assert "not found" not in result.stderr.replace(message, "")
     assert not (tmp_path / "bad" / "results.json").exists()
+    if "Could not find" not in message:  # ours: one line, no traceback
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

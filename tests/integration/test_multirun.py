@@ -9,6 +9,7 @@ import csv
 import fcntl
 import json
 import multiprocessing
+import re
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from nercc.config import FAILED_FILE
 from nercc.multirun import JOB_FILE, LOCK_FILE, MultirunSummary, summarize
 from tests.wandb_offline import run_contents
 
@@ -33,6 +35,8 @@ SMALL = [
     "trainer.enable_progress_bar=false",
 ]
 LAM_ENC, LAM_DEC = "scheme.nercc.lam_enc", "scheme.nercc.lam_dec"
+# The config check's message for lam_dec=-1 (its wording is the evaluation's, not checked here).
+BAD_LAM_DEC = re.compile(r"lam_dec\b.*>= 0.*got -1\b")
 
 
 def sweep(args, checkpoints, tmp_path):
@@ -77,6 +81,13 @@ def check_completed(sweep_dir, row):
     assert job["objective"] == saved["objective"]["value"] and job["error"] is None
     assert Path(job["dir"]) == (sweep_dir / row["dir"]).absolute()
     return saved
+
+
+def failed_marker(folder):
+    """The error line of a job folder's FAILED marker (nercc.config.mark_failed)."""
+    error, time = (folder / FAILED_FILE).read_text().splitlines()
+    assert error.startswith("error: ") and time.startswith("time: ")
+    return error.removeprefix("error: ")
 
 
 def check_wandb_run(sweep_dir, row):
@@ -138,7 +149,7 @@ def test_optuna_sweep_goes_on_after_a_failing_trial(checkpoints, tmp_path):
     assert len(table) == 3 and failed and completed
     for row in failed:
         assert row[LAM_DEC] == "-1.0" and row["objective"] == ""
-        assert "lam_dec must be a finite number >= 0, got -1.0" in row["error"]
+        assert BAD_LAM_DEC.search(row["error"])
     for row in completed:
         check_completed(sweep_dir, row)
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
@@ -149,16 +160,25 @@ def test_optuna_sweep_goes_on_after_a_failing_trial(checkpoints, tmp_path):
 def test_a_failing_job_is_recorded_and_the_others_complete(checkpoints, tmp_path):
     result, sweep_dir = sweep(["scheme=nercc", f"{LAM_DEC}=0,-1"], checkpoints, tmp_path)
     assert result.returncode != 0  # the basic sweeper raises once its batch is done
-    message = "lam_dec must be a finite number >= 0, got -1.0"
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and message in errors[0]
+    assert len(errors) == 1 and BAD_LAM_DEC.search(errors[0])
     good, bad = read_table(sweep_dir)
     check_completed(sweep_dir, good)
     assert (bad["status"], bad["objective"], bad[LAM_DEC]) == ("failed", "", "-1")
-    assert message in bad["error"] and "\n" not in bad["error"]
+    assert BAD_LAM_DEC.search(bad["error"]) and "\n" not in bad["error"]
     assert not (sweep_dir / bad["dir"] / "results.json").exists()
     job = json.loads((sweep_dir / bad["dir"] / JOB_FILE).read_text())
-    assert job["status"] == "failed" and job["objective"] is None and message in job["error"]
+    assert (
+        job["status"] == "failed" and job["objective"] is None and BAD_LAM_DEC.search(job["error"])
+    )
+    # The failed job's folder is kept and marked with the same error; each job has its log.
+    assert failed_marker(sweep_dir / bad["dir"]) == job["error"] == bad["error"]
+    assert not (sweep_dir / good["dir"] / FAILED_FILE).exists()
+    good_log = (sweep_dir / good["dir"] / "eval.log").read_text()
+    assert "[pytorch_lightning.utilities.rank_zero][INFO] - GPU available:" in good_log
+    assert "Tip:" not in good_log + result.stdout + result.stderr
+    bad_log = (sweep_dir / bad["dir"] / "eval.log").read_text()
+    assert f"[nercc.config][ERROR] - {errors[0]}\n" in bad_log  # the line printed on stderr
 
 
 @pytest.mark.slow
@@ -181,7 +201,8 @@ def test_submitit_local_runs_the_slurm_path(checkpoints, tmp_path):
     assert result.returncode != 0
     good, bad = read_table(sweep_dir)
     check_completed(sweep_dir, good)
-    assert bad["status"] == "failed" and "lam_dec must be a finite number" in bad["error"]
+    assert bad["status"] == "failed" and BAD_LAM_DEC.search(bad["error"])
+    assert failed_marker(sweep_dir / bad["dir"]) == bad["error"]  # written in submitit's process
     assert list((sweep_dir / ".submitit").glob("*/*_result.pkl"))
 
 
@@ -256,6 +277,13 @@ def test_job_record_of_a_failure_and_of_a_single_run(tmp_path):
         "overrides": {LAM_DEC: 3e-9, "stragglers": [0, 5]}, "error": "ValueError: bad lambda",
         "dir": str(tmp_path / "3"),
     }  # fmt: skip
+    assert failed_marker(tmp_path / "3") == "ValueError: bad lambda"  # no wrapper wrote it
+    (tmp_path / "3" / FAILED_FILE).write_text("error: KeyError: kept\ntime: now\n")
+    MultirunSummary().on_job_end(config, ret)  # the wrapper's own marker is kept
+    assert failed_marker(tmp_path / "3") == "KeyError: kept"
+    config, ret = _job(tmp_path, 3, value=0.5)  # a folder reused from a failure
+    MultirunSummary().on_job_end(config, ret)
+    assert not (tmp_path / "3" / FAILED_FILE).exists()
     assert summarize(tmp_path / "none") is None
     config, ret = _job(tmp_path / "single", 0, value=1.0)
     config.hydra.mode = RunMode.RUN

@@ -88,13 +88,14 @@ def _table(tmp_path, params_by_stragglers, digest="00" * 32):
 
 
 def test_eval_uses_the_published_table_unless_told_otherwise(
-    compose_config, checkpoints, tmp_path, capsys
+    compose_config, checkpoints, tmp_path, caplog
 ):
+    caplog.set_level("INFO")
     by_s = {"0": {"lam_enc": 0.0, "lam_dec": 0.0}, "8": {"lam_enc": 1e-3, "lam_dec": 1e-4}}
     path = _table(tmp_path, by_s)
     cfg = compose_config("eval", [*SMALL, f"paths.checkpoint_dir={checkpoints}"])
     metrics, _ = evaluate(cfg)
-    out = capsys.readouterr().out
+    out = caplog.text  # notes and warnings go to the log (the console and the run's log file)
     assert "tuned on another checkpoint" in out  # the digest above is not the checkpoint's
     assert f"{path} has no S=4: nercc uses S=0's" in out
     rows = {r["num_stragglers"]: r for r in metrics["rows"] if r["scheme"] == "nercc"}

@@ -1,14 +1,29 @@
-"""The task wrapper and the W&B group resolver, in a single run and in one job of a multirun."""
+"""The task wrapper, the console filter of the jobs' logging and the W&B group resolver, in a single
+run and in one job of a multirun."""
 
+import logging
 import math
+import re
 
 import pytest
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 
-from nercc.config import check_objective_finite, error_line, task_wrapper, wandb_group
+from nercc.config import (
+    FAILED_FILE,
+    FILE_ONLY,
+    ConsoleFilter,
+    check_objective_finite,
+    error_line,
+    failure_line,
+    mark_failed,
+    task_wrapper,
+    wandb_group,
+)
 from tests.wandb_offline import records
+
+MARKER = re.compile(r"error: (?P<error>.+)\ntime: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d\n")
 
 
 @pytest.fixture
@@ -126,3 +141,173 @@ def test_wandb_group_is_one_per_sweep(hydra_mode):
     cfg = hydra_mode(RunMode.MULTIRUN)
     assert cfg.logger.wandb.group == "eval-sweep-7"
     assert OmegaConf.to_container(cfg.logger, resolve=True)["wandb"]["group"] == "eval-sweep-7"
+
+
+def test_failure_line_names_the_type_once():
+    assert failure_line(ValueError("bad\n lambda")) == "ValueError: bad lambda"
+    assert failure_line(KeyboardInterrupt()) == "KeyboardInterrupt"
+    assert failure_line(SystemExit(1)) == "SystemExit: 1"
+
+
+def _record(level, **extra):
+    record = logging.LogRecord("nercc.eval", level, __file__, 1, "message", None, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_console_filter_splits_levels_and_skips_file_only_records():
+    stdout, stderr = ConsoleFilter(below="WARNING"), ConsoleFilter()
+    levels = [logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL]
+    assert [stdout.filter(_record(level)) for level in levels] == [True, True, False, False, False]
+    assert all(stderr.filter(_record(level)) for level in levels)
+    for console in (stdout, stderr):
+        assert not console.filter(_record(logging.INFO, **FILE_ONLY))
+        assert not console.filter(_record(logging.ERROR, **FILE_ONLY))
+    assert ConsoleFilter(below=logging.ERROR).below == logging.ERROR
+    with pytest.raises(ValueError, match="below must name a logging level, got 'LOUD'"):
+        ConsoleFilter(below="LOUD")
+
+
+def test_job_logging_is_nercc_unless_the_command_line_chooses_another(compose_config, tmp_path):
+    logging_cfg = compose_config("eval").hydra.job_logging
+    assert logging_cfg.root == {"level": "INFO", "handlers": ["stdout", "stderr", "file"]}
+    assert logging_cfg.handlers.file.filename == str(tmp_path / "run" / "app.log")
+    assert logging_cfg.formatters.message.format == "%(message)s"
+    assert (logging_cfg.handlers.stdout.stream, logging_cfg.handlers.stderr.stream) == (
+        "ext://sys.stdout", "ext://sys.stderr",
+    )  # fmt: skip
+    assert logging_cfg.filters.below_warning["()"] == "nercc.config.ConsoleFilter"
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        assert logging_cfg.loggers[name].propagate is True
+    disabled = compose_config("eval", ["hydra/job_logging=disabled"]).hydra.job_logging
+    assert OmegaConf.to_container(disabled) == {
+        "version": 1, "root": {"level": "ERROR"}, "disable_existing_loggers": True,
+    }  # fmt: skip
+    default = compose_config("train", ["hydra/job_logging=default"]).hydra.job_logging
+    assert default.root.handlers == ["console", "file"]
+
+
+def run_folder(tmp_path, *extra):
+    """The folder Hydra makes for a run of the composed config (job name ``app``): its
+    ``.hydra/`` and log file, and ``extra`` files standing for the work done."""
+    folder = tmp_path / "run"
+    (folder / ".hydra").mkdir(parents=True)
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        (folder / ".hydra" / name).write_text("{}\n")
+    (folder / "app.log").write_text("")
+    for name in extra:
+        (folder / name).write_text("work\n")
+    return folder
+
+
+@pytest.fixture
+def log_file():
+    """``log_file(path)``: a file handler on the root logger, as Hydra's job logging adds one;
+    removed at the end if the wrapper left it."""
+    handlers = []
+
+    def _add(path):
+        handler = logging.FileHandler(path)
+        logging.getLogger().addHandler(handler)
+        handlers.append(handler)
+        return handler
+
+    yield _add
+    for handler in handlers:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def test_a_single_run_that_failed_before_any_work_leaves_no_folder(hydra_mode, tmp_path, log_file):
+    cfg = hydra_mode(RunMode.RUN)
+    folder = run_folder(tmp_path)
+    handler = log_file(folder / "app.log")
+    with pytest.raises(SystemExit):
+        failing(ValueError("eval.batch_size must be an integer, got 'abc'"))(cfg)
+    assert not folder.exists() and tmp_path.is_dir()
+    assert handler not in logging.getLogger().handlers and handler.stream is None  # closed
+
+
+def test_the_error_line_is_logged_past_the_console(hydra_mode, caplog, capsys):
+    cfg = hydra_mode(RunMode.RUN)
+    with caplog.at_level(logging.INFO), pytest.raises(SystemExit):
+        failing(ValueError("bad"))(cfg)
+    (record,) = [r for r in caplog.records if r.name == "nercc.config"]
+    assert (record.levelname, record.getMessage()) == ("ERROR", "error: bad")
+    assert record.nercc_file_only is True and not ConsoleFilter().filter(record)
+    assert capsys.readouterr().err == "error: bad\n"  # printed once, by the wrapper
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (FileNotFoundError("no checkpoint lenet5_synthetic.ckpt"),
+         "FileNotFoundError: no checkpoint lenet5_synthetic.ckpt"),
+        (RuntimeError("CUDA out of\nmemory"), "RuntimeError: CUDA out of memory"),
+        (KeyboardInterrupt(), "KeyboardInterrupt"),
+        (SystemExit("stopped"), "SystemExit: stopped"),
+    ],
+)  # fmt: skip
+def test_a_run_that_did_work_is_marked_failed(hydra_mode, tmp_path, error, line):
+    cfg = hydra_mode(RunMode.RUN)
+    folder = run_folder(tmp_path, "results.csv")
+    with pytest.raises((type(error), SystemExit)):
+        failing(error)(cfg)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".hydra",
+        FAILED_FILE,
+        "app.log",
+        "results.csv",
+    ]
+    match = MARKER.fullmatch((folder / FAILED_FILE).read_text())
+    assert match and match["error"] == line
+    assert not list(folder.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["results.csv", ".hydra/notes.txt", "wandb/", "app.log/", "other.log"],
+)
+def test_a_folder_holding_anything_else_is_never_removed(hydra_mode, tmp_path, layout):
+    cfg = hydra_mode(RunMode.RUN)
+    folder = run_folder(tmp_path)
+    if layout == "app.log/":
+        (folder / "app.log").unlink()
+        (folder / "app.log").mkdir()
+    elif layout.endswith("/"):
+        (folder / layout).mkdir()
+    else:
+        (folder / layout).write_text("x")
+    with pytest.raises(SystemExit):
+        failing(ValueError("bad"))(cfg)
+    assert MARKER.fullmatch((folder / FAILED_FILE).read_text())["error"] == "ValueError: bad"
+
+
+def test_the_working_folder_is_never_removed(hydra_mode, tmp_path, monkeypatch):
+    cfg = hydra_mode(RunMode.RUN)
+    folder = run_folder(tmp_path)
+    monkeypatch.chdir(folder)
+    with pytest.raises(SystemExit):
+        failing(ValueError("bad"))(cfg)
+    assert (folder / FAILED_FILE).is_file()
+
+
+def test_a_multirun_job_keeps_its_folder_and_marks_it(hydra_mode, tmp_path):
+    cfg = hydra_mode(RunMode.MULTIRUN)
+    folder = run_folder(tmp_path)
+    with pytest.raises(ValueError, match="bad"):
+        failing(ValueError("bad"))(cfg)
+    assert sorted(p.name for p in folder.iterdir()) == [".hydra", FAILED_FILE, "app.log"]
+    assert MARKER.fullmatch((folder / FAILED_FILE).read_text())["error"] == "ValueError: bad"
+
+
+def test_success_clears_a_stale_marker_and_no_folder_is_touched_outside_hydra(hydra_mode, tmp_path):
+    cfg = hydra_mode(RunMode.RUN)
+    folder = run_folder(tmp_path)
+    mark_failed(folder, "ValueError: an earlier run")
+    assert returning(0.5)(cfg) == 0.5
+    assert not (folder / FAILED_FILE).exists()
+    cfg = hydra_mode(None)  # a task called directly, as the tests do
+    with pytest.raises(SystemExit):
+        failing(ValueError("bad"))(cfg)
+    assert sorted(p.name for p in folder.iterdir()) == [".hydra", "app.log"]

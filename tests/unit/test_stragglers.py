@@ -102,8 +102,8 @@ def test_latency_deadline_and_distributions():
         (lambda: BernoulliStragglers(), "p or num_stragglers"),
         (lambda: WorstCaseStragglers(2, placement="middle"), "'middle'"),
         (lambda: WorstCaseStragglers(2).sample(1, 5, gen()), "needs the scheme"),
-        (lambda: LatencyStragglers(), "exactly one of num_stragglers and deadline"),
-        (lambda: LatencyStragglers(2, deadline=1.0), "exactly one"),
+        (lambda: LatencyStragglers(), "num_stragglers or deadline must be given, got neither"),
+        (lambda: LatencyStragglers(12, deadline=1.0).sample(1, 12, gen()), "at most"),
         (lambda: LatencyStragglers(2, distribution="normal"), "'normal'"),
         (lambda: LatencyStragglers(2, rate=0.0), "rate must be a finite number > 0, got 0.0"),
         (lambda: LatencyStragglers(deadline=-1.0), "deadline must be a number > 0, got -1.0"),
@@ -112,3 +112,38 @@ def test_latency_deadline_and_distributions():
 def test_bad_parameters(build, text):
     with pytest.raises(ValueError, match=text):
         build()
+
+
+def test_uses_num_stragglers_says_how_s_is_honoured():
+    assert FixedStragglers(3).uses_num_stragglers is True
+    assert WorstCaseStragglers(3, placement="random").uses_num_stragglers is True
+    assert LatencyStragglers(num_stragglers=3).uses_num_stragglers is True
+    assert BernoulliStragglers(num_stragglers=3).uses_num_stragglers == "expected"
+    assert BernoulliStragglers(num_stragglers=3, p=0.3).uses_num_stragglers is False
+    assert BernoulliStragglers(p=0.3).uses_num_stragglers is False
+    assert LatencyStragglers(num_stragglers=3, deadline=1.5).uses_num_stragglers is False
+    assert LatencyStragglers(deadline=1.5).uses_num_stragglers is False
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda s: BernoulliStragglers(num_stragglers=s, p=0.3),
+        lambda s: LatencyStragglers(num_stragglers=s, deadline=1.5),
+    ],
+)
+def test_a_model_that_ignores_s_draws_the_same_patterns_for_every_s(build):
+    """What ``uses_num_stragglers is False`` promises: S is a label, the draws do not see it."""
+    drawn = [build(s).sample(300, 10, gen()).available for s in (0, 2, 7)]
+    assert torch.equal(drawn[0], drawn[1]) and torch.equal(drawn[0], drawn[2])
+    counts = (~drawn[0]).sum(dim=1)
+    assert len(torch.unique(counts)) > 2  # a random count, not S
+
+
+def test_expected_count_follows_s():
+    """With ``p=None`` the mean count is S (binomial sd sqrt(N p (1-p) / P) ~ 0.03 here), but
+    single patterns vary."""
+    for s in (2, 5):
+        counts = (~BernoulliStragglers(num_stragglers=s).sample(4000, 20, gen()).available).sum(1)
+        assert abs(counts.double().mean().item() - s) < 5 * (s * (1 - s / 20) / 4000) ** 0.5
+        assert len(torch.unique(counts)) > 3

@@ -7,7 +7,7 @@ knows of Lightning, Hydra, W&B or Ray. See ``docs/method.md`` for the mathematic
 from nercc.coding.berrut import berrut_matrix
 from nercc.coding.points import LAYOUTS, make_points
 from nercc.coding.schemes import BACC, CodingScheme, NeRCC, Replication, Uncoded
-from nercc.coding.splines import smoothing_spline_matrix
+from nercc.coding.splines import lam_bound, smoothing_spline_matrix
 
 __all__ = [
     "BACC",
@@ -17,6 +17,7 @@ __all__ = [
     "Replication",
     "Uncoded",
     "berrut_matrix",
+    "lam_bound",
     "make_points",
     "smoothing_spline_matrix",
 ]

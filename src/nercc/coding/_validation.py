@@ -26,14 +26,23 @@ def check_int(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-def check_lam(name: str, value: object) -> float:
-    """Return a smoothing parameter as a float if it is finite and non-negative."""
+def check_lam(name: str, value: object, bound: float = math.inf) -> float:
+    """Return a smoothing parameter as a float if it is a finite number in ``[0, bound]``.
+
+    ``bound`` is the largest value the sites allow (see :func:`nercc.coding.splines.lam_bound`);
+    the message of a non-finite value or one above it states the range.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a finite number >= 0, got {_show(value)}")
     value = float(value)
-    if not math.isfinite(value) or value < 0:
+    if math.isfinite(value) and 0 <= value <= bound:
+        return value
+    if value < 0 or math.isinf(bound):
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return value
+    raise ValueError(
+        f"{name} must be a finite number in [0, {bound:g}] (larger values take the smoothing "
+        f"spline's linear system out of floating-point range for these sites), got {value}"
+    )
 
 
 def check_points_1d(name: str, value: object, *, ascending: bool) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from nercc.coding._validation import check_int, check_lam
 from nercc.coding.berrut import berrut_matrices
 from nercc.coding.points import LAYOUTS, make_points
-from nercc.coding.splines import smoothing_spline_matrices, smoothing_spline_values
+from nercc.coding.splines import _lam_bound, smoothing_spline_matrices, smoothing_spline_values
 
 __all__ = ["BACC", "CodingScheme", "NeRCC", "Replication", "Uncoded"]
 
@@ -396,7 +396,11 @@ class NeRCC(_PointScheme):
     num_workers : int
         N >= 2.
     lam_enc, lam_dec : float
-        Smoothing parameters >= 0; 0 interpolates.
+        Smoothing parameters >= 0; 0 interpolates. Each must be finite and at most
+        :func:`nercc.coding.lam_bound` of its sites: the alphas for ``lam_enc``, all the betas for
+        ``lam_dec`` (any subset of answering workers allows at least as much). These bounds lie
+        around 1e140 (1e+141 for the decoder over 100 Chebyshev workers), far past the point
+        where the spline already is the least-squares line (about 1e13).
     points : {"chebyshev", "uniform"}
         Layout of the alphas and betas (see :func:`nercc.coding.make_points`).
     """
@@ -409,9 +413,13 @@ class NeRCC(_PointScheme):
         lam_dec: float = 0.0,
         points: str = "chebyshev",
     ) -> None:
-        self.lam_enc = check_lam("lam_enc", lam_enc)
-        self.lam_dec = check_lam("lam_dec", lam_dec)
         super().__init__(num_inputs, num_workers, points)
+        # The largest lambdas the sites allow (see nercc.coding.splines): the encoder fits at the
+        # alphas; a decoder fits at a subset of the betas, whose gaps are no smaller and whose
+        # weight sum no larger than the full set's, so the full set bounds every pattern.
+        ones = np.ones(num_workers)
+        self.lam_enc = check_lam("lam_enc", lam_enc, _lam_bound(self.alphas, ones[:num_inputs]))
+        self.lam_dec = check_lam("lam_dec", lam_dec, _lam_bound(self.betas, ones))
 
     def _fit(self, sites: np.ndarray, targets: np.ndarray, decoder: bool) -> np.ndarray:
         lam = self.lam_dec if decoder else self.lam_enc

@@ -27,12 +27,44 @@ are stacked into one block-diagonal banded system and handed to a single LAPACK 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.linalg import solveh_banded
 
 from nercc.coding._validation import check_lam, check_points_1d
 
-__all__ = ["smoothing_spline_matrix"]
+__all__ = ["lam_bound", "smoothing_spline_matrix"]
+
+# The largest accepted lambda, and how it was measured.
+#
+# As lambda grows the spline tends to the weighted least-squares line, its operator's distance to
+# the line's falling like 1/lambda down to the rounding floor (sites spanning [-1, 1]: by lambda
+# ~ 1e12 .. 1e13). The solve then keeps that limit, to the floor the sites themselves set (their
+# conditioning, not lambda's), for every larger lambda until the scaled penalty leaves the
+# floating-point range. Its size is c * max|Q|^2 / min(w) with c = lambda * sum(w); we bound it by
+# ``lambda * P`` with
+#
+#     P = sum(w) / min(w) * max(1, max_j (1/h_{j-1} + 1/h_j))^2        (n >= 3; no system below)
+#
+# (the max with 1 also covers the other scaled terms, c |Q| / w and c / w, when the gaps exceed 1).
+# Measured on 60 random site sets (n from 3 to 500, spans 1e-3 to 1e3, unit weights and random ones
+# over four decades; lambda stepped by 10^0.25): the matrices first hold NaN at lambda * P between
+# 1.7e307 and 1.8e308, so P predicts the overflow within a factor 10; before it, the distance to
+# the line stays at its floor (checked for lambda = 1, 1e10, ..., 1e290). Before the overflow
+# there is a worse, silent failure: fitting values directly (``smoothing_spline_values``, NeRCC's
+# decoding path) computes second derivatives gamma ~ y / (lambda P), which underflow for small
+# data. For the Chebyshev betas of N = 100, data of size 1e-60 decode to garbage (relative error
+# 0.5, all finite) at lambda * P = 1e280, data of size 1e-20 lose 4 digits at 1e300, data of size
+# 1e-150 fail at 1e200. With lambda * P <= 1e150 (about the square root of the largest double),
+# every scaled term stays below ~1e151 and data down to 1e-140 keep their digits (at the bound:
+# error <= 2e-12 relative to the data for sizes 1, 1e-20, 1e-60, 1e-100 and 1e-150). The bound is
+# that, rounded down to a power of ten: ``lam_bound(sites) = 10 ** floor(log10(1e150 / P))``. It
+# depends on the sites and weights: 1e+148 for three sites a unit apart; for Chebyshev points,
+# 1e+145 for the encoder of NeRCC(20, 100), 1e+141 for its decoder, 1e+136 for a decoder over
+# 1000 workers. It lies ~1e120 beyond the point where the spline already is the line, so refusing
+# more loses nothing. tests/unit/coding/test_finite_lambdas.py repeats the main points.
+_SCALED_PENALTY_CEILING_LOG10 = 150
 
 
 def smoothing_spline_matrix(
@@ -62,8 +94,10 @@ def smoothing_spline_matrix(
     targets : array_like of shape (m,)
         Finite points at which the spline is evaluated, in any order.
     lam : float
-        Smoothing parameter, finite and >= 0. It equals ``L / sum(weights)`` for the ``lam=L`` of
-        ``scipy.interpolate.make_smoothing_spline``, whose data term is not normalised.
+        Smoothing parameter, finite and in ``[0, lam_bound(sites, weights)]`` (about 1e140 for
+        sites in [-1, 1]; far beyond it, the spline already is the least-squares line). It equals
+        ``L / sum(weights)`` for the ``lam=L`` of ``scipy.interpolate.make_smoothing_spline``,
+        whose data term is not normalised.
     weights : array_like of shape (n,), optional
         Positive, finite weights of the data term; unit weights by default.
 
@@ -74,18 +108,65 @@ def smoothing_spline_matrix(
     """
     sites = check_points_1d("sites", sites, ascending=True)
     targets = check_points_1d("targets", targets, ascending=False)
-    lam = check_lam("lam", lam)
-    if weights is None:
-        weights = np.ones_like(sites)
-    else:
-        weights = np.asarray(weights, dtype=np.float64)
-        if weights.shape != sites.shape:
-            raise ValueError(
-                f"weights must have the shape of sites {sites.shape}, got shape {weights.shape}"
-            )
-        if not np.all(np.isfinite(weights) & (weights > 0)):
-            raise ValueError(f"weights must be finite and > 0, got {weights!r}")
+    weights = _check_weights(weights, sites)
+    lam = check_lam("lam", lam, _lam_bound(sites, weights))
     return smoothing_spline_matrices(sites[None], targets, lam, weights[None])[0]
+
+
+def lam_bound(sites: np.ndarray, weights: np.ndarray | None = None) -> float:
+    r"""Return the largest smoothing parameter accepted for these sites and weights.
+
+    Up to it the smoothing spline's banded system and every scaled term stay well inside the
+    floating-point range (see the measurement in the module's source). It is a power of ten,
+    ``10 ** floor(log10(1e150 / P))`` with
+    :math:`P = \frac{\sum_i w_i}{\min_i w_i} \max(1, \max_j (1/h_{j-1} + 1/h_j))^2` over the
+    gaps :math:`h` of the sites, and ``inf`` for fewer than three sites (a constant or a line,
+    whatever ``lam``). Far below it, the spline already is the weighted least-squares line.
+
+    Parameters
+    ----------
+    sites : array_like of shape (n,)
+        Strictly ascending, finite knot positions.
+    weights : array_like of shape (n,), optional
+        Positive, finite weights; unit weights by default.
+
+    Returns
+    -------
+    float
+    """
+    sites = check_points_1d("sites", sites, ascending=True)
+    return _lam_bound(sites, _check_weights(weights, sites))
+
+
+def _check_weights(weights: object, sites: np.ndarray) -> np.ndarray:
+    if weights is None:
+        return np.ones_like(sites)
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != sites.shape:
+        raise ValueError(
+            f"weights must have the shape of sites {sites.shape}, got shape {weights.shape}"
+        )
+    if not np.all(np.isfinite(weights) & (weights > 0)):
+        raise ValueError(f"weights must be finite and > 0, got {weights!r}")
+    return weights
+
+
+def _lam_bound(sites: np.ndarray, weights: np.ndarray) -> float:
+    """:func:`lam_bound` of checked 1-D sites and weights (computed in logarithms: no overflow)."""
+    if sites.size < 3:
+        return math.inf
+    h = np.diff(sites)
+    with np.errstate(over="ignore"):
+        q_max = float(np.max(1.0 / h[:-1] + 1.0 / h[1:]))
+    log_p = (
+        math.log10(float(weights.sum()))
+        - math.log10(float(weights.min()))
+        + 2.0 * max(0.0, math.log10(q_max) if math.isfinite(q_max) else math.inf)
+    )
+    if not log_p < _SCALED_PENALTY_CEILING_LOG10 + 300:  # absurdly close sites: only 0 is safe
+        return 0.0
+    exponent = math.floor(_SCALED_PENALTY_CEILING_LOG10 - log_p)
+    return float(f"1e{exponent}")  # the literal, so that lam=1e140 passes a bound of 1e+140
 
 
 def smoothing_spline_matrices(

@@ -1,8 +1,26 @@
-"""Coded-inference evaluation: schemes against a trained classifier over straggler counts."""
+"""Coded-inference evaluation: schemes against a trained classifier over straggler counts.
 
-from nercc.evaluation.cache import OutputCache
-from nercc.evaluation.metrics import CodedMetrics
-from nercc.evaluation.module import CodedInferenceModule
-from nercc.evaluation.variants import SchemeVariant, build_scheme
+The names load on first use, so that ``nercc.evaluation.variants`` (what the config checks need)
+imports without Lightning.
+"""
 
-__all__ = ["CodedInferenceModule", "CodedMetrics", "OutputCache", "SchemeVariant", "build_scheme"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "CodedInferenceModule": "nercc.evaluation.module",
+    "CodedMetrics": "nercc.evaluation.metrics",
+    "OutputCache": "nercc.evaluation.cache",
+    "SchemeVariant": "nercc.evaluation.variants",
+    "build_scheme": "nercc.evaluation.variants",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,6 +11,10 @@ same batch, and only its real inputs are counted):
    them once, for the outputs of all the encoders whose variants share it side by side (a grid of
    lam_enc x lam_dec costs one decode per lam_dec).
 
+Each result row holds S as asked (``num_stragglers``) and as realised over the row's patterns
+(``stragglers_mean``, ``stragglers_max``: workers that did not answer); the two differ for straggler
+models that draw a random count (Bernoulli, a latency deadline).
+
 With an :class:`~nercc.evaluation.cache.OutputCache`, the classifier's outputs of steps 1 and 2 are
 kept on disk and found again by a later evaluation of the same inputs, classifier and encoder.
 
@@ -49,11 +53,19 @@ def straggler_models(
 ) -> dict[int, StragglerModel]:
     """Build the straggler model of every S and check it against every scheme that runs at S.
 
-    Raises ``ValueError`` naming S and the scheme when a model cannot serve a scheme's workers.
+    Raises ``ValueError`` naming S and the scheme when a model cannot serve a scheme's workers,
+    and when a model that ignores S (``uses_num_stragglers`` False: a Bernoulli ``p``, a latency
+    ``deadline``) is asked for several S, whose rows would be one experiment under several labels.
     """
     models = {}
+    several = len(set(int(s) for s in stragglers)) > 1
     for s in stragglers:
         model = factory(num_stragglers=int(s))
+        if several and not model.uses_num_stragglers:
+            raise ValueError(
+                f"stragglers: {model!r} ignores S, so the rows of stragglers={list(stragglers)} "
+                "would be the same run under different labels; give one S"
+            )
         for variant in (v for v in variants if v.runs_at(s)):
             try:
                 model.check(variant.scheme.num_workers)
@@ -244,6 +256,8 @@ class CodedInferenceModule(pl.LightningModule):
         reference, labels, valid = counted
         groups, t, k = valid.shape
         lost = torch.as_tensor(self.variants[i].scheme.lost(available), device=estimates.device)
+        # The realised number of non-answering workers of each pattern (random for some models).
+        stragglers = torch.as_tensor(available.shape[1] - available.sum(axis=1))
         self.metrics[i][s_index].update(
             estimates.reshape(groups, t, k, -1),
             reference,
@@ -251,6 +265,7 @@ class CodedInferenceModule(pl.LightningModule):
             valid,
             lost.view(groups, t, k),
             groups * t,
+            stragglers,
         )
 
     def on_test_epoch_end(self) -> None:
@@ -265,6 +280,9 @@ class CodedInferenceModule(pl.LightningModule):
                 values = self.metrics[i][s_index].compute()
                 pairs = values.pop("pairs")
                 patterns = values.pop("patterns")
+                # S as asked, then as realised over this row's patterns (they differ for models
+                # that draw a random count; see StragglerModel.uses_num_stragglers).
+                counts = {key: values.pop(key) for key in ("stragglers_mean", "stragglers_max")}
                 rows.append(
                     {
                         "scheme": variant.name,
@@ -272,6 +290,7 @@ class CodedInferenceModule(pl.LightningModule):
                         "num_inputs": variant.scheme.num_inputs,
                         "num_workers": variant.scheme.num_workers,
                         "num_stragglers": s,
+                        **counts,
                         **{name: params.get(name) for name in names},
                         "params_source": variant.source,
                         **values,

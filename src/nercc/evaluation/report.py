@@ -29,8 +29,9 @@ __all__ = [
 
 #: The columns of a result row that are not a scheme's parameters.
 FIXED_COLUMNS = (
-    "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "params_source",
-    "mse", "acc", "base_acc", "rel_acc", "agreement", "num_inputs_evaluated", "num_patterns",
+    "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "stragglers_mean",
+    "stragglers_max", "params_source", "mse", "acc", "base_acc", "rel_acc", "agreement",
+    "num_inputs_evaluated", "num_patterns",
 )  # fmt: skip
 
 
@@ -42,17 +43,28 @@ def param_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 def print_results(
     rows: Sequence[dict[str, Any]], title: str, console: Console | None = None
 ) -> None:
-    """A rich table: one line per (variant, S), with the schemes' parameters."""
+    """A rich table: one line per (variant, S), with the schemes' parameters.
+
+    When the realised mean number of stragglers differs from S in some row (a straggler model
+    that draws a random count), an ``S mean`` column shows it next to S.
+    """
     params = param_columns(rows)
+    realised = any(
+        r.get("stragglers_mean") is not None and r["stragglers_mean"] != r["num_stragglers"]
+        for r in rows
+    )
     table = Table(title=title)
     table.add_column("scheme", no_wrap=True)
-    for column in ("S", *params, "mse", "acc", "base_acc", "rel_acc", "agreement"):
+    counts = ("S", "S mean") if realised else ("S",)
+    for column in (*counts, *params, "mse", "acc", "base_acc", "rel_acc", "agreement"):
         table.add_column(column, justify="right")
     show = lambda value: "" if value is None else f"{value:g}"  # noqa: E731
     for row in rows:
+        mean = (f"{row['stragglers_mean']:.4g}" if row.get("stragglers_mean") is not None else "",)
         table.add_row(
             row["variant"],
             str(row["num_stragglers"]),
+            *(mean if realised else ()),
             *(show(row.get(name)) for name in params),
             f"{row['mse']:.4g}",
             f"{row['acc']:.4f}",

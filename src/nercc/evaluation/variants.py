@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nercc.coding import CodingScheme
-from nercc.utils.instantiate import build
+from nercc.utils.instantiate import build_checked
 
 __all__ = ["SchemeVariant", "build_scheme"]
 
@@ -41,8 +41,11 @@ class SchemeVariant:
 
 
 def build_scheme(name: str, node: Mapping[str, Any], **overrides: Any) -> CodingScheme:
-    """Instantiate the ``_target_`` node of ``scheme.<name>`` and check that it is a scheme."""
-    scheme = build(node, **overrides)
+    """Instantiate the ``_target_`` node of ``scheme.<name>`` and check that it is a scheme.
+
+    An argument the scheme refuses raises ``ValueError('scheme.<name>: <reason>')``.
+    """
+    scheme = build_checked(f"scheme.{name}", node, **overrides)
     if not isinstance(scheme, CodingScheme):
         raise ValueError(f"scheme.{name} must build a CodingScheme, got {type(scheme).__name__}")
     return scheme

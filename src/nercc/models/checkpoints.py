@@ -1,15 +1,27 @@
-"""Published classifiers: a stable path per (model, dataset), and loading them back.
+"""Published classifiers: a stable path per (model, dataset), and loading them back after checking.
 
-``outputs/checkpoints/<model>_<dataset>.ckpt`` holds the best weights of the latest training run,
-the network's config (its Hydra ``_target_`` node), the normalisation of its inputs and a summary;
-a JSON file beside it repeats the summary (test accuracy, config hash, date) for people and tools.
+``outputs/checkpoints/<model>_<dataset>.ckpt`` holds the best weights of a training run (see
+:mod:`nercc.models.publish` for when a run replaces it), the network's config (its Hydra
+``_target_`` node), the normalisation of its inputs and a summary (``info``: model, dataset,
+channels, image size, class count, test accuracy, config hash, date); a JSON file beside it repeats
+the summary for people and tools.
+
+A file is trusted only after checking: :func:`read_checkpoint` refuses an empty, truncated or
+foreign file, another model's or dataset's weights, or weights for another input shape or class
+count than asked, each with a one-line ``ValueError`` that names the file and the command that
+rebuilds it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
+import shutil
 import tempfile
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +29,33 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from nercc.utils.io import write_json
+from nercc.utils.io import file_mode, write_json
 
 __all__ = [
+    "CheckpointError",
     "Classifier",
+    "backup_path",
     "checkpoint_path",
     "file_sha256",
     "load_classifier",
     "publish_classifier",
+    "read_checkpoint",
+    "rebuild_command",
+    "write_classifier",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: info records channels, image_size and num_classes (1 did not)
+READABLE_VERSIONS = (1, 2)
+PAYLOAD_KEYS = ("format_version", "state_dict", "net_config", "mean", "std", "info")
+
+
+class CheckpointError(ValueError):
+    """A published checkpoint that cannot be trusted: one line naming the file, what is wrong
+    (``problem``) and the command that rebuilds it."""
+
+    def __init__(self, path: str | Path, problem: str, command: str) -> None:
+        self.path, self.problem, self.command = Path(path), " ".join(str(problem).split()), command
+        super().__init__(f"checkpoint {self.path}: {self.problem}, rebuild it with: {command}")
 
 
 class Classifier(nn.Module):
@@ -49,6 +77,22 @@ def checkpoint_path(model: str, dataset: str, directory: str | Path) -> Path:
     return Path(directory) / f"{model}_{dataset}.ckpt"
 
 
+def backup_path(path: str | Path) -> Path:
+    """Where a replaced checkpoint is kept: ``<name>.previous.ckpt`` (its JSON beside it)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.previous{path.suffix}")
+
+
+def rebuild_command(model: str, dataset: str) -> str:
+    """The command that trains (and publishes) ``<model>_<dataset>.ckpt``: the experiment of that
+    name when the project has one (it holds the published recipe), else the plain groups."""
+    from nercc.paths import CONFIG_DIR
+
+    if (Path(CONFIG_DIR) / "experiment" / f"{model}_{dataset}.yaml").is_file():
+        return f"python -m nercc.train experiment={model}_{dataset}"
+    return f"python -m nercc.train model={model} data={dataset}"
+
+
 def file_sha256(path: str | Path) -> str:
     """SHA-256 hex digest of a file's content (what a tuned table records of its checkpoint)."""
     digest = hashlib.sha256()
@@ -58,39 +102,265 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def publish_classifier(
+def write_classifier(
+    path: str | Path,
     net: nn.Module,
-    net_config: dict[str, Any],
+    net_config: Mapping[str, Any],
     mean: list[float],
     std: list[float],
-    info: dict[str, Any],
-    directory: str | Path,
+    info: Mapping[str, Any],
 ) -> Path:
-    """Write the classifier to its stable path (atomically) and its summary as JSON beside it.
+    """Write the classifier payload to ``path`` atomically (a temporary file, fsync, rename).
 
-    ``info`` must hold ``model`` and ``dataset`` (they name the file) and anything worth keeping:
-    test accuracy, config hash, date, data source.
+    Readers see the old file or the complete new one. The file gets the mode of any new file under
+    the process umask (:func:`nercc.utils.io.file_mode`), not the 0600 of a temporary file.
     """
-    path = checkpoint_path(info["model"], info["dataset"], directory)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format_version": FORMAT_VERSION,
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "net_config": net_config,
+        "net_config": dict(net_config),
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
-        "info": info,
+        "info": dict(info),
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        torch.save(payload, tmp)
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    write_json(path.with_suffix(".json"), info)
     return path
+
+
+def publish_classifier(
+    net: nn.Module,
+    net_config: Mapping[str, Any],
+    mean: list[float],
+    std: list[float],
+    info: Mapping[str, Any],
+    directory: str | Path,
+) -> Path:
+    """Write the classifier to its stable path (atomically) and its summary as JSON beside it.
+
+    Unconditional: the rule of when a run may replace a published model is
+    :func:`nercc.models.publish.publish_run`'s. A file already there is first kept as
+    ``<name>.previous.ckpt`` (and its JSON as ``<name>.previous.json``); the stable path never
+    disappears meanwhile.
+
+    ``info`` must hold ``model`` and ``dataset`` (they name the file) and should hold
+    ``channels``, ``image_size`` and ``num_classes`` (what :func:`read_checkpoint` checks), and
+    anything worth keeping: test accuracy, config hash, date, data source.
+
+    Returns the published checkpoint's path (the backup, if any, is :func:`backup_path` of it).
+    """
+    path = checkpoint_path(info["model"], info["dataset"], directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        backup = backup_path(path)
+        _keep_copy(path, backup)
+        if path.with_suffix(".json").exists():
+            _keep_copy(path.with_suffix(".json"), backup.with_suffix(".json"))
+        else:
+            backup.with_suffix(".json").unlink(missing_ok=True)
+    write_classifier(path, net, net_config, mean, std, info)
+    write_json(path.with_suffix(".json"), dict(info))
+    return path
+
+
+def _keep_copy(source: Path, target: Path) -> None:
+    """Make ``target`` a copy of ``source`` (a hard link where possible), atomically."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copy2(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint(
+    path: str | Path,
+    model: str,
+    dataset: str,
+    *,
+    num_classes: int | None = None,
+    image_shape: tuple[int, int, int] | None = None,
+) -> dict[str, Any]:
+    """Read a published classifier file and check it is what ``(model, dataset)`` asks for.
+
+    Checks that the file is a complete torch archive holding our payload (a readable format
+    version), that it was published for ``model`` and ``dataset``, that its network config is
+    ``model``'s network, that its weights fit that network, and, where the file records it (files
+    of format 1 record the shape in their network config only), its class count and input shape
+    against ``num_classes`` and ``image_shape`` when given. Loads with ``weights_only=True``.
+
+    Returns
+    -------
+    dict
+        The payload, with ``net`` (the network, its weights loaded, not re-parameterised) added.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``; one line naming the command that trains it.
+    CheckpointError (a ValueError)
+        Anything else wrong with the file; one line naming the file, what is wrong and the
+        command that rebuilds it.
+    """
+    from nercc.utils.instantiate import build
+
+    if image_shape is not None and len(image_shape) != 3:
+        raise ValueError(f"image_shape must be (channels, height, width), got {image_shape!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no trained {model} for {dataset} at {path}, train it with: "
+            f"{rebuild_command(model, dataset)} (or: make models, for the default set)"
+        )
+
+    def fail(what: str) -> CheckpointError:
+        return CheckpointError(path, what, rebuild_command(model, dataset))
+
+    size = path.stat().st_size
+    if size == 0:
+        raise fail("empty file (0 bytes)")
+    if not zipfile.is_zipfile(path):
+        raise fail(
+            f"truncated or corrupt (cannot be read: not a complete torch archive, {size} bytes)"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise fail(
+            "not a published classifier (it holds Python objects beyond tensors and plain data)"
+        ) from None
+    except (RuntimeError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        reason = str(exc).split(".")[0][:120]
+        raise fail(f"truncated or corrupt (cannot be read: {reason})") from None
+
+    if not isinstance(payload, dict):
+        raise fail(f"not a published classifier (a torch file holding a {type(payload).__name__})")
+    missing = [key for key in PAYLOAD_KEYS if key not in payload]
+    if missing:
+        lightning = "pytorch-lightning_version" in payload
+        kind = "a Lightning training checkpoint" if lightning else "a torch file"
+        keys = ", ".join(map(str, list(payload)[:6])) or "none"
+        raise fail(
+            f"not a published classifier ({kind} with keys {keys}; missing {', '.join(missing)})"
+        )
+    version = payload["format_version"]
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        raise fail(
+            f"format_version {version!r} is not one this nercc reads "
+            f"({', '.join(map(str, READABLE_VERSIONS))})"
+        )
+    info, net_config = payload["info"], payload["net_config"]
+    if not isinstance(info, dict) or not isinstance(net_config, dict):
+        raise fail("not a published classifier (its info or net_config is not a mapping)")
+    if not isinstance(payload["state_dict"], dict) or not all(
+        isinstance(v, torch.Tensor) for v in payload["state_dict"].values()
+    ):
+        raise fail("not a published classifier (its state_dict is not a mapping of tensors)")
+
+    if info.get("model") != model:
+        raise fail(f"holds a {info.get('model')!r} model, not {model!r}")
+    if info.get("dataset") != dataset:
+        raise fail(f"was trained on {info.get('dataset')!r}, not {dataset!r}")
+    targets = _targets(net_config)
+    expected = _expected_target(model)
+    allowed = {expected} if expected else set()
+    foreign = [t for t in targets if t not in allowed and not t.startswith("nercc.models.")]
+    if not targets or foreign:
+        got = ", ".join(foreign or ["no _target_"])
+        want = expected or "a network of nercc.models"
+        raise fail(f"its network is {got}, model={model} builds {want}")
+    if expected and net_config.get("_target_") != expected:
+        raise fail(f"its network is {net_config.get('_target_')}, model={model} builds {expected}")
+
+    shape = _recorded(info, net_config)
+    if num_classes is not None and shape["num_classes"] is not None:
+        if int(shape["num_classes"]) != int(num_classes):
+            raise fail(
+                f"trained for {shape['num_classes']} classes, data.num_classes is {num_classes}"
+            )
+    if image_shape is not None:
+        channels, height, width = (int(v) for v in image_shape)
+        stored_c, stored_s = shape["channels"], shape["image_size"]
+        if (stored_c is not None and int(stored_c) != channels) or (
+            stored_s is not None and (int(stored_s), int(stored_s)) != (height, width)
+        ):
+            trained = "x".join("?" if v is None else str(v) for v in (stored_c, stored_s, stored_s))
+            raise fail(f"trained on {trained} images, the data has {channels}x{height}x{width}")
+    mean, std = payload["mean"], payload["std"]
+    if shape["channels"] is not None and not (
+        isinstance(mean, list)
+        and isinstance(std, list)
+        and len(mean) == len(std)
+        and len(mean) in (1, int(shape["channels"]))
+    ):
+        raise fail("its input normalisation (mean, std) does not fit its channel count")
+
+    try:
+        net = build(OmegaConf.create(net_config))
+    except Exception as exc:  # noqa: BLE001 - any failure to build is a bad file
+        raise fail(f"its network config cannot be built ({type(exc).__name__})") from None
+    try:
+        net.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).split("\n\t", 2)
+        detail = first[1] if len(first) > 1 else first[0]
+        raise fail(f"its weights do not fit its network ({detail[:160]})") from None
+    return {**payload, "net": net}
+
+
+def _targets(node: Any) -> list[str]:
+    """Every ``_target_`` in a config tree."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "_target_":
+                found.append(str(value))
+            else:
+                found.extend(_targets(value))
+    elif isinstance(node, list):
+        for value in node:
+            found.extend(_targets(value))
+    return found
+
+
+def _expected_target(model: str) -> str | None:
+    """``net._target_`` of ``conf/model/<model>.yaml``, None when the project has no such file."""
+    from nercc.paths import CONFIG_DIR
+
+    file = Path(CONFIG_DIR) / "model" / f"{model}.yaml"
+    if not re.fullmatch(r"[\w.-]+", model) or not file.is_file():
+        return None
+    try:
+        target = OmegaConf.select(OmegaConf.load(file), "net._target_", default=None)
+    except Exception:  # noqa: BLE001 - an unreadable config checks nothing
+        return None
+    return str(target) if target else None
+
+
+def _recorded(info: Mapping[str, Any], net_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Channels, image size and class count the file records (info first, else net_config)."""
+    sources = {"channels": "in_channels", "image_size": "image_size", "num_classes": "num_classes"}
+    recorded: dict[str, Any] = {}
+    for key, config_key in sources.items():
+        value = info.get(key, net_config.get(config_key))
+        recorded[key] = value if isinstance(value, int) and not isinstance(value, bool) else None
+    return recorded
 
 
 def load_classifier(
@@ -98,8 +368,11 @@ def load_classifier(
     dataset: str,
     directory: str | Path | None = None,
     device: str | torch.device = "cpu",
+    *,
+    num_classes: int | None = None,
+    image_shape: tuple[int, int, int] | None = None,
 ) -> Classifier:
-    """Return the published classifier for (model, dataset), frozen and in eval mode.
+    """Return the published classifier for (model, dataset), checked, frozen and in eval mode.
 
     RepVGG-style networks are re-parameterised into their inference form. The classifier takes
     raw images in [0, 1] and normalises them itself. Its ``info`` holds the published summary,
@@ -113,22 +386,29 @@ def load_classifier(
         Where checkpoints are published; ``outputs/checkpoints`` of the project by default.
     device : str or torch.device
         Where to put the classifier.
+    num_classes : int, optional
+        The class count the caller's data has; a checkpoint trained for another is refused.
+    image_shape : (channels, height, width), optional
+        The caller's input shape; a checkpoint trained on another is refused.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing published for (model, dataset).
+    ValueError
+        The file is empty, truncated, corrupt or not ours, or holds another model, dataset, class
+        count or input shape (see :func:`read_checkpoint`); one line ending with the command that
+        rebuilds it.
     """
     from timm.utils import reparameterize_model
 
     from nercc.paths import checkpoint_dir
-    from nercc.utils.instantiate import build
 
     path = checkpoint_path(model, dataset, directory or checkpoint_dir())
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no trained {model} for {dataset} at {path}. Train it with:\n"
-            f"  python -m nercc.train model={model} data={dataset}"
-            f"   (or: make models, for the default set)"
-        )
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    net = build(OmegaConf.create(payload["net_config"]))
-    net.load_state_dict(payload["state_dict"])
+    payload = read_checkpoint(
+        path, model, dataset, num_classes=num_classes, image_shape=image_shape
+    )
+    net = payload["net"]
     net.eval()
     net = reparameterize_model(net)
     classifier = Classifier(net, payload["mean"], payload["std"])

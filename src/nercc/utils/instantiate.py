@@ -13,7 +13,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-__all__ = ["build", "build_all", "config_hash", "plain"]
+__all__ = ["build", "build_all", "build_checked", "config_hash", "plain"]
 
 
 def build(node: DictConfig | None, **kwargs: Any) -> Any:
@@ -21,6 +21,19 @@ def build(node: DictConfig | None, **kwargs: Any) -> Any:
     if node is None:
         return None
     return instantiate(node, **kwargs)
+
+
+def build_checked(key: str, node: DictConfig | Any, **kwargs: Any) -> Any:
+    """Instantiate a ``_target_`` node whose arguments come from the user: an argument the
+    target refuses or does not take raises ``ValueError('<key>: <reason>')`` (one line)."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return build(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__ if error.__cause__ is not None else error
+        reason = " ".join(str(cause).split()) or type(cause).__name__
+        raise ValueError(f"{key}: {reason}") from None
 
 
 def build_all(group: DictConfig | None) -> list[Any]:

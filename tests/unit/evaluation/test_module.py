@@ -122,6 +122,7 @@ def test_module_matches_direct_computation_with_remainders():
         assert row["rel_acc"] == pytest.approx(row["acc"] / row["base_acc"])
         assert row["num_inputs_evaluated"] == 50  # 24 + 24 + 2: the remainders count
         assert row["num_patterns"] == 2 * (3 + 3 + 1)
+        assert row["stragglers_mean"] == row["stragglers_max"] == row["num_stragglers"]
 
 
 def test_classifier_runs_once_per_input_and_coded_input():

@@ -1,0 +1,747 @@
+"""One validation pass over a composed config, before any data, model or heavy import.
+
+Every entry point (``nercc.eval``, ``nercc.tune``, ``nercc.train``, ``nercc.demo``) calls its
+``check_*`` function first. A bad setting raises :class:`ConfigError`, a ``ValueError`` whose
+message is ``<config key>: <what is wrong>, got <value>``; the task wrapper prints it as one line
+``error: ...`` and exits 1. The checks cover types and ranges, the settings against each other
+(N >= K, integer S < N, the straggler model against the S list, equal cost for the baselines),
+the logger's needs, the output and publishing folders, and a memory estimate of the coded
+evaluation. What needs torch or the data (the hardware, batches against processes) is in
+:func:`check_hardware` and :func:`check_batches`, called after the imports they need.
+
+This module imports only the standard library, OmegaConf and numpy-level code.
+"""
+
+from __future__ import annotations
+
+import math
+import netrc
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = [
+    "ConfigError",
+    "check_batches",
+    "check_demo",
+    "check_eval",
+    "check_hardware",
+    "check_train",
+    "check_tune",
+    "coded_memory_bytes",
+    "expected_input",
+]
+
+_MISSING = object()
+
+#: Image shape (channels, size) and class count of the datasets with a fixed format.
+DATASET_FORMATS = {
+    "fashion_mnist": (1, 28, 10),
+    "mnist": (1, 28, 10),
+    "cifar10": (3, 32, 10),
+    "cifar100": (3, 32, 100),
+}
+POINT_LAYOUTS = ("chebyshev", "uniform")
+PRECISIONS = {
+    "16", "32", "64", "bf16", "16-mixed", "bf16-mixed", "32-true", "64-true", "16-true",
+    "bf16-true", "transformer-engine", "transformer-engine-float16",
+}  # fmt: skip
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+#: Share of the available memory a coded evaluation may plan to use.
+MEMORY_SHARE = 0.8
+
+
+class ConfigError(ValueError):
+    """A bad setting: ``<key>: <what>, got <value>`` (the value shown as the user wrote it)."""
+
+    def __init__(self, key: str, what: str, got: Any = _MISSING) -> None:
+        self.key = key
+        message = f"{key}: {what}"
+        if got is not _MISSING:
+            message += f", got {show(got)}"
+        super().__init__(message)
+
+
+def show(value: Any) -> str:
+    """A config value as in the message ``got <value>``: strings quoted, containers plain."""
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value, resolve=False)
+    return repr(value)
+
+
+# -- reading and typing single values ---------------------------------------------------------
+def get(cfg: DictConfig, key: str, default: Any = _MISSING) -> Any:
+    """The resolved value at ``key`` (a dotted path); a missing key without a default, a
+    mandatory ``???`` or an interpolation that fails is a :class:`ConfigError`."""
+    try:
+        value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=True)
+    except OmegaConfBaseException as error:
+        reason = str(error).splitlines()[0]
+        raise ConfigError(key, f"cannot be resolved ({reason})") from None
+    if value is _MISSING:
+        if default is _MISSING:
+            raise ConfigError(key, "is missing from the config")
+        return default
+    return value
+
+
+def _as_list(value: Any) -> list | None:
+    """The items of a list value (a ListConfig, or a list a resolver returned); None otherwise."""
+    return list(value) if isinstance(value, ListConfig | list | tuple) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(
+    cfg: DictConfig, key: str, low: int | None = None, high: int | None = None, *,
+    optional: bool = False, low_text: str | None = None, default: Any = _MISSING,
+) -> int | None:  # fmt: skip
+    """An integer in ``[low, high]`` (``None`` allowed when ``optional``)."""
+    value = get(cfg, key, default)
+    if value is None and optional:
+        return None
+    bounds = _bounds_text(low, high, low_text)
+    if (
+        not _is_int(value)
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+    ):
+        what = f"must be {'null or ' if optional else ''}an integer{bounds}"
+        raise ConfigError(key, what, value)
+    return value
+
+
+def number(
+    cfg: DictConfig, key: str, low: float | None = None, high: float | None = None, *,
+    low_open: bool = False, high_open: bool = False, optional: bool = False,
+    default: Any = _MISSING,
+) -> float | None:  # fmt: skip
+    """A finite number in the interval from ``low`` to ``high`` (open ends as asked)."""
+    value = get(cfg, key, default)
+    if value is None and optional:
+        return None
+    ok = _is_number(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        interval = ""
+        if low is not None and high is not None:
+            interval = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            interval = f" {'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            interval = f" {'<' if high_open else '<='} {high:g}"
+        what = f"must be {'null or ' if optional else ''}a finite number{interval}"
+        raise ConfigError(key, what, value)
+    return float(value)
+
+
+def choice(cfg: DictConfig, key: str, options: Sequence[Any], default: Any = _MISSING) -> Any:
+    """One of ``options``."""
+    value = get(cfg, key, default)
+    same_type = not isinstance(value, bool) or any(isinstance(o, bool) for o in options)
+    if not same_type or value not in options:
+        shown = ", ".join(str(o) for o in options)
+        raise ConfigError(key, f"must be one of {shown}", value)
+    return value
+
+
+def boolean(cfg: DictConfig, key: str, default: Any = _MISSING) -> bool:
+    value = get(cfg, key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(key, "must be true or false", value)
+    return value
+
+
+def integer_list(
+    cfg: DictConfig, key: str, low: int = 0, high: int | None = None, high_text: str = ""
+) -> list[int]:
+    """A non-empty list of integers in ``[low, high]``."""
+    value = get(cfg, key)
+    items = _as_list(value)
+    bounds = _bounds_text(low, None, None) + (
+        f" and <= {high_text or high}" if high is not None else ""
+    )
+    what = f"must be a non-empty list of integers{bounds}"
+    if not items or not all(_is_int(v) for v in items):
+        raise ConfigError(key, what, value)
+    for v in items:
+        if v < low or (high is not None and v > high):
+            raise ConfigError(key, what, value)
+    return [int(v) for v in items]
+
+
+def _bounds_text(low: int | None, high: int | None, low_text: str | None) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f">= {low_text or low}")
+    if high is not None:
+        parts.append(f"<= {high}")
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+# -- shared pieces ------------------------------------------------------------------------------
+def check_seed(cfg: DictConfig, key: str = "seed") -> int:
+    return integer(cfg, key, 0, 2**32 - 1)  # type: ignore[return-value]
+
+
+def check_data(cfg: DictConfig) -> tuple[int, int, int]:
+    """The data node; returns (channels, image size, classes)."""
+    from nercc.data.sources import DATASETS
+
+    name = choice(cfg, "data.name", DATASETS)
+    channels = integer(cfg, "data.channels", 1)
+    size = integer(cfg, "data.image_size", 1)
+    classes = integer(cfg, "data.num_classes", 2)
+    if name in DATASET_FORMATS:
+        want_c, want_size, want_classes = DATASET_FORMATS[name]
+        for key, got, want, what in (
+            ("data.channels", channels, want_c, f"{want_c} channel(s)"),
+            ("data.image_size", size, want_size, f"{want_size}x{want_size} images"),
+            ("data.num_classes", classes, want_classes, f"{want_classes} classes"),
+        ):
+            if got != want:
+                raise ConfigError(key, f"must be {want}: {name} has {what}", got)
+    integer(cfg, "data.batch_size", 1)
+    integer(cfg, "data.eval_batch_size", 1)
+    val_size = integer(cfg, "data.val_size", 1)
+    check_seed(cfg, "data.seed")
+    integer(cfg, "data.num_workers", 0, default=0)
+    integer(cfg, "data.train_subset", 1, optional=True, default=None)
+    boolean(cfg, "data.download", default=False)
+    boolean(cfg, "data.augment", default=False)
+    integer(cfg, "data.shift", 0, size - 1, default=0)
+    if name == "synthetic":
+        num_train = integer(cfg, "data.synthetic.num_train", 2, default=512)
+        integer(cfg, "data.synthetic.num_test", 1, default=256)
+        number(cfg, "data.synthetic.noise", 0.0, default=0.35)
+        if val_size >= num_train:
+            raise ConfigError(
+                "data.val_size", f"must be below data.synthetic.num_train={num_train}", val_size
+            )
+    return channels, size, classes  # type: ignore[return-value]
+
+
+def expected_input(cfg: DictConfig) -> dict[str, Any]:
+    """What a classifier for ``cfg.data`` must take and give: ``num_classes`` and
+    ``image_shape`` (channels, height, width), as :func:`nercc.models.load_classifier` checks."""
+    size = int(cfg.data.image_size)
+    return {
+        "num_classes": int(cfg.data.num_classes),
+        "image_shape": (int(cfg.data.channels), size, size),
+    }
+
+
+def check_writable(key: str, path: Any) -> Path:
+    """``path`` is (or can become) a folder this process can write: its first existing
+    ancestor is a folder in which a file can be created."""
+    if not isinstance(path, str | os.PathLike) or not str(path):
+        raise ConfigError(key, "must be a folder path", path)
+    folder = Path(path)
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(key, f"{existing} is not a folder", str(path))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".nercc-write-check.", dir=existing)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(key, f"cannot write in {existing} ({reason})", str(path)) from None
+    os.close(fd)
+    os.unlink(probe)
+    return folder
+
+
+def check_loggers(cfg: DictConfig) -> None:
+    """What each logger needs: W&B online needs an API key (found before any work)."""
+    loggers = get(cfg, "logger", None)
+    if loggers is None:
+        return
+    if not isinstance(loggers, DictConfig):
+        raise ConfigError("logger", "must be a group of logger configs or null", loggers)
+    for name in loggers:
+        node = loggers[name]
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        if str(node["_target_"]).endswith("WandbLogger"):
+            offline = boolean(cfg, f"logger.{name}.offline", default=False)
+            mode = os.environ.get("WANDB_MODE", "").lower()
+            if not offline and mode not in ("offline", "disabled", "dryrun") and not _wandb_key():
+                raise ConfigError(
+                    f"logger.{name}.offline",
+                    "W&B online needs an API key and none was found (WANDB_API_KEY, or "
+                    "`wandb login`); log offline with logger.wandb.offline=true and upload later "
+                    "with `wandb sync`",
+                    offline,
+                )
+
+
+def _wandb_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def check_trainer(cfg: DictConfig, *, training: bool) -> None:
+    """Types and ranges of the trainer node (the hardware is :func:`check_hardware`)."""
+    choice(cfg, "trainer.accelerator", ACCELERATORS, default="auto")
+    devices = get(cfg, "trainer.devices", "auto")
+    if not (
+        devices == "auto"
+        or (_is_int(devices) and (devices >= 1 or devices == -1))
+        or (isinstance(devices, ListConfig) and len(devices) and all(_is_int(d) for d in devices))
+    ):
+        raise ConfigError(
+            "trainer.devices", "must be an integer >= 1, -1 (all), auto or a list", devices
+        )
+    integer(cfg, "trainer.num_nodes", 1, default=1)
+    precision = get(cfg, "trainer.precision", 32)
+    if str(precision) not in PRECISIONS or isinstance(precision, bool):
+        raise ConfigError(
+            "trainer.precision",
+            "must be one of 32, 16-mixed, bf16-mixed, 64, 32-true, ...",
+            precision,
+        )
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
+        value = get(cfg, f"trainer.{key}", None)
+        if value is None:
+            continue
+        if isinstance(value, float) and _is_number(value) and 0.0 <= value <= 1.0:
+            continue
+        if _is_int(value) and value >= 0:
+            continue
+        raise ConfigError(
+            f"trainer.{key}",
+            "must be null, an integer >= 0 (batches) or a fraction in [0, 1]",
+            value,
+        )
+    fast = get(cfg, "trainer.fast_dev_run", False)
+    if not (isinstance(fast, bool) or (_is_int(fast) and fast >= 0)):
+        raise ConfigError("trainer.fast_dev_run", "must be true, false or an integer >= 0", fast)
+    deterministic = get(cfg, "trainer.deterministic", False)
+    if deterministic not in (True, False, None, "warn"):
+        raise ConfigError("trainer.deterministic", "must be true, false or warn", deterministic)
+    for key in ("enable_progress_bar", "enable_model_summary"):
+        boolean(cfg, f"trainer.{key}", default=True)
+    if training:
+        max_epochs = integer(cfg, "trainer.max_epochs", -1, low_text="0 (or -1: no limit)")
+        integer(cfg, "trainer.min_epochs", 0, optional=True, default=None)
+        integer(cfg, "trainer.log_every_n_steps", 1, default=50)
+        integer(cfg, "trainer.check_val_every_n_epoch", 1, optional=True, default=1)
+        del max_epochs
+
+
+def check_hardware(cfg: DictConfig) -> int:
+    """The trainer against this machine (imports torch); returns the number of processes."""
+    import torch
+
+    accelerator = get(cfg, "trainer.accelerator", "auto")
+    devices = get(cfg, "trainer.devices", "auto")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if accelerator in ("gpu", "cuda") and gpus == 0:
+        raise ConfigError(
+            "trainer.accelerator",
+            "no CUDA GPU on this machine (torch.cuda.is_available() is False); use trainer=cpu",
+            accelerator,
+        )
+    uses_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    if isinstance(devices, ListConfig):
+        count = len(devices)
+    elif devices == "auto" or devices == -1:
+        count = gpus if uses_gpu else 1
+    else:
+        count = int(devices)
+    if uses_gpu and count > gpus:
+        raise ConfigError("trainer.devices", f"this machine has {gpus} GPU(s)", devices)
+    return count * int(get(cfg, "trainer.num_nodes", 1))
+
+
+def check_batches(cfg: DictConfig, num_images: int, processes: int) -> None:
+    """Every process of a coded evaluation gets at least one batch."""
+    batch = int(cfg.eval.batch_size)
+    limit = cfg.eval.get("limit")
+    count = min(num_images, limit) if limit is not None else num_images
+    batches = -(-count // batch)
+    if batches < processes:
+        raise ConfigError(
+            "eval.batch_size",
+            f"{count} images make {batches} batch(es), fewer than the {processes} processes "
+            f"of trainer.devices (each process needs one); use eval.batch_size <= "
+            f"{max(count // processes, 1)} or fewer devices",
+            batch,
+        )
+
+
+# -- coded evaluation ---------------------------------------------------------------------------
+def check_eval(cfg: DictConfig) -> None:
+    """Check an evaluation config (``nercc.eval`` and the evaluations of ``nercc.tune``).
+
+    Types and ranges of ``coding``, ``stragglers``, ``eval``, the scheme and straggler nodes and
+    the optimised metric; N >= K and integer S <= N - 1; the straggler model's parameters against
+    the S list; equal cost for the baselines (every scheme on the same number of workers); the
+    logger's needs; the output and cache folders; the memory the coded batches would need.
+    """
+    check_seed(cfg)
+    _, size, classes = check_data(cfg)
+    channels = int(cfg.data.channels)
+    k = integer(cfg, "coding.num_inputs", 1)
+    n = integer(cfg, "coding.num_workers", k, low_text=f"coding.num_inputs K={k}")
+    assert k is not None and n is not None
+    choice(cfg, "eval.split", ("test", "val"))
+    batch = integer(cfg, "eval.batch_size", k, low_text=f"K={k}")
+    patterns = integer(cfg, "eval.num_patterns", 1)
+    integer(cfg, "eval.chunk_size", 1)
+    limit = integer(cfg, "eval.limit", 1, optional=True, default=None)
+    cache = boolean(cfg, "eval.cache", default=True)
+    workers = _check_schemes(cfg, k)
+    stragglers = integer_list(cfg, "stragglers", 0, min(workers) - 1, f"N - 1 = {min(workers) - 1}")
+    _check_straggler_node(cfg, stragglers)
+    metric = get(cfg, "optimized_metric", None)
+    if metric is not None and not isinstance(metric, str):
+        raise ConfigError("optimized_metric", "must be null or coded/<scheme>/<metric>", metric)
+    check_loggers(cfg)
+    check_trainer(cfg, training=False)
+    check_writable("paths.output_dir", get(cfg, "paths.output_dir"))
+    if cache:
+        check_writable("paths.cache_dir", get(cfg, "paths.cache_dir"))
+    images = batch if limit is None else min(batch, limit)  # type: ignore[type-var]
+    need = coded_memory_bytes(
+        k,
+        max(workers),
+        images,
+        patterns,
+        channels * size * size,
+        classes,
+        encoders=_count_grid(cfg, "lam_enc"),
+        decoders=len(cfg.scheme),
+    )
+    available = available_memory_bytes()
+    if available is not None and need > MEMORY_SHARE * available:
+        raise ConfigError(
+            "coding.num_workers",
+            f"K={k}, N={max(workers)} with eval.batch_size={batch} and "
+            f"eval.num_patterns={patterns} need about {need / 2**30:.1f} GiB for the encoder, "
+            f"decoders and coded batches, more than {MEMORY_SHARE:.0%} of the "
+            f"{available / 2**30:.1f} GiB available; lower eval.batch_size or eval.num_patterns",
+            max(workers),
+        )
+
+
+def _check_schemes(cfg: DictConfig, k: int) -> list[int]:
+    """Types of every scheme node; returns the number of workers of each (equal cost)."""
+    schemes = get(cfg, "scheme")
+    if not isinstance(schemes, DictConfig) or not len(schemes):
+        raise ConfigError("scheme", "must name at least one scheme", schemes)
+    n = int(cfg.coding.num_workers)
+    workers = []
+    for name in schemes:
+        where = f"scheme.{name}"
+        node = schemes[name]
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(where, "must be a scheme config with a _target_", node)
+        if "num_inputs" in node:
+            integer(cfg, f"{where}.num_inputs", k, k, low_text=f"coding.num_inputs K={k}")
+        if "points" in node:
+            choice(cfg, f"{where}.points", POINT_LAYOUTS)
+        for param in ("lam_enc", "lam_dec"):
+            if param in node:
+                _lambdas(cfg, f"{where}.{param}")
+        if "replicas" in node:
+            replicas = integer(cfg, f"{where}.replicas", 1)
+            assert replicas is not None
+            if replicas * k != n:
+                raise ConfigError(
+                    f"{where}.replicas",
+                    f"equal cost needs replicas x K = coding.num_workers N={n}: N must be a "
+                    f"multiple of K={k} (N // K copies of each input leave {n - replicas * k} "
+                    f"of the {n} workers idle)",
+                    replicas,
+                )
+            workers.append(replicas * k)
+        elif "num_workers" in node:
+            workers.append(integer(cfg, f"{where}.num_workers", k, low_text=f"K={k}"))
+        else:
+            workers.append(k)  # uncoded
+    if len(set(workers)) > 1:
+        names = ", ".join(f"{name}: {w}" for name, w in zip(schemes, workers, strict=True))
+        raise ConfigError(
+            "scheme",
+            f"schemes are compared at equal cost, on the same number of workers ({names})",
+            list(schemes),
+        )
+    return workers  # type: ignore[return-value]
+
+
+def _lambdas(cfg: DictConfig, key: str) -> None:
+    value = get(cfg, key)
+    if value is None:
+        return
+    values = _as_list(value) if _as_list(value) is not None else [value]
+    if not values or not all(_is_number(v) and v >= 0 for v in values):
+        raise ConfigError(key, "must be null, a finite number >= 0 or a list of them", value)
+
+
+def _count_grid(cfg: DictConfig, param: str) -> int:
+    count = 1
+    for name in cfg.scheme:
+        value = cfg.scheme[name].get(param)
+        count = max(count, len(_as_list(value) or [value]))
+    return count
+
+
+def _check_straggler_node(cfg: DictConfig, stragglers: list[int]) -> None:
+    node = get(cfg, "straggler")
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        raise ConfigError("straggler", "must be a straggler model config with a _target_", node)
+    target = str(node["_target_"]).rsplit(".", 1)[-1]
+    several = len(set(stragglers)) > 1
+    if target == "BernoulliStragglers":
+        p = number(cfg, "straggler.p", 0.0, 1.0, high_open=True, optional=True, default=None)
+        if p is not None and several:
+            raise ConfigError(
+                "straggler.p",
+                f"a fixed probability ignores S, so the rows of stragglers={stragglers} would be "
+                "the same run under different labels; give one S or straggler.p=null "
+                "(p = S / N, S stragglers in expectation)",
+                p,
+            )
+    elif target == "LatencyStragglers":
+        choice(cfg, "straggler.distribution", ("shifted_exponential", "pareto"))
+        number(cfg, "straggler.shift", 0.0, default=1.0)
+        for key in ("rate", "scale", "shape"):
+            number(cfg, f"straggler.{key}", 0.0, low_open=True, default=1.0)
+        deadline = number(
+            cfg, "straggler.deadline", 0.0, low_open=True, optional=True, default=None
+        )
+        if deadline is not None and several:
+            raise ConfigError(
+                "straggler.deadline",
+                f"a deadline ignores S, so the rows of stragglers={stragglers} would be the same "
+                "run under different labels; give one S (a label) or no deadline",
+                deadline,
+            )
+    elif target == "WorstCaseStragglers":
+        choice(cfg, "straggler.placement", ("adversarial", "random"), default="adversarial")
+
+
+def coded_memory_bytes(
+    num_inputs: int, num_workers: int, batch_size: int, num_patterns: int, image_elements: int,
+    num_classes: int, encoders: int = 1, decoders: int = 1,
+) -> int:  # fmt: skip
+    """Bytes a coded evaluation holds at once for one batch, roughly.
+
+    The encoder (N x K, float64); per distinct encoder the coded images (G N, float32) and their
+    outputs for every pattern (G T N classes, float32); the decoder matrices of the G T patterns
+    (K x N each, float64, built and copied: three copies) per decoding scheme; the estimates.
+    G = ceil(batch / K) groups, T patterns per group.
+    """
+    groups = -(-batch_size // num_inputs)
+    patterns = groups * num_patterns
+    encoder = 8 * num_workers * num_inputs
+    coded = 4 * groups * num_workers * image_elements
+    outputs = 4 * patterns * num_workers * num_classes
+    decoder = 3 * 8 * patterns * num_inputs * num_workers
+    estimates = 4 * patterns * num_inputs * num_classes * encoders
+    return encoder + encoders * (coded + outputs) + decoders * decoder + estimates
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux); None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# -- tuning ---------------------------------------------------------------------------------------
+def check_tune(cfg: DictConfig, objectives: Sequence[str]) -> None:
+    """The ``tune`` node (the evaluation settings are :func:`check_eval`)."""
+    check_eval(cfg)
+    names = list(cfg.scheme)
+    scheme = get(cfg, "tune.scheme")
+    if scheme not in names:
+        raise ConfigError(
+            "tune.scheme", f"must be a scheme of this run ({', '.join(names)})", scheme
+        )
+    baseline = get(cfg, "tune.baseline", None)
+    if baseline is not None and (baseline not in names or baseline == scheme):
+        raise ConfigError(
+            "tune.baseline",
+            f"must be null or another scheme of this run ({', '.join(names)})",
+            baseline,
+        )
+    if get(cfg, "tune.split") == "test":
+        raise ConfigError("tune.split", "lambdas are never chosen on the test split", "test")
+    choice(cfg, "tune.split", ("val",))
+    integer(cfg, "tune.limit", 1, optional=True)
+    integer(cfg, "tune.num_patterns", 1)
+    choice(cfg, "tune.objective", tuple(objectives))
+    search = choice(cfg, "tune.search", ("grid", "optuna"))
+    node = cfg.scheme[scheme]
+    if search == "grid":
+        grid = get(cfg, "tune.grid")
+        if not isinstance(grid, DictConfig) or not len(grid):
+            raise ConfigError("tune.grid", "must map parameters to lists of values", grid)
+        for param in grid:
+            values = get(cfg, f"tune.grid.{param}")
+            items = _as_list(values)
+            if not items or not all(_is_number(v) and v >= 0 for v in items):
+                raise ConfigError(
+                    f"tune.grid.{param}", "must be a non-empty list of numbers >= 0", values
+                )
+            _tuned_param(node, scheme, param, "tune.grid")
+        integer(cfg, "tune.refine", 0)
+    else:
+        integer(cfg, "tune.optuna.n_trials", 1)
+        check_seed(cfg, "tune.optuna.seed")
+        ranges = get(cfg, "tune.optuna.ranges")
+        if not isinstance(ranges, DictConfig) or not len(ranges):
+            raise ConfigError("tune.optuna.ranges", "must map parameters to [low, high]", ranges)
+        for param in ranges:
+            bounds = get(cfg, f"tune.optuna.ranges.{param}")
+            items = _as_list(bounds)
+            if not (
+                items and len(items) == 2 and all(_is_number(v) for v in items)
+                and 0 < items[0] < items[1]
+            ):  # fmt: skip
+                raise ConfigError(
+                    f"tune.optuna.ranges.{param}", "must be [low, high] with 0 < low < high", bounds
+                )
+            _tuned_param(node, scheme, param, "tune.optuna.ranges")
+    integer(cfg, "tune.heatmaps", 0)
+    boolean(cfg, "tune.publish")
+    boolean(cfg, "tune.test")
+    if get(cfg, "tune.publish"):
+        check_writable("paths.lambdas_dir", get(cfg, "paths.lambdas_dir"))
+
+
+def _tuned_param(node: DictConfig, scheme: str, param: str, where: str) -> None:
+    if param not in node:
+        raise ConfigError(f"{where}.{param}", f"is not a parameter of scheme.{scheme}", param)
+
+
+# -- training -------------------------------------------------------------------------------------
+def check_train(cfg: DictConfig) -> None:
+    """Check a training config: data, model, optimiser, trainer, logger, folders, publishing."""
+    check_seed(cfg)
+    _, size, classes = check_data(cfg)
+    for key in ("model.num_classes", "model.net.num_classes"):
+        if get(cfg, key, None) is not None and get(cfg, key) != classes:
+            raise ConfigError(key, f"must equal data.num_classes={classes}", get(cfg, key))
+    for key, want in (("image_size", size), ("in_channels", int(cfg.data.channels))):
+        value = get(cfg, f"model.net.{key}", None)
+        if value is not None and value != want:
+            raise ConfigError(
+                f"model.net.{key}", f"must equal data.{key.replace('in_', '')}={want}", value
+            )
+    number(cfg, "model.optimizer.lr", 0.0, low_open=True)
+    number(cfg, "model.optimizer.weight_decay", 0.0, default=0.0)
+    number(cfg, "model.label_smoothing", 0.0, 1.0, high_open=True, default=0.0)
+    number(cfg, "model.scheduler.warmup_fraction", 0.0, 1.0, high_open=True, default=0.0)
+    patch = get(cfg, "model.net.patch_size", None)
+    if patch is not None:
+        integer(cfg, "model.net.patch_size", 1, size)
+        if size % patch:
+            raise ConfigError("model.net.patch_size", f"must divide data.image_size={size}", patch)
+    heads = get(cfg, "model.net.num_heads", None)
+    if heads is not None:
+        integer(cfg, "model.net.num_heads", 1)
+        dim = integer(cfg, "model.net.embed_dim", 1)
+        if dim % heads:  # type: ignore[operator]
+            raise ConfigError(
+                "model.net.num_heads", f"must divide model.net.embed_dim={dim}", heads
+            )
+    publish = get(cfg, "publish", True)
+    if publish not in (True, False, "force"):
+        raise ConfigError("publish", "must be true (when not worse), false or force", publish)
+    metric = get(cfg, "optimized_metric", None)
+    if metric is not None and not isinstance(metric, str):
+        raise ConfigError("optimized_metric", "must be null or a metric name", metric)
+    check_trainer(cfg, training=True)
+    check_loggers(cfg)
+    check_writable("paths.output_dir", get(cfg, "paths.output_dir"))
+    if publish:
+        check_writable("paths.checkpoint_dir", get(cfg, "paths.checkpoint_dir"))
+
+
+def check_model_input(module: Any, cfg: DictConfig) -> None:
+    """One forward pass of a zero image of the data's shape through the built network, so that
+    a shape it cannot take is found before training (imports torch)."""
+    import torch
+
+    shape = (1, int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size))
+    net = module.net if hasattr(module, "net") else module
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(shape))
+    except (RuntimeError, ValueError, AssertionError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(
+            "model.net", f"cannot take data images of shape {shape[1:]} ({reason})",
+            get(cfg, "model.net._target_", None),
+        ) from None  # fmt: skip
+    finally:
+        net.train(was_training)
+    classes = int(cfg.data.num_classes)
+    if tuple(out.shape) != (1, classes):
+        raise ConfigError(
+            "model.net", f"must give {classes} logits per image, gives {tuple(out.shape[1:])}",
+            get(cfg, "model.net._target_", None),
+        )  # fmt: skip
+
+
+# -- demo -----------------------------------------------------------------------------------------
+def check_demo(cfg: DictConfig) -> None:
+    """Check the coding demo's config."""
+    check_seed(cfg)
+    k = integer(cfg, "num_inputs", 1)
+    n = integer(cfg, "num_workers", k, low_text=f"num_inputs K={k}")
+    assert n is not None
+    integer_list(cfg, "stragglers", 0, n - 1, f"num_workers - 1 = {n - 1}")
+    integer(cfg, "trials", 1)
+    integer(cfg, "features", 1)
+    integer(cfg, "logits", 1)
+    choice(cfg, "points", POINT_LAYOUTS)
+    pairs = get(cfg, "nercc_lams")
+    ok = isinstance(pairs, ListConfig) and all(
+        isinstance(p, ListConfig) and len(p) == 2 and all(_is_number(v) and v >= 0 for v in p)
+        for p in pairs
+    )
+    if not ok:
+        raise ConfigError(
+            "nercc_lams", "must be a list of [lam_enc, lam_dec] pairs of numbers >= 0", pairs
+        )
+    check_writable("output_dir", _hydra_output_dir())
+
+
+def _hydra_output_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else "."

@@ -1,0 +1,250 @@
+"""The one validation pass of every entry point: each bad setting is refused with one line that
+starts with its config key and shows the value it got; good configs pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from nercc import checks
+from nercc.eval import check_config
+from nercc.train import check_config as check_train_config
+from nercc.tune import _check as check_tune_config
+
+FILE = "{tmp}/a_file"  # a path below a plain file: no folder can be made there
+
+EVAL_CASES = [
+    (["eval.batch_size=abc"], "eval.batch_size", "'abc'"),
+    (["eval.batch_size=10"], "eval.batch_size", "10"),
+    (["eval.batch_size=64.5"], "eval.batch_size", "64.5"),
+    (["eval.num_patterns=0"], "eval.num_patterns", "0"),
+    (["eval.chunk_size=-1"], "eval.chunk_size", "-1"),
+    (["eval.limit=0"], "eval.limit", "0"),
+    (["eval.split=train"], "eval.split", "'train'"),
+    (["eval.cache=maybe"], "eval.cache", "'maybe'"),
+    (["seed=abc"], "seed", "'abc'"),
+    (["seed=-1"], "seed", "-1"),
+    (["stragglers=[10.5]"], "stragglers", "[10.5]"),
+    (["stragglers=[]"], "stragglers", "[]"),
+    (["stragglers=[-1]"], "stragglers", "[-1]"),
+    (["stragglers=[100]"], "stragglers", "[100]"),
+    (["stragglers=abc"], "stragglers", "'abc'"),
+    (["coding.num_workers=10"], "coding.num_workers", "10"),
+    (["coding.num_inputs=0"], "coding.num_inputs", "0"),
+    (["coding.num_inputs=abc"], "coding.num_inputs", "'abc'"),
+    (["scheme=all", "coding.num_workers=50", "stragglers=[0,10]"], "scheme.replication.replicas",
+     "2"),
+    (["scheme.nercc.lam_enc=abc"], "scheme.nercc.lam_enc", "'abc'"),
+    (["scheme.nercc.lam_dec=-1"], "scheme.nercc.lam_dec", "-1"),
+    (["scheme.nercc.lam_dec=[0,-1e-3]"], "scheme.nercc.lam_dec", "[0, -0.001]"),
+    (["scheme.nercc.lam_enc=1e300"], "scheme.nercc", "1e+300"),
+    (["scheme.nercc.points=random"], "scheme.nercc.points", "'random'"),
+    (["scheme.nercc.lambdas=/nonexistent/table.json"], "scheme.nercc.lambdas", "nonexistent"),
+    (["scheme.bacc.num_workers=120"], "scheme", "['nercc', 'bacc']"),
+    (["straggler=bernoulli", "straggler.p=0.3"], "straggler.p", "0.3"),
+    (["straggler=bernoulli", "straggler.p=1.5", "stragglers=[0]"], "straggler.p", "1.5"),
+    (["straggler=latency", "straggler.rate=0"], "straggler.rate", "0"),
+    (["straggler=latency", "straggler.distribution=normal"], "straggler.distribution",
+     "'normal'"),
+    (["straggler=latency", "+straggler.deadline=3"], "straggler.deadline", "3.0"),
+    (["straggler=worst_case", "straggler.placement=middle"], "straggler.placement", "'middle'"),
+    (["+straggler.p=0.3"], "straggler", "'p'"),
+    (["optimized_metric=coded/nercc/foo"], "optimized_metric", "'coded/nercc/foo'"),
+    (["optimized_at=5"], "optimized_at", "5"),
+    (["data.image_size=32"], "data.image_size", "32"),
+    (["data.num_classes=100"], "data.num_classes", "100"),
+    (["data=synthetic", "data.val_size=600"], "data.val_size", "600"),
+    (["data=synthetic", "data.name=imagenet"], "data.name", "'imagenet'"),
+    (["trainer.precision=15"], "trainer.precision", "15"),
+    (["trainer.devices=0"], "trainer.devices", "0"),
+    (["trainer.limit_test_batches=-1"], "trainer.limit_test_batches", "-1"),
+    ([f"paths.output_dir={FILE}/run"], "paths.output_dir", "a_file/run"),
+    ([f"paths.cache_dir={FILE}/cache"], "paths.cache_dir", "a_file/cache"),
+    (["logger=wandb", "logger.wandb.offline=false"], "logger.wandb.offline", "False"),
+    (["eval.num_patterns=100000000", "stragglers=[0]"], "coding.num_workers", "100"),
+]  # fmt: skip
+
+TRAIN_CASES = [
+    (["model.optimizer.lr=abc"], "model.optimizer.lr", "'abc'"),
+    (["model.optimizer.lr=0"], "model.optimizer.lr", "0"),
+    (["model.optimizer.weight_decay=-1"], "model.optimizer.weight_decay", "-1"),
+    (["model.label_smoothing=1.5"], "model.label_smoothing", "1.5"),
+    (["data.batch_size=0"], "data.batch_size", "0"),
+    (["data.batch_size=abc"], "data.batch_size", "'abc'"),
+    (["trainer.max_epochs=abc"], "trainer.max_epochs", "'abc'"),
+    (["trainer.max_epochs=-2"], "trainer.max_epochs", "-2"),
+    (["publish=maybe"], "publish", "'maybe'"),
+    (["model=vit", "model.net.patch_size=5"], "model.net.patch_size", "5"),
+    (["model=vit", "model.net.num_heads=3"], "model.net.num_heads", "3"),
+    (["model.net.num_classes=5"], "model.net.num_classes", "5"),
+    (["model.net.in_channels=3"], "model.net.in_channels", "3"),
+    (["data=synthetic", "data.image_size=4"], "model", "image_size must be at least 12"),
+    ([f"paths.checkpoint_dir={FILE}/ckpt"], "paths.checkpoint_dir", "a_file/ckpt"),
+    (["data.shift=40"], "data.shift", "40"),
+    (["seed=1.5"], "seed", "1.5"),
+    (["trainer.limit_train_batches=-1"], "trainer.limit_train_batches", "-1"),
+]  # fmt: skip
+
+TUNE_CASES = [
+    (["tune.split=test"], "tune.split", "'test'"),
+    (["tune.objective=acc"], "tune.objective", "'acc'"),
+    (["tune.search=random"], "tune.search", "'random'"),
+    (["tune.grid.lam_enc=abc"], "tune.grid.lam_enc", "'abc'"),
+    (["+tune.grid.foo=[1]"], "tune.grid.foo", "'foo'"),
+    (["tune.refine=-1"], "tune.refine", "-1"),
+    (["tune.search=optuna", "tune.optuna.ranges.lam_enc=[1,0]"], "tune.optuna.ranges.lam_enc",
+     "[1, 0]"),
+    (["tune.search=optuna", "tune.optuna.n_trials=0"], "tune.optuna.n_trials", "0"),
+    (["tune.scheme=bacc"], "tune.baseline", "'bacc'"),
+    (["tune.limit=0"], "tune.limit", "0"),
+    (["tune.publish=maybe"], "tune.publish", "'maybe'"),
+    ([f"paths.lambdas_dir={FILE}/lambdas"], "paths.lambdas_dir", "a_file/lambdas"),
+]  # fmt: skip
+
+DEMO_CASES = [
+    (["trials=0"], "trials", "0"),
+    (["trials=abc"], "trials", "'abc'"),
+    (["num_workers=5"], "num_workers", "5"),
+    (["stragglers=[100]"], "stragglers", "[100]"),
+    (["stragglers=[2.5]"], "stragglers", "[2.5]"),
+    (["nercc_lams=[[1]]"], "nercc_lams", "[[1]]"),
+    (["nercc_lams=[[0,-1]]"], "nercc_lams", "[[0, -1]]"),
+    (["points=random"], "points", "'random'"),
+    (["features=0"], "features", "0"),
+]  # fmt: skip
+
+
+def _overrides(overrides: list[str], tmp_path) -> list[str]:
+    (tmp_path / "a_file").write_text("not a folder")
+    return [o.replace("{tmp}", str(tmp_path)) for o in overrides]
+
+
+def _assert_names(error: pytest.ExceptionInfo, key: str, got: str) -> None:
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"{key}: "), message
+    assert got in message, message  # the value it got (or the file it names)
+
+
+@pytest.fixture
+def no_wandb_key(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+
+
+@pytest.mark.parametrize(("overrides", "key", "got"), EVAL_CASES)
+def test_eval_refuses(compose_config, tmp_path, no_wandb_key, overrides, key, got):
+    cfg = compose_config("eval", _overrides(overrides, tmp_path))
+    with pytest.raises(ValueError) as error:
+        check_config(cfg)
+    _assert_names(error, key, got)
+
+
+@pytest.mark.parametrize(("overrides", "key", "got"), TRAIN_CASES)
+def test_train_refuses(compose_config, tmp_path, overrides, key, got):
+    cfg = compose_config("train", _overrides(overrides, tmp_path))
+    with pytest.raises(ValueError) as error:
+        check_train_config(cfg)
+    _assert_names(error, key, got)
+
+
+@pytest.mark.parametrize(("overrides", "key", "got"), TUNE_CASES)
+def test_tune_refuses(compose_config, tmp_path, overrides, key, got):
+    cfg = compose_config("tune", ["experiment=paper/lenet5", *_overrides(overrides, tmp_path)])
+    with pytest.raises(ValueError) as error:
+        check_tune_config(cfg)
+    _assert_names(error, key, got)
+
+
+def _demo_config(overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from nercc.paths import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("demo", overrides)
+
+
+@pytest.mark.parametrize(("overrides", "key", "got"), DEMO_CASES)
+def test_demo_refuses(overrides, key, got):
+    with pytest.raises(ValueError) as error:
+        checks.check_demo(_demo_config(overrides))
+    _assert_names(error, key, got)
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("eval", []),
+        ("eval", ["experiment=paper/repvgg", "scheme=all"]),
+        ("eval", ["experiment=paper/vit", "straggler=worst_case"]),
+        ("eval", ["straggler=bernoulli"]),
+        ("eval", ["straggler=bernoulli", "straggler.p=0.2", "stragglers=[20]"]),
+        ("eval", ["straggler=latency", "+straggler.deadline=2.5", "stragglers=[0]"]),
+        ("eval", ["scheme.nercc.lam_dec=[0,1e-6]", "logger=wandb"]),
+        ("train", []),
+        ("train", ["experiment=vit_fashion_mnist"]),
+        ("train", ["data=synthetic", "publish=force", "trainer.max_epochs=0"]),
+        ("tune", ["experiment=paper/vit"]),
+        ("tune", ["tune.search=optuna"]),
+    ],
+)
+def test_good_configs_pass(compose_config, name, overrides):
+    cfg = compose_config(name, overrides)
+    checks.check_demo(_demo_config([]))
+    if name == "eval":
+        check_config(cfg)
+    elif name == "tune":
+        check_tune_config(cfg)
+    else:
+        check_train_config(cfg)
+
+
+def test_wandb_online_passes_with_a_key(compose_config, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    cfg = compose_config("eval", ["logger=wandb", "logger.wandb.offline=false"])
+    checks.check_loggers(cfg)
+
+
+def test_batches_against_processes(compose_config):
+    cfg = compose_config("eval", ["trainer=ddp_cpu", "eval.batch_size=1000", "eval.limit=1500"])
+    checks.check_batches(cfg, 10_000, 2)  # two batches, two processes
+    with pytest.raises(ValueError, match=r"^eval\.batch_size: 900 images make 1 batch") as error:
+        checks.check_batches(cfg, 900, 2)
+    assert "eval.batch_size <= 450" in str(error.value)
+
+
+def test_gpu_trainer_without_gpu(compose_config):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cfg = compose_config("eval", ["trainer=gpu"])
+    with pytest.raises(ValueError, match=r"^trainer\.accelerator: no CUDA GPU"):
+        checks.check_hardware(cfg)
+    assert checks.check_hardware(compose_config("eval", ["trainer=ddp_cpu"])) == 2
+
+
+def test_model_that_cannot_take_the_images(compose_config):
+    from nercc.utils.instantiate import build
+
+    # a network built for another channel count (check_train refuses the config itself)
+    cfg = compose_config("train", ["data=synthetic", "model.net.in_channels=3"])
+    with pytest.raises(ValueError, match=r"^model\.net\.in_channels: must equal data\.channels"):
+        checks.check_train(cfg)
+    with pytest.raises(ValueError, match=r"^model\.net: cannot take data images of shape"):
+        checks.check_model_input(build(cfg.model), cfg)
+    good = compose_config("train", ["data=synthetic"])
+    checks.check_model_input(build(good.model), good)
+
+
+def test_memory_estimate_counts_the_big_terms():
+    small = checks.coded_memory_bytes(20, 100, 1000, 1, 784, 10)
+    # 50 groups x 100 workers x 784 pixels in float32 dominate: about 15.7 MB
+    assert 15.6e6 < small < 20e6
+    doubled = checks.coded_memory_bytes(20, 200, 1000, 1, 784, 10)
+    assert 1.9 < doubled / small < 2.1  # linear in N
+    many = checks.coded_memory_bytes(20, 100, 1000, 1000, 784, 10)
+    assert many > 3 * 8 * 50_000 * 20 * 100  # the decoders of 50 x 1000 patterns
