@@ -52,6 +52,13 @@ PRECISIONS = {
     "bf16-true", "transformer-engine", "transformer-engine-float16",
 }  # fmt: skip
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+#: The settings of each straggler model (the S list gives num_stragglers).
+STRAGGLER_SETTINGS = {
+    "FixedStragglers": (),
+    "BernoulliStragglers": ("p",),
+    "WorstCaseStragglers": ("placement",),
+    "LatencyStragglers": ("distribution", "shift", "rate", "scale", "shape", "deadline"),
+}
 #: Share of the available memory a coded evaluation may plan to use.
 MEMORY_SHARE = 0.8
 
@@ -515,6 +522,16 @@ def _check_straggler_node(cfg: DictConfig, stragglers: list[int]) -> None:
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError("straggler", "must be a straggler model config with a _target_", node)
     target = str(node["_target_"]).rsplit(".", 1)[-1]
+    if target in STRAGGLER_SETTINGS:
+        settings = STRAGGLER_SETTINGS[target]
+        for key in node:
+            if key not in settings and key not in ("_target_", "_partial_"):
+                known = f"its settings: {', '.join(settings)}" if settings else "it has none"
+                raise ConfigError(
+                    f"straggler.{key}",
+                    f"is not a setting of {target} ({known}; the S list gives num_stragglers)",
+                    node[key],
+                )
     several = len(set(stragglers)) > 1
     if target == "BernoulliStragglers":
         p = number(cfg, "straggler.p", 0.0, 1.0, high_open=True, optional=True, default=None)

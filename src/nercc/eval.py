@@ -105,13 +105,6 @@ def check_config(cfg: DictConfig) -> Plan:
     notes: list[str] = []
     tables = _tables(cfg, notes)
     variants = expand_schemes(cfg.scheme, list(cfg.stragglers), tables)
-    from nercc.evaluation.module import straggler_models  # imports torch
-
-    factory = build_checked("straggler", cfg.straggler)
-    try:
-        straggler_models(factory, list(cfg.stragglers), variants)
-    except TypeError as error:  # an argument the model does not take
-        raise ValueError(f"straggler: {error}") from None
     objective = cfg.get("optimized_metric")
     if objective is not None:
         runs: dict[str, list] = {}
@@ -127,6 +120,13 @@ def check_config(cfg: DictConfig) -> Plan:
                 raise ValueError(f"optimized_metric: {objective}: {reason}")
             notes.append(f"optimized_metric {objective} is not computed: {reason}")
             objective = None
+    from nercc.evaluation.module import straggler_models  # imports torch
+
+    factory = build_checked("straggler", cfg.straggler)
+    try:
+        straggler_models(factory, list(cfg.stragglers), variants)
+    except TypeError as error:  # an argument the model does not take
+        raise ValueError(f"straggler: {error}") from None
     return Plan(variants, factory, tables, objective, notes)
 
 
