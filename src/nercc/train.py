@@ -61,7 +61,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     for note in data_info["notes"]:
         log.info(f"note: {note}")
     module = build(cfg.model)
-    callbacks = build_all(cfg.get("callbacks"))
+    callbacks = _callbacks(cfg)
     loggers = build_all(cfg.get("logger"))
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
@@ -114,6 +114,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         log.info(outcome.message)
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
+
+
+def _callbacks(cfg: DictConfig) -> list[Any]:
+    """The configured callbacks, without a progress bar or model summary the trainer's settings
+    turn off (Lightning refuses the pair: ``trainer.enable_progress_bar=false`` just works)."""
+    from pytorch_lightning.callbacks import ModelSummary, ProgressBar
+
+    callbacks = build_all(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    if not cfg.trainer.get("enable_model_summary", True):
+        callbacks = [c for c in callbacks if not isinstance(c, ModelSummary)]
+    return callbacks
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

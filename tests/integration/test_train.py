@@ -167,3 +167,17 @@ def test_cli_fails_fast_without_cifar(tmp_path):
     assert "dataset 'cifar10' not found" in result.stderr
     assert str(tmp_path / "nothing" / "cifar-10-batches-py") in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_progress_bar_and_summary_can_be_turned_off_with_the_default_callbacks(compose_config):
+    # Lightning refuses enable_progress_bar=False beside a RichProgressBar callback: train drops it
+    cfg = compose_config(
+        "train",
+        ["data=synthetic", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+         "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
+         "trainer.enable_model_summary=false", "logger=none"],
+    )  # fmt: skip
+    metrics, objects = train(cfg)
+    names = {type(c).__name__ for c in objects["trainer"].callbacks}
+    assert "RichProgressBar" not in names and "RichModelSummary" not in names
+    assert "ModelCheckpoint" in names and metrics["published"] is True

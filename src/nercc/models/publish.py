@@ -1,13 +1,13 @@
 """When a training run may replace the published classifier.
 
-The rule (``publish=true``, the default): a run publishes its model at
-``outputs/checkpoints/<model>_<dataset>.ckpt`` when nothing usable is published there yet (no file,
-or one that cannot be read or is not a classifier for this model, dataset and input shape), or
-when it trained at least one epoch and its test accuracy is at least the published one's (on the
-same dataset; the best validation accuracy when either lacks a test accuracy). Otherwise its model
-is kept in its run folder (``<run>/classifier.ckpt``, the same format) and the run says why it was
-not published. ``publish=force`` always publishes (even an untrained model), ``publish=false``
-never does. A replaced file is kept as ``<name>.previous.ckpt`` with its JSON.
+The rule (``publish=true``, the default): a run that trained at least one epoch publishes its
+model at ``outputs/checkpoints/<model>_<dataset>.ckpt`` when nothing usable is published there yet
+(no file, or one that cannot be read or is not a classifier for this model, dataset and input
+shape), or when its test accuracy is at least the published one's (on the same dataset; the best
+validation accuracy when either lacks a test accuracy). An untrained model is never published.
+Otherwise its model is kept in its run folder (``<run>/classifier.ckpt``, the same format) and the
+run says why it was not published. ``publish=force`` always publishes (even an untrained model),
+``publish=false`` never does. A replaced file is kept as ``<name>.previous.ckpt`` with its JSON.
 """
 
 from __future__ import annotations
@@ -143,15 +143,23 @@ def publish_run(
 
     if mode == "never":
         return keep("publish=false", "publish=false")
+    if mode == "force":
+        if not path.exists():
+            return publish("first", "")
+        return publish("publish=force", "the published one as publish=force asks")
+    if trained_epochs < 1 and not path.exists():
+        now = "" if new_acc is None else f" ({acc_name} {new_acc:.4f})"
+        return keep("untrained", f"the run trained {trained_epochs} epochs{now}")
     if not path.exists():
         return publish("first", "")
-    if mode == "force":
-        return publish("publish=force", "the published one as publish=force asks")
     try:
         old = read_checkpoint(
             path, model, dataset, num_classes=info.get("num_classes"), image_shape=image_shape
         )["info"]
     except CheckpointError as exc:
+        if trained_epochs < 1:
+            why = f"the run trained {trained_epochs} epochs (the published file is not usable)"
+            return keep("untrained", why)
         return publish("unusable", f"a file that is not usable ({exc.problem})")
     acc_name, new_acc, old_acc = _compare(info, old)
     if trained_epochs < 1:

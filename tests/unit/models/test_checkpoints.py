@@ -238,7 +238,11 @@ def run_publish(tmp_path, *, mode=True, epochs=1, seed=9, **info):
 @pytest.mark.parametrize(
     ("case", "published", "mode", "epochs", "new", "publishes", "says"),
     [
-        ("first", None, True, 0, {"test_acc": 0.1}, True, "nothing was published there before"),
+        ("first", None, True, 2, {"test_acc": 0.1}, True, "nothing was published there before"),
+        ("untrained first", None, True, 0, {"test_acc": 0.1}, False,
+         "not published: the run trained 0 epochs (test/acc 0.1000) (kept in"),
+        ("untrained first, forced", None, "force", 0, {"test_acc": 0.1}, True,
+         "nothing was published there before"),
         ("untrained", {"test_acc": 0.5}, True, 0, {"test_acc": 0.9}, False,
          "not published: the run trained 0 epochs (test/acc 0.9000)"),
         ("worse", {"test_acc": 0.5}, True, 3, {"test_acc": 0.4}, False,
