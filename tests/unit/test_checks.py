@@ -243,9 +243,9 @@ def test_model_that_cannot_take_the_images(compose_config):
 
 def test_memory_estimate_counts_the_big_terms():
     small = checks.coded_memory_bytes(20, 100, 1000, 1, 784, 10)
-    # 50 groups x 100 workers x 784 pixels in float32 dominate: about 15.7 MB
-    assert 15.6e6 < small < 20e6
+    # 50 groups x 100 workers x 784 pixels in float32 (15.7 MB) and the decoders (4 MB)
+    assert 15.6e6 < small < 25e6
     doubled = checks.coded_memory_bytes(20, 200, 1000, 1, 784, 10)
     assert 1.9 < doubled / small < 2.1  # linear in N
     many = checks.coded_memory_bytes(20, 100, 1000, 1000, 784, 10)
-    assert many > 3 * 8 * 50_000 * 20 * 100  # the decoders of 50 x 1000 patterns
+    assert many > 4.4 * 8 * 50_000 * 20 * 100  # the decoders of 50 x 1000 patterns, as built
