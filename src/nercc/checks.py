@@ -25,15 +25,19 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nercc.utils.errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "check_batches",
+    "check_checkpoint_exists",
     "check_demo",
     "check_eval",
     "check_hardware",
     "check_train",
     "check_tune",
     "coded_memory_bytes",
+    "coded_memory_terms",
     "expected_input",
 ]
 
@@ -59,26 +63,6 @@ STRAGGLER_SETTINGS = {
     "WorstCaseStragglers": ("placement",),
     "LatencyStragglers": ("distribution", "shift", "rate", "scale", "shape", "deadline"),
 }
-#: Share of the available memory a coded evaluation may plan to use.
-MEMORY_SHARE = 0.8
-
-
-class ConfigError(ValueError):
-    """A bad setting: ``<key>: <what>, got <value>`` (the value shown as the user wrote it)."""
-
-    def __init__(self, key: str, what: str, got: Any = _MISSING) -> None:
-        self.key = key
-        message = f"{key}: {what}"
-        if got is not _MISSING:
-            message += f", got {show(got)}"
-        super().__init__(message)
-
-
-def show(value: Any) -> str:
-    """A config value as in the message ``got <value>``: strings quoted, containers plain."""
-    if isinstance(value, DictConfig | ListConfig):
-        value = OmegaConf.to_container(value, resolve=False)
-    return repr(value)
 
 
 # -- reading and typing single values ---------------------------------------------------------
@@ -188,6 +172,8 @@ def integer_list(
     for v in items:
         if v < low or (high is not None and v > high):
             raise ConfigError(key, what, value)
+    if len(set(items)) != len(items):
+        raise ConfigError(key, "must not repeat a value", value)
     return [int(v) for v in items]
 
 
@@ -286,6 +272,8 @@ def check_loggers(cfg: DictConfig) -> None:
         node = loggers[name]
         if not isinstance(node, DictConfig) or "_target_" not in node:
             continue
+        if "save_dir" in node:
+            check_writable(f"logger.{name}.save_dir", get(cfg, f"logger.{name}.save_dir"))
         if str(node["_target_"]).endswith("WandbLogger"):
             offline = boolean(cfg, f"logger.{name}.offline", default=False)
             mode = os.environ.get("WANDB_MODE", "").lower()
@@ -318,13 +306,14 @@ def check_trainer(cfg: DictConfig, *, training: bool) -> None:
         devices == "auto"
         or (_is_int(devices) and (devices >= 1 or devices == -1))
         or (isinstance(devices, ListConfig) and len(devices) and all(_is_int(d) for d in devices))
+        or (isinstance(devices, str) and _device_string(devices))
     ):
         raise ConfigError(
             "trainer.devices", "must be an integer >= 1, -1 (all), auto or a list", devices
         )
     integer(cfg, "trainer.num_nodes", 1, default=1)
     precision = get(cfg, "trainer.precision", 32)
-    if str(precision) not in PRECISIONS or isinstance(precision, bool):
+    if precision is not None and (str(precision) not in PRECISIONS or isinstance(precision, bool)):
         raise ConfigError(
             "trainer.precision",
             "must be one of 32, 16-mixed, bf16-mixed, 64, 32-true, ...",
@@ -347,16 +336,31 @@ def check_trainer(cfg: DictConfig, *, training: bool) -> None:
     if not (isinstance(fast, bool) or (_is_int(fast) and fast >= 0)):
         raise ConfigError("trainer.fast_dev_run", "must be true, false or an integer >= 0", fast)
     deterministic = get(cfg, "trainer.deterministic", False)
-    if deterministic not in (True, False, None, "warn"):
+    if not (deterministic is None or isinstance(deterministic, bool) or deterministic == "warn"):
         raise ConfigError("trainer.deterministic", "must be true, false or warn", deterministic)
     for key in ("enable_progress_bar", "enable_model_summary"):
-        boolean(cfg, f"trainer.{key}", default=True)
+        if get(cfg, f"trainer.{key}", None) is not None:
+            boolean(cfg, f"trainer.{key}")
     if training:
-        max_epochs = integer(cfg, "trainer.max_epochs", -1, low_text="0 (or -1: no limit)")
+        integer(cfg, "trainer.max_epochs", -1, low_text="0 (or -1: no limit)", optional=True)
         integer(cfg, "trainer.min_epochs", 0, optional=True, default=None)
-        integer(cfg, "trainer.log_every_n_steps", 1, default=50)
+        integer(cfg, "trainer.log_every_n_steps", 1, optional=True, default=50)
         integer(cfg, "trainer.check_val_every_n_epoch", 1, optional=True, default=1)
-        del max_epochs
+    else:  # the coded evaluation deals whole batches itself: eval.limit limits it
+        limit = get(cfg, "trainer.limit_test_batches", None)
+        if limit is not None and not (limit == 1.0 and not isinstance(limit, bool)):
+            raise ConfigError(
+                "trainer.limit_test_batches",
+                "must be null for a coded evaluation (it deals whole batches to the processes); "
+                "evaluate fewer images with eval.limit",
+                limit,
+            )
+
+
+def _device_string(value: str) -> bool:
+    """Lightning's device strings: ``"2"``, ``"-1"``, ``"0,1"`` (a trailing comma allowed)."""
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    return bool(parts) and all(p.lstrip("-").isdigit() for p in parts)
 
 
 def check_hardware(cfg: DictConfig) -> int:
@@ -373,6 +377,9 @@ def check_hardware(cfg: DictConfig) -> int:
             accelerator,
         )
     uses_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    if isinstance(devices, str) and devices != "auto":  # "2" is a count, "0,1" a list
+        parts = [p for p in devices.split(",") if p.strip()]
+        devices = int(parts[0]) if len(parts) == 1 and "," not in devices else ListConfig(parts)
     if isinstance(devices, ListConfig):
         count = len(devices)
     elif devices == "auto" or devices == -1:
@@ -427,32 +434,57 @@ def check_eval(cfg: DictConfig) -> None:
     metric = get(cfg, "optimized_metric", None)
     if metric is not None and not isinstance(metric, str):
         raise ConfigError("optimized_metric", "must be null or coded/<scheme>/<metric>", metric)
+    check_writable("paths.output_dir", get(cfg, "paths.output_dir"))
     check_loggers(cfg)
     check_trainer(cfg, training=False)
-    check_writable("paths.output_dir", get(cfg, "paths.output_dir"))
     if cache:
         check_writable("paths.cache_dir", get(cfg, "paths.cache_dir"))
-    images = batch if limit is None else min(batch, limit)  # type: ignore[type-var]
-    need = coded_memory_bytes(
+    images = min(v for v in (batch, limit, _split_size(cfg)) if v is not None)
+    terms = coded_memory_terms(
         k,
         max(workers),
         images,
-        patterns,
+        patterns,  # type: ignore[arg-type]
         channels * size * size,
         classes,
         encoders=_count_grid(cfg, "lam_enc"),
         decoders=len(cfg.scheme),
     )
-    available = available_memory_bytes()
-    if available is not None and need > MEMORY_SHARE * available:
+    need, available = sum(terms.values()), available_memory_bytes()
+    if available is not None and need > available:
+        key = max(terms, key=terms.__getitem__)
         raise ConfigError(
-            "coding.num_workers",
-            f"K={k}, N={max(workers)} with eval.batch_size={batch} and "
-            f"eval.num_patterns={patterns} need about {need / 2**30:.1f} GiB for the encoder, "
-            f"decoders and coded batches, more than {MEMORY_SHARE:.0%} of the "
-            f"{available / 2**30:.1f} GiB available; lower eval.batch_size or eval.num_patterns",
-            max(workers),
+            key,
+            f"K={k}, N={max(workers)}, {images} images per batch and {patterns} pattern(s) per "
+            f"group need about {need / 2**30:.1f} GiB (encoder, coded batch, outputs and "
+            f"decoders; {key} weighs most), more than the {available / 2**30:.1f} GiB available",
+            get(cfg, key),
         )
+
+
+def check_checkpoint_exists(cfg: DictConfig) -> Path:
+    """The published classifier the evaluation loads is there (its content is checked when it
+    is loaded); a missing one is found before any data is read."""
+    model, dataset = get(cfg, "model_name"), cfg.data.name
+    path = Path(str(get(cfg, "paths.checkpoint_dir"))) / f"{model}_{dataset}.ckpt"
+    if not path.is_file():
+        raise ConfigError(
+            "model",
+            f"no trained {model} for {dataset} at {path}; train it with: python -m nercc.train "
+            f"model={model} data={dataset} (or: make models, for the default set)",
+            model,
+        )
+    return path
+
+
+def _split_size(cfg: DictConfig) -> int | None:
+    """Images in the evaluated split where the config tells (the validation split, synthetic
+    data); None where only the data knows."""
+    if cfg.eval.split == "val":
+        return int(cfg.data.val_size)
+    if cfg.data.name == "synthetic":
+        return int(get(cfg, "data.synthetic.num_test", 256))
+    return None
 
 
 def _check_schemes(cfg: DictConfig, k: int) -> list[int]:
@@ -489,8 +521,9 @@ def _check_schemes(cfg: DictConfig, k: int) -> list[int]:
         elif "num_workers" in node:
             workers.append(integer(cfg, f"{where}.num_workers", k, low_text=f"K={k}"))
         else:
-            workers.append(k)  # uncoded
-    if len(set(workers)) > 1:
+            workers.append(k)  # uncoded: the reference without redundancy, not a baseline
+    coded = [w for name, w in zip(schemes, workers, strict=True) if not _is_uncoded(schemes[name])]
+    if len(set(coded)) > 1:
         names = ", ".join(f"{name}: {w}" for name, w in zip(schemes, workers, strict=True))
         raise ConfigError(
             "scheme",
@@ -498,6 +531,10 @@ def _check_schemes(cfg: DictConfig, k: int) -> list[int]:
             list(schemes),
         )
     return workers  # type: ignore[return-value]
+
+
+def _is_uncoded(node: DictConfig) -> bool:
+    return str(node.get("_target_", "")).endswith("Uncoded")
 
 
 def _lambdas(cfg: DictConfig, key: str) -> None:
@@ -562,27 +599,34 @@ def _check_straggler_node(cfg: DictConfig, stragglers: list[int]) -> None:
         choice(cfg, "straggler.placement", ("adversarial", "random"), default="adversarial")
 
 
-def coded_memory_bytes(
+def coded_memory_terms(
     num_inputs: int, num_workers: int, batch_size: int, num_patterns: int, image_elements: int,
     num_classes: int, encoders: int = 1, decoders: int = 1,
-) -> int:  # fmt: skip
-    """Bytes a coded evaluation holds at once for one batch, roughly.
+) -> dict[str, int]:  # fmt: skip
+    """Bytes a coded evaluation holds at once for one batch, roughly, by the setting that drives
+    each part.
 
-    The encoder (N x K, float64, five copies while it is built); per distinct encoder the coded
-    images (G N, float32) and their outputs for every pattern (G T N classes, float32); the
-    decoder matrices of the G T patterns (K x N each, float64) per decoding scheme, five copies
-    while they are built; the estimates. G = ceil(batch / K) groups, T patterns per group. The
-    copies were measured (peak resident memory of NeRCC's and BACC's ``encoder_matrix`` and
-    ``decoder_matrices`` for K=100..200, N=10,000..20,000: about 5 and 4.4 copies).
+    ``coding.num_workers``: the encoder (N x K, float64, five copies while it is built: the peak
+    measured for NeRCC and BACC at K=100..200, N=10,000..20,000). ``eval.batch_size``: per
+    distinct encoder the coded images of the G groups (G N images, float32). ``eval.num_patterns``:
+    per encoder the outputs repeated for the T patterns of each group (G T N classes, float32),
+    and per decoding scheme the decoder matrices of the G T patterns (K x N, float64, and their
+    float32 operand), with the estimates. G = ceil(batch / K).
     """
     groups = -(-batch_size // num_inputs)
     patterns = groups * num_patterns
-    encoder = 5 * 8 * num_workers * num_inputs
-    coded = 4 * groups * num_workers * image_elements
-    outputs = 4 * patterns * num_workers * num_classes
-    decoder = 5 * 8 * patterns * num_inputs * num_workers
-    estimates = 4 * patterns * num_inputs * num_classes * encoders
-    return encoder + encoders * (coded + outputs) + decoders * decoder + estimates
+    return {
+        "coding.num_workers": 5 * 8 * num_workers * num_inputs,
+        "eval.batch_size": 4 * encoders * groups * num_workers * image_elements,
+        "eval.num_patterns": 4 * encoders * patterns * num_workers * num_classes
+        + (8 + 4) * decoders * patterns * num_inputs * num_workers
+        + 4 * patterns * num_inputs * num_classes * encoders,
+    }
+
+
+def coded_memory_bytes(*args: Any, **kwargs: Any) -> int:
+    """The sum of :func:`coded_memory_terms`."""
+    return sum(coded_memory_terms(*args, **kwargs).values())
 
 
 def available_memory_bytes() -> int | None:
@@ -634,6 +678,7 @@ def check_tune(cfg: DictConfig, objectives: Sequence[str]) -> None:
                     f"tune.grid.{param}", "must be a non-empty list of numbers >= 0", values
                 )
             _tuned_param(node, scheme, param, "tune.grid")
+            _buildable(cfg, scheme, param, max(items), f"tune.grid.{param}", values)
         integer(cfg, "tune.refine", 0)
     else:
         integer(cfg, "tune.optuna.n_trials", 1)
@@ -652,11 +697,26 @@ def check_tune(cfg: DictConfig, objectives: Sequence[str]) -> None:
                     f"tune.optuna.ranges.{param}", "must be [low, high] with 0 < low < high", bounds
                 )
             _tuned_param(node, scheme, param, "tune.optuna.ranges")
+            _buildable(cfg, scheme, param, items[1], f"tune.optuna.ranges.{param}", bounds)
     integer(cfg, "tune.heatmaps", 0)
     boolean(cfg, "tune.publish")
     boolean(cfg, "tune.test")
     if get(cfg, "tune.publish"):
         check_writable("paths.lambdas_dir", get(cfg, "paths.lambdas_dir"))
+
+
+def _buildable(cfg: DictConfig, scheme: str, param: str, value: Any, key: str, got: Any) -> None:
+    """The tuned scheme accepts ``param=value`` (e.g. a lambda within its finite range)."""
+    from nercc.evaluation.variants import build_scheme
+    from nercc.tuning.grid import TABLE_KEY
+
+    node = {k: v for k, v in cfg.scheme[scheme].items() if k != TABLE_KEY and v is not None}
+    node[param] = value
+    try:
+        build_scheme(scheme, OmegaConf.create(node))
+    except ValueError as error:
+        reason = str(error).split(": ", 1)[-1]
+        raise ConfigError(key, f"the scheme refuses {param}={value:g} ({reason})", got) from None
 
 
 def _tuned_param(node: DictConfig, scheme: str, param: str, where: str) -> None:
@@ -696,14 +756,14 @@ def check_train(cfg: DictConfig) -> None:
                 "model.net.num_heads", f"must divide model.net.embed_dim={dim}", heads
             )
     publish = get(cfg, "publish", True)
-    if publish not in (True, False, "force"):
+    if not (isinstance(publish, bool) or publish == "force"):
         raise ConfigError("publish", "must be true (when not worse), false or force", publish)
     metric = get(cfg, "optimized_metric", None)
     if metric is not None and not isinstance(metric, str):
         raise ConfigError("optimized_metric", "must be null or a metric name", metric)
+    check_writable("paths.output_dir", get(cfg, "paths.output_dir"))
     check_trainer(cfg, training=True)
     check_loggers(cfg)
-    check_writable("paths.output_dir", get(cfg, "paths.output_dir"))
     if publish:
         check_writable("paths.checkpoint_dir", get(cfg, "paths.checkpoint_dir"))
 
@@ -753,10 +813,26 @@ def check_demo(cfg: DictConfig) -> None:
         isinstance(p, ListConfig) and len(p) == 2 and all(_is_number(v) and v >= 0 for v in p)
         for p in pairs
     )
-    if not ok:
+    if not ok or not len(pairs):
         raise ConfigError(
-            "nercc_lams", "must be a list of [lam_enc, lam_dec] pairs of numbers >= 0", pairs
+            "nercc_lams",
+            "must be a non-empty list of [lam_enc, lam_dec] pairs of numbers >= 0",
+            pairs,
         )
+    from nercc.coding import BACC, NeRCC
+
+    points = cfg.points
+    try:
+        BACC(k, n, points=points)
+    except ValueError as error:
+        raise ConfigError("num_inputs", f"BACC refuses K={k}, N={n} ({error})", k) from None
+    for pair in pairs:
+        try:
+            NeRCC(k, n, float(pair[0]), float(pair[1]), points=points)
+        except ValueError as error:
+            raise ConfigError(
+                "nercc_lams", f"NeRCC refuses {list(pair)} ({error})", pairs
+            ) from None
     check_writable("output_dir", _hydra_output_dir())
 
 

@@ -8,6 +8,7 @@ Only entry points import this module; instantiating configs is :mod:`nercc.utils
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -26,6 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from nercc.paths import project_root
+from nercc.utils.errors import ConfigError
 from nercc.utils.io import write_text_atomic
 
 __all__ = [
@@ -171,8 +173,10 @@ def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
 
     Whatever happens, a started W&B run is finished (marked failed with exit code 1 when the
     task failed). Then, under Hydra, the run's folder (``hydra.runtime.output_dir``) of a failed
-    task is marked with :func:`mark_failed`, or, in a single run whose folder holds nothing but
-    Hydra's ``.hydra/`` and the log file (the task failed before any work), removed. Called
+    task is marked with :func:`mark_failed`, or, in a single run refused by the config checks
+    (:class:`~nercc.utils.errors.ConfigError`: nothing was done) whose folder holds nothing but
+    Hydra's ``.hydra/`` and the log file, and no other process's ``.running-<pid>`` marker,
+    removed. Called
     without Hydra (tests), the wrapper touches no folder.
 
     Parameters
@@ -192,6 +196,7 @@ def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
 
         from nercc.data.sources import DataNotFoundError
 
+        _claim_run_dir()
         try:
             value = check_objective_finite(task(cfg), cfg.get("optimized_metric"))
         except (DataNotFoundError, FileNotFoundError, ValueError, InstantiationException) as error:
@@ -228,11 +233,33 @@ def _log_to_file(line: str, error: BaseException | None = None) -> None:
         log.error(line, exc_info=error, extra=FILE_ONLY)
 
 
+RUNNING_PREFIX = ".running-"  # <run dir>/.running-<pid>: a process of this run is at work
+
+
+def _running_marker(run_dir: Path) -> Path:
+    return run_dir / f"{RUNNING_PREFIX}{os.getpid()}"
+
+
+def _claim_run_dir() -> None:
+    """Mark the run's folder as in use by this process (two runs started in the same second
+    share Hydra's folder: one failing must not remove what the other writes)."""
+    run_dir = _run_dir()
+    if run_dir is not None:
+        with contextlib.suppress(OSError):
+            _running_marker(run_dir).touch()
+
+
+def _release_run_dir(run_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        _running_marker(run_dir).unlink(missing_ok=True)
+
+
 def _after_success() -> None:
     _finish_wandb(exit_code=0)
     run_dir = _run_dir()
     if run_dir is not None:  # a folder reused from a failed run
         (run_dir / FAILED_FILE).unlink(missing_ok=True)
+        _release_run_dir(run_dir)
 
 
 def _after_failure(error: BaseException) -> None:
@@ -257,11 +284,19 @@ def _run_dir() -> Path | None:
 
 
 def _mark_run_dir(error: BaseException) -> None:
+    """Remove the folder of a single run refused by the config checks (:class:`ConfigError`:
+    nothing was done) when it holds only Hydra's files and no other process works in it; mark
+    any other failed run's folder with ``FAILED``."""
     run_dir = _run_dir()
     if run_dir is None:
         return
+    _release_run_dir(run_dir)
     hydra_cfg = HydraConfig.get()
-    if not is_multirun() and _holds_only_hydra_files(run_dir, hydra_cfg):
+    if (
+        isinstance(error, ConfigError)
+        and not is_multirun()
+        and _holds_only_hydra_files(run_dir, hydra_cfg)
+    ):
         _close_file_handlers(run_dir)
         shutil.rmtree(run_dir)
     else:
@@ -278,7 +313,7 @@ def _holds_only_hydra_files(run_dir: Path, hydra_cfg: DictConfig) -> bool:
         return False
     subdir = hydra_cfg.get("output_subdir")
     for entry in run_dir.iterdir():
-        if entry.is_symlink():
+        if entry.is_symlink() or entry.name.startswith(RUNNING_PREFIX):  # another run at work
             return False
         if subdir is not None and entry.name == str(subdir) and entry.is_dir():
             for item in entry.iterdir():

@@ -92,6 +92,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "num_classes": int(cfg.data.num_classes),
             "test_acc": metrics.get("test/acc"),
             "val_acc_best": metrics.get("val/acc_best"),
+            **_evaluated_images(trainer, datamodule),
             "epochs": trainer.current_epoch,
             "train_seconds": round(train_seconds, 1),
             "config_hash": config_hash(cfg),
@@ -114,6 +115,20 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         log.info(outcome.message)
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
+
+
+def _evaluated_images(trainer: Any, datamodule: Any) -> dict[str, int]:
+    """How many test and validation images the accuracies were measured on, and the sizes of
+    the splits: accuracies are compared only on the same images."""
+    out = {}
+    for split, batches, dataset in (
+        ("test", trainer.num_test_batches, datamodule.test_set),
+        ("val", trainer.num_val_batches, datamodule.val_set),
+    ):
+        size = len(dataset)
+        count = sum(int(b) for b in batches) * datamodule.eval_batch_size if batches else 0
+        out[f"{split}_images"], out[f"{split}_set_size"] = min(count, size), size
+    return out
 
 
 def _callbacks(cfg: DictConfig) -> list[Any]:

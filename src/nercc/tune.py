@@ -21,7 +21,13 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nercc.checks import check_batches, check_hardware, check_tune, expected_input
+from nercc.checks import (
+    check_batches,
+    check_checkpoint_exists,
+    check_hardware,
+    check_tune,
+    expected_input,
+)
 from nercc.config import task_wrapper
 from nercc.eval import check_config, evaluate, run_coded
 from nercc.evaluation.variants import SchemeVariant, build_scheme
@@ -70,6 +76,7 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     plan = check_config(val)
     t = cfg.tune
     names = list(space)
+    check_checkpoint_exists(cfg)
     processes = check_hardware(cfg)
     import pytorch_lightning as pl
 

@@ -114,7 +114,8 @@ def test_first_run_publishes_with_the_umask_mode(compose_config, tmp_path, caplo
     info = load_classifier("lenet5", "synthetic", tmp_path / "checkpoints", num_classes=10,
                            image_shape=(1, 28, 28)).info  # fmt: skip
     assert (info["channels"], info["image_size"], info["num_classes"]) == (1, 28, 10)
-    assert not list((tmp_path / "checkpoints").glob(".*"))  # no temporary file left
+    left = {p.name for p in (tmp_path / "checkpoints").glob(".*")}
+    assert left <= {".publish.lock"}  # no temporary file left (the lock file stays)
 
 
 class SpoilEpoch(pl.Callback):
@@ -151,3 +152,30 @@ def test_published_weights_are_the_best_epochs(compose_config, tmp_path):
         torch.testing.assert_close(published["state_dict"][key], value, rtol=0, atol=0)
     assert published["state_dict"]["classifier.5.weight"].abs().sum() > 0  # not the last epoch's
     assert published["info"]["test_acc"] == metrics["test/acc"]
+
+
+def test_accuracies_measured_on_other_images_are_not_compared(tmp_path):
+    # A run tested on one image (test/acc 1.0) must not replace a model tested on the whole split
+    from nercc.models import LeNet5
+    from nercc.models.publish import publish_run
+
+    net = LeNet5(1, 10, 28)
+    config = {"_target_": "nercc.models.LeNet5", "in_channels": 1, "num_classes": 10,
+              "image_size": 28}  # fmt: skip
+    base = {"model": "lenet5", "dataset": "synthetic", "channels": 1, "image_size": 28,
+            "num_classes": 10, "val_acc_best": 0.5}  # fmt: skip
+    full = {**base, "test_acc": 0.6, "test_images": 256, "test_set_size": 256,
+            "val_images": 64, "val_set_size": 64}  # fmt: skip
+    kwargs = {"directory": tmp_path / "ck", "run_dir": tmp_path / "run", "trained_epochs": 2}
+    (tmp_path / "run").mkdir()
+
+    def publish(info):
+        return publish_run(net, config, [0.5], [0.25], info, **kwargs)
+
+    assert publish(full).published
+    one = {**full, "test_acc": 1.0, "test_images": 1, "val_acc_best": 0.9, "val_images": 1}
+    outcome = publish(one)
+    assert not outcome.published and outcome.reason == "not comparable", outcome.message
+    # the test split limited, the validation split whole: compared on validation
+    assert not publish({**one, "val_acc_best": 0.4, "val_images": 64}).published
+    assert publish({**full, "test_acc": 0.7}).published

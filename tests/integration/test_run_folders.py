@@ -30,6 +30,7 @@ if os.environ.get("PROBE_LIGHTNING"):  # imported before logging is set up, as b
     import pytorch_lightning  # noqa: F401
 
 from nercc.config import task_wrapper
+from nercc.utils.errors import ConfigError
 
 log = logging.getLogger("probe")
 
@@ -38,7 +39,7 @@ log = logging.getLogger("probe")
 @task_wrapper
 def main(cfg):
     if cfg.mode == "config_error":
-        raise ValueError("probe.size must be an integer, got 'abc'")
+        raise ConfigError("probe.size", "must be an integer", "abc")
     (Path(cfg.paths.output_dir) / "results.txt").write_text("work\\n")
     log.info("probe info")
     log.warning("probe warning")
@@ -134,7 +135,7 @@ def test_hydra_job_logging_disabled_still_works(probe, tmp_path):
 def test_a_config_error_prints_one_line_and_leaves_no_folder(probe, tmp_path):
     result = probe("mode=config_error")  # the default run folder, under tmp_path/outputs
     assert result.returncode == 1
-    assert result.stderr == "error: probe.size must be an integer, got 'abc'\n"
+    assert result.stderr == "error: probe.size: must be an integer, got 'abc'\n"
     runs = tmp_path / "outputs" / "probe" / "runs"
     assert runs.is_dir() and not list(runs.iterdir())
 
@@ -170,7 +171,7 @@ def test_a_multirun_goes_on_and_marks_its_failed_jobs(probe, tmp_path):
     result = probe("-m", "mode=ok,config_error,work_error", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 1  # the basic sweeper raises once its batch is done
     assert errors(result.stderr) == [
-        "error: probe.size must be an integer, got 'abc'",
+        "error: probe.size: must be an integer, got 'abc'",
         "error: probe: no such file /nowhere",
     ]
     jobs = [json.loads((sweep / str(n) / "job.json").read_text()) for n in range(3)]
@@ -183,7 +184,7 @@ def test_a_multirun_goes_on_and_marks_its_failed_jobs(probe, tmp_path):
     ]  # fmt: skip
     for n in (1, 2):
         assert marker(sweep / str(n)) == jobs[n]["error"]
-    assert jobs[1]["error"] == "ValueError: probe.size must be an integer, got 'abc'"
+    assert jobs[1]["error"] == "ConfigError: probe.size: must be an integer, got 'abc'"
     table = (sweep / "multirun.csv").read_text().splitlines()
     assert [row.split(",")[:2] for row in table] == [
         ["job", "status"], ["0", "completed"], ["1", "failed"], ["2", "failed"],

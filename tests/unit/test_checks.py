@@ -61,7 +61,12 @@ EVAL_CASES = [
     ([f"paths.output_dir={FILE}/run"], "paths.output_dir", "a_file/run"),
     ([f"paths.cache_dir={FILE}/cache"], "paths.cache_dir", "a_file/cache"),
     (["logger=wandb", "logger.wandb.offline=false"], "logger.wandb.offline", "False"),
-    (["eval.num_patterns=100000000", "stragglers=[0]"], "coding.num_workers", "100"),
+    (["eval.num_patterns=100000000", "stragglers=[0]"], "eval.num_patterns", "100000000"),
+    (["coding.num_inputs=2000", "coding.num_workers=2000000", "eval.batch_size=2000",
+      "stragglers=[0]"], "coding.num_workers", "2000000"),
+    (["stragglers=[0,10,10]"], "stragglers", "[0, 10, 10]"),
+    (["trainer.limit_test_batches=0.5"], "trainer.limit_test_batches", "0.5"),
+    (["logger.csv.save_dir={tmp}/a_file/csv"], "logger.csv.save_dir", "a_file/csv"),
 ]  # fmt: skip
 
 TRAIN_CASES = [
@@ -74,6 +79,7 @@ TRAIN_CASES = [
     (["trainer.max_epochs=abc"], "trainer.max_epochs", "'abc'"),
     (["trainer.max_epochs=-2"], "trainer.max_epochs", "-2"),
     (["publish=maybe"], "publish", "'maybe'"),
+    (["publish=1"], "publish", "1"),
     (["model=vit", "model.net.patch_size=5"], "model.net.patch_size", "5"),
     (["model=vit", "model.net.num_heads=3"], "model.net.num_heads", "3"),
     (["model.net.num_classes=5"], "model.net.num_classes", "5"),
@@ -98,6 +104,9 @@ TUNE_CASES = [
     (["tune.scheme=bacc"], "tune.baseline", "'bacc'"),
     (["tune.limit=0"], "tune.limit", "0"),
     (["tune.publish=maybe"], "tune.publish", "'maybe'"),
+    (["tune.grid.lam_enc=[0,1e300]"], "tune.grid.lam_enc", "1e+300"),
+    (["tune.search=optuna", "tune.optuna.ranges.lam_enc=[1e-12,1e300]"],
+     "tune.optuna.ranges.lam_enc", "1e+300"),
     ([f"paths.lambdas_dir={FILE}/lambdas"], "paths.lambdas_dir", "a_file/lambdas"),
 ]  # fmt: skip
 
@@ -111,7 +120,19 @@ DEMO_CASES = [
     (["nercc_lams=[[0,-1]]"], "nercc_lams", "[[0, -1]]"),
     (["points=random"], "points", "'random'"),
     (["features=0"], "features", "0"),
+    (["nercc_lams=[]"], "nercc_lams", "[]"),
+    (["nercc_lams=[[1e300,0]]"], "nercc_lams", "1e+300"),
 ]  # fmt: skip
+
+
+def _published(cfg) -> None:
+    """An (empty) published file where the config looks for its classifier: only its presence
+    is checked before the work starts (its content when it is loaded)."""
+    from pathlib import Path
+
+    folder = Path(cfg.paths.checkpoint_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{cfg.model_name}_{cfg.data.name}.ckpt").touch()
 
 
 def _overrides(overrides: list[str], tmp_path) -> list[str]:
@@ -136,6 +157,8 @@ def no_wandb_key(monkeypatch, tmp_path):
 @pytest.mark.parametrize(("overrides", "key", "got"), EVAL_CASES)
 def test_eval_refuses(compose_config, tmp_path, no_wandb_key, overrides, key, got):
     cfg = compose_config("eval", _overrides(overrides, tmp_path))
+    if not str(cfg.paths.checkpoint_dir).startswith(str(tmp_path / "a_file")):
+        _published(cfg)
     with pytest.raises(ValueError) as error:
         check_config(cfg)
     _assert_names(error, key, got)
@@ -179,6 +202,19 @@ def test_demo_refuses(overrides, key, got):
     ("name", "overrides"),
     [
         ("eval", []),
+        (
+            "eval",
+            ["trainer.devices='0,1'", "trainer.precision=null", "trainer.limit_test_batches=1.0"],
+        ),
+        (
+            "eval",
+            [
+                "+scheme.uncoded._target_=nercc.coding.Uncoded",
+                "+scheme.uncoded.num_inputs=20",
+                "stragglers=[0,10]",
+            ],
+        ),
+        ("eval", ["data=synthetic", "stragglers=[10]", "eval.num_patterns=3000"]),
         ("eval", ["experiment=paper/repvgg", "scheme=all"]),
         ("eval", ["experiment=paper/vit", "straggler=worst_case"]),
         ("eval", ["straggler=bernoulli"]),
@@ -186,6 +222,16 @@ def test_demo_refuses(overrides, key, got):
         ("eval", ["straggler=latency", "+straggler.deadline=2.5", "stragglers=[0]"]),
         ("eval", ["scheme.nercc.lam_dec=[0,1e-6]", "logger=wandb"]),
         ("train", []),
+        (
+            "train",
+            [
+                "trainer.max_epochs=null",
+                "trainer.log_every_n_steps=null",
+                "trainer.devices='1'",
+                "trainer.enable_progress_bar=null",
+                "publish=false",
+            ],
+        ),
         ("train", ["experiment=vit_fashion_mnist"]),
         ("train", ["data=synthetic", "publish=force", "trainer.max_epochs=0"]),
         ("tune", ["experiment=paper/vit"]),
@@ -195,6 +241,8 @@ def test_demo_refuses(overrides, key, got):
 def test_good_configs_pass(compose_config, name, overrides):
     cfg = compose_config(name, overrides)
     checks.check_demo(_demo_config([]))
+    if name in ("eval", "tune"):
+        _published(cfg)
     if name == "eval":
         check_config(cfg)
     elif name == "tune":
@@ -248,4 +296,12 @@ def test_memory_estimate_counts_the_big_terms():
     doubled = checks.coded_memory_bytes(20, 200, 1000, 1, 784, 10)
     assert 1.9 < doubled / small < 2.1  # linear in N
     many = checks.coded_memory_bytes(20, 100, 1000, 1000, 784, 10)
-    assert many > 4.4 * 8 * 50_000 * 20 * 100  # the decoders of 50 x 1000 patterns, as built
+    assert many > 12 * 50_000 * 20 * 100  # the decoders of 50 x 1000 patterns (float64 + float32)
+
+
+def test_a_missing_classifier_is_found_before_the_data(compose_config):
+    cfg = compose_config("eval", ["model=vit"])
+    with pytest.raises(ValueError, match=r"^model: no trained vit for fashion_mnist at .*"):
+        checks.check_checkpoint_exists(cfg)
+    _published(cfg)
+    assert checks.check_checkpoint_exists(cfg).name == "vit_fashion_mnist.ckpt"

@@ -21,6 +21,7 @@ from nercc.config import (
     task_wrapper,
     wandb_group,
 )
+from nercc.utils.errors import ConfigError
 from tests.wandb_offline import records
 
 MARKER = re.compile(r"error: (?P<error>.+)\ntime: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d\n")
@@ -223,7 +224,7 @@ def test_a_single_run_that_failed_before_any_work_leaves_no_folder(hydra_mode, t
     folder = run_folder(tmp_path)
     handler = log_file(folder / "app.log")
     with pytest.raises(SystemExit):
-        failing(ValueError("eval.batch_size must be an integer, got 'abc'"))(cfg)
+        failing(ConfigError("eval.batch_size", "must be an integer", "abc"))(cfg)
     assert not folder.exists() and tmp_path.is_dir()
     assert handler not in logging.getLogger().handlers and handler.stream is None  # closed
 

@@ -176,8 +176,10 @@ def publish_classifier(
 
 def _keep_copy(source: Path, target: Path) -> None:
     """Make ``target`` a copy of ``source`` (a hard link where possible), atomically."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    tmp.unlink()  # os.link needs a free name; mkstemp made it unique to this process
     try:
         try:
             os.link(source, tmp)

@@ -12,7 +12,10 @@ run says why it was not published. ``publish=force`` always publishes (even an u
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,11 +79,26 @@ def _accuracy(info: dict[str, Any], key: str) -> float | None:
     return None
 
 
+def _comparable(new: dict[str, Any], old: dict[str, Any], split: str) -> bool:
+    """Whether both accuracies of ``split`` (test or val) were measured on the same images: the
+    same count, and the new run saw the whole split (a published file without a count, from
+    before counts were recorded, was measured on the whole split)."""
+    count, size = new.get(f"{split}_images"), new.get(f"{split}_set_size")
+    if count is None or size is None:
+        return True  # nothing recorded by the caller: trust the accuracies
+    old_count = old.get(f"{split}_images")
+    return count == size and (old_count is None or old_count == count)
+
+
 def _compare(new: dict[str, Any], old: dict[str, Any]) -> tuple[str, float | None, float | None]:
-    """The accuracy both runs have (test, else best validation) and its two values."""
-    for key, name in (("test_acc", "test/acc"), ("val_acc_best", "val/acc_best")):
+    """The accuracy both runs have on the same images (test, else best validation) and its two
+    values; the old one None when none compares."""
+    for key, name, split in (
+        ("test_acc", "test/acc", "test"),
+        ("val_acc_best", "val/acc_best", "val"),
+    ):
         a, b = _accuracy(new, key), _accuracy(old, key)
-        if a is not None and b is not None:
+        if a is not None and b is not None and _comparable(new, old, split):
             return name, a, b
     test = _accuracy(new, "test_acc")
     if test is not None:
@@ -118,6 +136,34 @@ def publish_run(
         Complete training epochs of the run (0 for ``trainer.max_epochs=0``).
     """
     mode = publish_mode(mode)
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    with _publish_lock(Path(directory)):  # two runs publishing at once decide one after the other
+        return _publish_run(
+            net, net_config, mean, std, info, directory, run_dir, mode, trained_epochs
+        )
+
+
+@contextlib.contextmanager
+def _publish_lock(directory: Path) -> Iterator[None]:
+    with open(directory / ".publish.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _publish_run(
+    net: nn.Module,
+    net_config: dict[str, Any],
+    mean: list[float],
+    std: list[float],
+    info: dict[str, Any],
+    directory: str | Path,
+    run_dir: str | Path,
+    mode: str,
+    trained_epochs: int,
+) -> PublishOutcome:
     model, dataset = info["model"], info["dataset"]
     path = checkpoint_path(model, dataset, directory)
     shape = (info.get("channels"), info.get("image_size"), info.get("image_size"))
@@ -168,6 +214,12 @@ def publish_run(
         why = f"the run trained {trained_epochs} epochs{now}, the published {path}{was}"
         return keep("untrained", why)
     if old_acc is None:
+        if any(_accuracy(old, k) is not None for k in ("test_acc", "val_acc_best")):
+            why = (
+                f"its accuracies were measured on other images than those of the published "
+                f"{path} (a limited test or validation set)"
+            )
+            return keep("not comparable", why)
         if new_acc is None:
             return keep("no accuracy", f"the run measured no accuracy to compare with {path}")
         return publish("published has no accuracy", "one that records no accuracy")

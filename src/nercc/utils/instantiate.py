@@ -25,15 +25,18 @@ def build(node: DictConfig | None, **kwargs: Any) -> Any:
 
 def build_checked(key: str, node: DictConfig | Any, **kwargs: Any) -> Any:
     """Instantiate a ``_target_`` node whose arguments come from the user: an argument the
-    target refuses or does not take raises ``ValueError('<key>: <reason>')`` (one line)."""
+    target refuses or does not take raises :class:`ConfigError` ``'<key>: <reason>'`` (one line).
+    """
     from hydra.errors import InstantiationException
+
+    from nercc.utils.errors import ConfigError
 
     try:
         return build(node, **kwargs)
     except InstantiationException as error:
         cause = error.__cause__ if error.__cause__ is not None else error
         reason = " ".join(str(cause).split()) or type(cause).__name__
-        raise ValueError(f"{key}: {reason}") from None
+        raise ConfigError(key, reason) from None
 
 
 def build_all(group: DictConfig | None) -> list[Any]:
