@@ -9,6 +9,10 @@ coded at once, 20 stragglers per group, every group with its own availability pa
 - ``matmul_s``: ``torch.matmul`` of the same shapes with ready-made matrices (the floor).
 - ``refit_s``: the naive way, ``scipy.interpolate.make_smoothing_spline`` fitted per group and per
   feature for the encoder and the decoder (timed on ``refit_groups`` groups, scaled to 512).
+- ``gcv_ratio``: ``decode_each`` of one batch of 50 patterns (40 stragglers each, 10 logits,
+  torch float32) with ``lam_dec="gcv"`` over the time with a fixed ``lam_dec``, both on a fresh
+  scheme (no cached eigen-decompositions); ``gcv_cached_ratio`` the same with every mask's
+  decomposition already cached (a repeated pattern).
 
 Each time is the median of ``--repeats`` runs; the JSON object printed last holds the results.
 """
@@ -28,6 +32,7 @@ from nercc.coding import NeRCC
 
 K, N, FEATURES, LOGITS, GROUPS, STRAGGLERS = 20, 100, 784, 10, 512, 20
 LAM_ENC, LAM_DEC = 1e-4, 1e-3
+GCV_PATTERNS, GCV_STRAGGLERS = 50, 40
 
 
 def median_time(fn, repeats: int) -> float:
@@ -83,12 +88,31 @@ def main() -> None:
             sites = scheme.betas[mask]
             make_smoothing_spline(sites, y[mask, g], lam=LAM_DEC * sites.size)(scheme.alphas)
 
-    for fn in (encode, decode, matmul):  # warm up
+    gcv_available = np.ones((GCV_PATTERNS, N), dtype=bool)
+    for row in gcv_available:
+        row[rng.choice(N, GCV_STRAGGLERS, replace=False)] = False
+    gcv_outputs = outputs_by_group[:GCV_PATTERNS]  # (50, N, logits)
+
+    def decode_fixed() -> torch.Tensor:
+        return NeRCC(K, N, LAM_ENC, LAM_DEC).decode_each(gcv_outputs, gcv_available)
+
+    def decode_gcv() -> torch.Tensor:
+        return NeRCC(K, N, LAM_ENC, "gcv").decode_each(gcv_outputs, gcv_available)
+
+    warm_gcv = NeRCC(K, N, LAM_ENC, "gcv")
+
+    def decode_gcv_cached() -> torch.Tensor:
+        return warm_gcv.decode_each(gcv_outputs, gcv_available)
+
+    for fn in (encode, decode, matmul, decode_fixed, decode_gcv, decode_gcv_cached):  # warm up
         fn()
     encode_s = median_time(encode, args.repeats)
     decode_s = median_time(decode, args.repeats)
     matmul_s = median_time(matmul, args.repeats)
     refit_s = median_time(refit, max(1, args.repeats // 3)) * GROUPS / args.refit_groups
+    decode_fixed_s = median_time(decode_fixed, args.repeats)
+    decode_gcv_s = median_time(decode_gcv, args.repeats)
+    decode_gcv_cached_s = median_time(decode_gcv_cached, args.repeats)
     result = {
         "num_inputs": K,
         "num_workers": N,
@@ -103,6 +127,14 @@ def main() -> None:
         "ratio_to_matmul": (encode_s + decode_s) / matmul_s,
         "refit_s": refit_s,
         "speedup_vs_refit": refit_s / (encode_s + decode_s),
+        "gcv_patterns": GCV_PATTERNS,
+        "gcv_stragglers": GCV_STRAGGLERS,
+        "gcv_grid_size": int(warm_gcv.lam_grid.size),
+        "decode_fixed_s": decode_fixed_s,
+        "decode_gcv_s": decode_gcv_s,
+        "gcv_ratio": decode_gcv_s / decode_fixed_s,
+        "decode_gcv_cached_s": decode_gcv_cached_s,
+        "gcv_cached_ratio": decode_gcv_cached_s / decode_fixed_s,
     }
     print(json.dumps(result))
 

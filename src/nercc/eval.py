@@ -12,6 +12,7 @@ results table, the plots and the objective go to W&B too.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from nercc.checks import check_batches, check_eval, check_hardware, expected_input
+from nercc.checks import (
+    check_batches,
+    check_checkpoint_exists,
+    check_eval,
+    check_hardware,
+    expected_input,
+)
 from nercc.config import is_multirun, task_wrapper
 from nercc.evaluation.variants import SchemeVariant
 from nercc.paths import CONFIG_DIR
@@ -31,6 +38,7 @@ from nercc.tuning import (
     objective_value,
     resolve_table,
 )
+from nercc.utils.errors import ConfigError
 from nercc.utils.instantiate import build, build_all, build_checked, plain
 
 # Lightning, torch and the evaluation module load after the config is checked (see evaluate).
@@ -39,6 +47,11 @@ __all__ = ["Plan", "check_config", "evaluate", "run_coded"]
 
 log = logging.getLogger("nercc.eval")  # not __main__ under python -m
 
+#: The row keys logged per S as coded/<variant>/<key> (besides the scheme's parameters).
+LOGGED = (
+    "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc", "rel_acc", "rel_acc_se",
+    "rel_acc_lo", "rel_acc_hi", "agreement", "stragglers_mean",
+)  # fmt: skip
 PLOTS = {"mse": "mse_vs_stragglers.png", "rel_acc": "rel_acc_vs_stragglers.png"}
 
 
@@ -71,7 +84,7 @@ def _tables(cfg: DictConfig, notes: list[str]) -> dict[str, ParamTable | None]:
                 node[TABLE_KEY], cfg.paths.lambdas_dir, cfg.model_name, cfg.data.name, code
             )
         except ValueError as error:
-            raise ValueError(f"{where}: {error}") from None
+            raise ConfigError(where, str(error)) from None
         unset = [key for key, value in node.items() if value is None]
         if table is None and node[TABLE_KEY] == "published" and unset:
             notes.append(
@@ -114,10 +127,10 @@ def check_config(cfg: DictConfig) -> Plan:
             reason = check_objective(objective, runs, list(cfg.stragglers), cfg.get("optimized_at"))
         except ValueError as error:
             key = "optimized_metric" if "coded/<scheme>" in str(error) else "optimized_at"
-            raise ValueError(f"{key}: {error}") from None
+            raise ConfigError(key, str(error)) from None
         if reason is not None:
             if is_multirun():
-                raise ValueError(f"optimized_metric: {objective}: {reason}")
+                raise ConfigError("optimized_metric", reason, objective)
             notes.append(f"optimized_metric {objective} is not computed: {reason}")
             objective = None
     from nercc.evaluation.module import straggler_models  # imports torch
@@ -126,7 +139,10 @@ def check_config(cfg: DictConfig) -> Plan:
     try:
         straggler_models(factory, list(cfg.stragglers), variants)
     except TypeError as error:  # an argument the model does not take
-        raise ValueError(f"straggler: {error}") from None
+        raise ConfigError("straggler", str(error)) from None
+    except ValueError as error:  # "<key>: ...": an S the model cannot serve
+        key, _, what = str(error).partition(": ")
+        raise ConfigError(key, what) from None
     return Plan(variants, factory, tables, objective, notes)
 
 
@@ -175,6 +191,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         ``module``-level objects: ``trainer``, ``data``, ``classifier``, ``plan``.
     """
     plan = check_config(cfg)
+    check_checkpoint_exists(cfg)
     processes = check_hardware(cfg)
     import pytorch_lightning as pl
 
@@ -253,16 +270,8 @@ def _report(
                 f"coded/{r['variant']}/{m}": r[m]
                 for r in rows
                 if r["num_stragglers"] == s
-                for m in (
-                    "mse",
-                    "acc",
-                    "base_acc",
-                    "rel_acc",
-                    "agreement",
-                    "stragglers_mean",
-                    *names,
-                )
-                if r.get(m) is not None
+                for m in (*LOGGED, *names)
+                if r.get(m) is not None and not (isinstance(r[m], float) and math.isnan(r[m]))
             }
             logger.log_metrics(metrics, step=s)
         if hasattr(logger, "log_table"):  # W&B

@@ -21,8 +21,8 @@ SMALL = [
 COLUMNS = [
     "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "stragglers_mean",
     "stragglers_max", "lam_enc", "lam_dec",
-    "params_source", "mse", "acc", "base_acc", "rel_acc", "agreement", "num_inputs_evaluated",
-    "num_patterns",
+    "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc", "rel_acc",
+    "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement", "num_inputs_evaluated", "num_patterns",
 ]  # fmt: skip
 
 
@@ -49,6 +49,10 @@ def test_evaluate_writes_results_and_plots(compose_config, checkpoints, tmp_path
     for row in rows:
         assert row["num_inputs_evaluated"] == 256 and row["num_patterns"] == 2 * 32
         assert 0 <= row["agreement"] <= 1 and row["base_acc"] > 0.8
+        # 64 draws: an interval around the value (of width 0 where every draw is all correct)
+        assert row["mse_se"] > 0 and row["rel_acc_se"] >= 0
+        for metric in ("mse", "rel_acc"):
+            assert row[f"{metric}_lo"] <= row[metric] <= row[f"{metric}_hi"]
     for first, last in zip(rows[0::3], rows[2::3], strict=True):  # more stragglers, more error
         assert (first["num_stragglers"], last["num_stragglers"]) == (0, 10)
         assert first["mse"] < last["mse"]

@@ -60,3 +60,19 @@ def check_points_1d(name: str, value: object, *, ascending: bool) -> np.ndarray:
     if ascending and arr.size > 1 and not np.all(np.diff(arr) > 0):
         raise ValueError(f"{name} must be strictly ascending (no duplicates), got {_show(arr)}")
     return arr
+
+
+def check_df(name: str, value: object) -> float:
+    """Return effective degrees of freedom as a float if it is a finite number > 2.
+
+    2 is the least-squares line, reached only as lambda -> inf; see :mod:`nercc.coding.gcv`.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a finite number > 2, got {_show(value)}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 2):
+        raise ValueError(
+            f"{name} must be a finite number > 2 (2 is the least-squares line, lambda = inf), "
+            f"got {value}"
+        )
+    return value

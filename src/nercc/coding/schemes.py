@@ -5,7 +5,8 @@ receives row ``n`` of ``E @ X`` and returns ``f`` of it; from the outputs ``Y`` 
 available workers the estimate of ``f(X)`` is ``D_F @ Y``, where ``D_F`` (K, N) has zero columns at
 the stragglers. The encoder matrix is built once; decoder matrices are cached per pattern.
 
-- :class:`NeRCC`: smoothing splines for both regressions (``lam_enc``, ``lam_dec``).
+- :class:`NeRCC`: smoothing splines for both regressions (``lam_enc``, ``lam_dec``, or degrees of
+  freedom ``df_enc``, ``df_dec``, or a decoder lambda chosen per pattern by GCV).
 - :class:`BACC`: Berrut's interpolant for both.
 - :class:`Uncoded`: N = K, each worker gets one input; a straggler's input is lost.
 - :class:`Replication`: N = r K; an input is recovered when any of its r replicas answers.
@@ -20,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from nercc.coding._validation import check_int, check_lam
+from nercc.coding._validation import check_df, check_int, check_lam
 from nercc.coding.berrut import berrut_matrices
+from nercc.coding.gcv import DEFAULT_LAM_GRID, _argmin, _df, _energy, _gcv, _lam_for_df, _spectrum
 from nercc.coding.points import LAYOUTS, make_points
 from nercc.coding.splines import _lam_bound, smoothing_spline_matrices, smoothing_spline_values
 
@@ -29,6 +31,13 @@ __all__ = ["BACC", "CodingScheme", "NeRCC", "Replication", "Uncoded"]
 
 #: How many decoder matrices a scheme keeps (least recently used are dropped first).
 DECODER_CACHE_SIZE = 16384
+
+#: How many bytes of eigen-decompositions NeRCC keeps per scheme (one per availability mask, for
+#: GCV and degrees of freedom; least recently used dropped first). At N = 100 one holds 80 kB.
+SPECTRUM_CACHE_BYTES = 2**27
+
+#: At most this many patterns are eigen-decomposed in one batch (bounds the temporary memory).
+SPECTRUM_CHUNK = 256
 
 
 def _is_tensor(value: Any) -> bool:
@@ -221,7 +230,8 @@ class CodingScheme(ABC):
         """Decode P sets of outputs, each with its own pattern: ``D_{F_p} @ Y_p`` for every p.
 
         This is what an evaluation needs (every group of K inputs meets its own stragglers), and
-        it can be computed without forming the decoder matrices.
+        it can be computed without forming the decoder matrices. :meth:`decode_each_with_params`
+        is the same decoding that also reports the parameters used per pattern.
 
         Parameters
         ----------
@@ -233,6 +243,36 @@ class CodingScheme(ABC):
         -------
         Same type, dtype and device as ``outputs``, shape (P, K, ...).
         """
+        return self._decode_each_checked(outputs, available, with_params=False)[0]
+
+    def decode_each_with_params(
+        self, outputs: Any, available: Any
+    ) -> tuple[Any, dict[str, np.ndarray]]:
+        """Decode like :meth:`decode_each` and say which parameters each pattern was decoded with.
+
+        A scheme whose parameters are fixed reports :meth:`params` for every pattern; NeRCC
+        reports ``lam_enc``, ``lam_dec``, ``df_enc`` and ``df_dec`` as used per pattern (the
+        decoder's lambda and df depend on the answering workers, and with ``lam_dec="gcv"`` on
+        the outputs too).
+
+        Parameters
+        ----------
+        outputs : array_like or torch.Tensor of shape (P, N, ...)
+        available : array_like of bool, shape (P, N)
+
+        Returns
+        -------
+        estimates
+            As :meth:`decode_each`: the type, dtype and device of ``outputs``, shape (P, K, ...).
+        params : dict of str to ndarray of shape (P,), float64
+            The parameters by name, one value per pattern (empty for a scheme without any).
+        """
+        return self._decode_each_checked(outputs, available, with_params=True)
+
+    def _decode_each_checked(
+        self, outputs: Any, available: Any, with_params: bool
+    ) -> tuple[Any, dict[str, np.ndarray]]:
+        """The checked body of :meth:`decode_each` and :meth:`decode_each_with_params`."""
         outputs = _as_values(outputs, "outputs")
         mask = self._check_available(available)
         shape = tuple(outputs.shape)
@@ -242,21 +282,31 @@ class CodingScheme(ABC):
                 f"{mask.shape}, got shape {shape}"
             )
         flat = outputs.reshape(shape[0], self.num_workers, -1)
-        estimates = self._decode_each(flat, mask)
-        return estimates.reshape((shape[0], self.num_inputs, *shape[2:]))
+        estimates, params = self._decode_each(flat, mask, with_params)
+        return estimates.reshape((shape[0], self.num_inputs, *shape[2:])), params
 
-    def _decode_each(self, outputs: Any, available: np.ndarray) -> Any:
-        """(P, N, M) outputs and valid patterns (P, N) to (P, K, M): through the decoders."""
+    def _decode_each(
+        self, outputs: Any, available: np.ndarray, with_params: bool = False
+    ) -> tuple[Any, dict[str, np.ndarray]]:
+        """(P, N, M) outputs and valid patterns (P, N) to (P, K, M) through the decoders, and the
+        parameters per pattern when asked (the fixed :meth:`params`, broadcast)."""
         if not _all_finite(outputs):
             outputs = _zero_stragglers(outputs, available)
-        return self._as_operand(self._lookup(available), outputs) @ outputs
+        estimates = self._as_operand(self._lookup(available), outputs) @ outputs
+        return estimates, (self._fixed_params(available.shape[0]) if with_params else {})
+
+    def _fixed_params(self, count: int) -> dict[str, np.ndarray]:
+        """:meth:`params` as arrays of shape (count,)."""
+        return {name: np.full(count, float(value)) for name, value in self.params().items()}
 
     # -- description --------------------------------------------------------------------------
     def params(self) -> dict[str, float]:
         """Return the scheme's tunable parameters by name (empty for a scheme without any).
 
-        NeRCC gives ``{"lam_enc": ..., "lam_dec": ...}``. Evaluation, tuning and result tables
-        read parameters through this, never by a scheme's attribute names.
+        NeRCC gives ``{"lam_enc": ..., "lam_dec": ...}`` (or ``df_enc``, ``df_dec`` where those
+        were given). Evaluation, tuning and result tables read parameters through this, never by a
+        scheme's attribute names. The values are plain floats, fixed for the scheme; what a
+        pattern was actually decoded with comes from :meth:`decode_each_with_params`.
         """
         return {}
 
@@ -354,7 +404,7 @@ class _PointScheme(CodingScheme, ABC):
     def _build_decoders(self, available: np.ndarray) -> np.ndarray:
         decoders = np.zeros((available.shape[0], self.num_inputs, self.num_workers))
         for chosen, masks, sites in self._by_size(available):
-            fitted = self._fit(sites, self.alphas, decoder=True)  # (p, K, count)
+            fitted = self._fit_decoders(masks, sites)  # (p, K, count)
             rows, cols = np.nonzero(masks)
             block = decoders[chosen]
             block[rows, :, cols] = fitted.transpose(0, 2, 1).reshape(-1, self.num_inputs)
@@ -363,6 +413,10 @@ class _PointScheme(CodingScheme, ABC):
 
     def _build_encoder(self) -> np.ndarray:
         return self._fit(self.alphas[None], self.betas, decoder=False)[0]
+
+    def _fit_decoders(self, masks: np.ndarray, sites: np.ndarray) -> np.ndarray:
+        """Decoder operators (p, K, n) of patterns ``masks`` (p, N) with answering ``sites``."""
+        return self._fit(sites, self.alphas, decoder=True)
 
     @abstractmethod
     def _fit(self, sites: np.ndarray, targets: np.ndarray, decoder: bool) -> np.ndarray:
@@ -389,20 +443,58 @@ class NeRCC(_PointScheme):
     and estimates :math:`f(x_k) \approx u_{dec}(\alpha_k)`. Both are natural cubic smoothing
     splines, linear beyond their end knots.
 
+    Each side's smoothing is given in one of two ways: a lambda, or an effective number of
+    degrees of freedom, the trace of the smoother's hat matrix on its own sites, which falls from
+    the number of sites (interpolation) to 2 (the least-squares line) as lambda grows (see
+    :mod:`nercc.coding.gcv`). The decoder's lambda can also be chosen for every pattern from its
+    outputs, by generalised cross-validation over a grid (``lam_dec="gcv"``):
+    :math:`\mathrm{GCV}(\lambda) = \frac{1}{|F|} \|(I - A(\lambda)) Y\|_F^2 /
+    (1 - \mathrm{df}(\lambda)/|F|)^2` with the answers' output coordinates as the columns of Y.
+
     Parameters
     ----------
     num_inputs : int
         K >= 1.
     num_workers : int
         N >= 2.
-    lam_enc, lam_dec : float
-        Smoothing parameters >= 0; 0 interpolates. Each must be finite and at most
-        :func:`nercc.coding.lam_bound` of its sites: the alphas for ``lam_enc``, all the betas for
-        ``lam_dec`` (any subset of answering workers allows at least as much). These bounds lie
-        around 1e140 (1e+141 for the decoder over 100 Chebyshev workers), far past the point
-        where the spline already is the least-squares line (about 1e13).
+    lam_enc : float
+        Encoder smoothing parameter >= 0; 0 interpolates. Finite and at most
+        :func:`nercc.coding.lam_bound` of the alphas (about 1e145 for Chebyshev points).
+    lam_dec : float or "gcv"
+        Decoder smoothing parameter >= 0 (0 interpolates), at most
+        :func:`nercc.coding.lam_bound` of all the betas (any subset of answering workers allows
+        at least as much; 1e+141 for 100 Chebyshev workers, far past the point where the spline
+        already is the least-squares line, about 1e13). ``"gcv"`` chooses it per pattern from
+        ``lam_grid`` by GCV on the answers: decoding then depends on the outputs, so there is no
+        decoder matrix per pattern (:meth:`decoder_matrix` refuses; :meth:`decode` and
+        :meth:`decode_each` work).
     points : {"chebyshev", "uniform"}
         Layout of the alphas and betas (see :func:`nercc.coding.make_points`).
+    df_enc : float, optional
+        Instead of ``lam_enc`` (which must then stay 0): the encoder's effective degrees of
+        freedom on the K alphas, > 2. ``lam_enc`` becomes :func:`nercc.coding.lam_for_df` of it;
+        ``df_enc >= K`` interpolates (lam_enc = 0).
+    df_dec : float, optional
+        Instead of ``lam_dec`` (which must then stay 0): the decoder's effective degrees of
+        freedom, > 2, on each pattern's answering betas: every pattern gets the lambda at which
+        the smoother on its own sites has this df. A pattern with at most ``df_dec`` answering
+        workers is interpolated (lambda 0).
+    lam_grid : array_like of shape (L,), optional
+        The lambdas GCV chooses from (finite, >= 0, at most the decoder's bound); only with
+        ``lam_dec="gcv"``. :data:`nercc.coding.DEFAULT_LAM_GRID` by default: 0 and
+        10^-16 .. 10^2, four per decade, which spans interpolation to the straight line for
+        betas in [-1, 1] and up to a few hundred workers.
+
+    Attributes
+    ----------
+    lam_enc : float
+        The encoder's lambda (derived from ``df_enc`` when that is given).
+    lam_dec : float, "gcv" or None
+        The decoder's fixed lambda, ``"gcv"``, or None with ``df_dec`` (a lambda per pattern).
+    df_enc, df_dec : float or None
+        As given.
+    lam_grid : ndarray or None
+        The GCV grid, sorted and without duplicates (None unless ``lam_dec="gcv"``).
     """
 
     def __init__(
@@ -410,44 +502,302 @@ class NeRCC(_PointScheme):
         num_inputs: int,
         num_workers: int,
         lam_enc: float = 0.0,
-        lam_dec: float = 0.0,
+        lam_dec: float | str = 0.0,
         points: str = "chebyshev",
+        df_enc: float | None = None,
+        df_dec: float | None = None,
+        lam_grid: Any = None,
     ) -> None:
         super().__init__(num_inputs, num_workers, points)
         # The largest lambdas the sites allow (see nercc.coding.splines): the encoder fits at the
         # alphas; a decoder fits at a subset of the betas, whose gaps are no smaller and whose
         # weight sum no larger than the full set's, so the full set bounds every pattern.
         ones = np.ones(num_workers)
-        self.lam_enc = check_lam("lam_enc", lam_enc, _lam_bound(self.alphas, ones[:num_inputs]))
-        self.lam_dec = check_lam("lam_dec", lam_dec, _lam_bound(self.betas, ones))
+        self._enc_bound = _lam_bound(self.alphas, ones[:num_inputs])
+        self._dec_bound = _lam_bound(self.betas, ones)
+        self._spectra: OrderedDict[bytes, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
+        self._spectra_bytes = 0
+        self._encoder_df: float | None = None
 
+        lam_enc = check_lam("lam_enc", lam_enc, self._enc_bound)
+        self.df_enc = None if df_enc is None else check_df("df_enc", df_enc)
+        if self.df_enc is not None:
+            if lam_enc != 0:
+                raise ValueError(
+                    f"df_enc={self.df_enc:g} and lam_enc={lam_enc:g} both set the encoder's "
+                    f"smoothing: give one of them (lam_enc must stay 0 with df_enc)"
+                )
+            lam_enc = self._lam_for_encoder_df(self.df_enc)
+        self.lam_enc = lam_enc
+
+        gcv = isinstance(lam_dec, str) and lam_dec == "gcv"
+        if isinstance(lam_dec, str) and not gcv:
+            raise ValueError(f"lam_dec must be a finite number >= 0 or 'gcv', got {lam_dec!r}")
+        if not gcv:
+            lam_dec = check_lam("lam_dec", lam_dec, self._dec_bound)
+        self.df_dec = None if df_dec is None else check_df("df_dec", df_dec)
+        if self.df_dec is not None and (gcv or lam_dec != 0):
+            raise ValueError(
+                f"df_dec={self.df_dec:g} and lam_dec={lam_dec!r} both set the decoder's "
+                f"smoothing: give one of them (lam_dec must stay 0 with df_dec)"
+            )
+        self.lam_dec: float | str | None = (
+            "gcv" if gcv else (None if self.df_dec is not None else float(lam_dec))
+        )
+        if lam_grid is not None and not gcv:
+            raise ValueError(
+                f"lam_grid is only used with lam_dec='gcv', got a lam_grid with lam_dec={lam_dec!r}"
+            )
+        self.lam_grid = self._check_grid(lam_grid) if gcv else None
+
+    # -- the smoothing of each side -----------------------------------------------------------
+    def encoder_df(self) -> float:
+        """Return the encoder's effective degrees of freedom: the trace of its smoother on the K
+        alphas at ``lam_enc`` (K for interpolation, and for K <= 2 whatever the lambda)."""
+        if self._encoder_df is None:
+            k = self.num_inputs
+            if k < 3 or self.lam_enc == 0:
+                self._encoder_df = float(k)
+            else:
+                d, _ = _spectrum(self.alphas[None], vectors=False)
+                self._encoder_df = float(_df(d, np.array([[self.lam_enc]]))[0, 0])
+        return self._encoder_df
+
+    def decoder_df(self, available: Any) -> np.ndarray | float:
+        """Return the decoder's effective degrees of freedom for patterns: the trace of its
+        smoother on each pattern's answering betas, at the lambda that pattern is decoded with.
+
+        Not for ``lam_dec="gcv"`` (the lambda depends on the outputs): there
+        :meth:`decode_each_with_params` reports the df used.
+
+        Parameters
+        ----------
+        available : array_like of bool, shape (N,) or (P, N)
+
+        Returns
+        -------
+        float or ndarray of shape (P,)
+        """
+        if self.lam_dec == "gcv":
+            raise ValueError(
+                "decoder_df: lam_dec='gcv' chooses each pattern's lambda from its outputs; "
+                "decode_each_with_params reports the df used"
+            )
+        mask = self._check_available(available)
+        rows = np.atleast_2d(mask)
+        result = np.empty(rows.shape[0])
+        for chosen, masks, sites in self._by_size(rows):
+            result[chosen] = self._decoder_setting(masks, sites, None, with_df=True)[1]
+        return float(result[0]) if mask.ndim == 1 else result
+
+    def _lam_for_encoder_df(self, df: float) -> float:
+        if self.num_inputs < 3 or df >= self.num_inputs:
+            return 0.0
+        d, _ = _spectrum(self.alphas[None], vectors=False)
+        return float(_lam_for_df(d, np.array([[df]]), self._enc_bound)[0, 0])
+
+    def _check_grid(self, lam_grid: Any) -> np.ndarray:
+        if lam_grid is None:
+            return DEFAULT_LAM_GRID
+        if not isinstance(lam_grid, np.ndarray) and not isinstance(lam_grid, str):
+            try:
+                lam_grid = list(lam_grid)  # a sequence such as an OmegaConf ListConfig
+            except TypeError:
+                pass
+        try:
+            grid = np.asarray(lam_grid, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"lam_grid must be an array of numbers, got {lam_grid!r}") from None
+        if grid.ndim != 1 or grid.size == 0:
+            raise ValueError(f"lam_grid must be a non-empty 1-D array, got shape {grid.shape}")
+        bad = ~(np.isfinite(grid) & (grid >= 0) & (grid <= self._dec_bound))
+        if np.any(bad):
+            raise ValueError(
+                f"lam_grid must hold finite numbers in [0, {self._dec_bound:g}] (the decoder's "
+                f"bound for these betas), got {grid[bad][0]!r}"
+            )
+        return _readonly(np.unique(grid))
+
+    def _decoder_setting(
+        self, masks: np.ndarray, sites: np.ndarray, answers: np.ndarray | None, with_df: bool
+    ) -> tuple[np.ndarray | float, np.ndarray | None]:
+        """The decoder's lambda for patterns of one size (``masks`` (p, N), ``sites`` (p, n),
+        ``answers`` (p, n, m) for GCV), and with ``with_df`` its df per pattern (p,).
+
+        Fixed lambdas come back as the number itself. Eigen-decompositions are made (cached per
+        mask) only where they are needed: GCV, df_dec below n, or a df asked for."""
+        p, n = sites.shape
+        if n < 3:  # a constant or a line, whatever lambda: df = n
+            lam = self.lam_dec if isinstance(self.lam_dec, float) else np.zeros(p)
+            return lam, np.full(p, float(n)) if with_df else None
+        if self.df_dec is not None and self.df_dec >= n:  # more df than sites: interpolate
+            return np.zeros(p), np.full(p, float(n)) if with_df else None
+        if isinstance(self.lam_dec, float) and not with_df:
+            return self.lam_dec, None
+        gcv = self.lam_dec == "gcv"
+        lams = np.empty(p)
+        dfs = np.empty(p) if with_df else None
+        for start in range(0, p, SPECTRUM_CHUNK):
+            part = slice(start, start + SPECTRUM_CHUNK)
+            d, vectors = self._spectra_of(masks[part], sites[part], vectors=gcv)
+            if gcv:
+                grid = self.lam_grid
+                energy = _energy(vectors, answers[part])
+                scores = _gcv(d, energy, np.broadcast_to(grid, (len(d), grid.size)))
+                lam = grid[_argmin(scores)]
+            elif self.df_dec is not None:
+                lam = _lam_for_df(d, np.full((len(d), 1), self.df_dec), self._dec_bound)[:, 0]
+            else:
+                lam = np.full(len(d), self.lam_dec)
+            lams[part] = lam
+            if dfs is not None:
+                dfs[part] = _df(d, lam[:, None])[:, 0]
+        if isinstance(self.lam_dec, float):
+            return self.lam_dec, dfs
+        return lams, dfs
+
+    def _spectra_of(
+        self, masks: np.ndarray, sites: np.ndarray, vectors: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Eigenvalues (p, n-2) and, with ``vectors``, eigenvectors (p, n, n-2) of the decoder's
+        ``K = Q R^-1 Q^T`` for patterns of one size, from the per-mask cache or built in one
+        batch (see :func:`nercc.coding.gcv._spectrum`)."""
+        keys = [np.packbits(row).tobytes() for row in masks]
+        cache = self._spectra
+        found: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
+        for key in keys:
+            entry = cache.get(key)
+            if entry is not None and (entry[1] is not None or not vectors):
+                found[key] = entry
+                cache.move_to_end(key)
+        missing = {key: i for i, key in enumerate(keys) if key not in found}
+        if missing:
+            rows = list(missing.values())
+            d, w = _spectrum(sites[rows], vectors)
+            for j, key in enumerate(missing):
+                entry = (d[j].copy(), None if w is None else w[j].copy())
+                found[key] = entry
+                self._remember(key, entry)
+        d = np.stack([found[key][0] for key in keys])
+        w = np.stack([found[key][1] for key in keys]) if vectors else None
+        return d, w
+
+    def _remember(self, key: bytes, entry: tuple[np.ndarray, np.ndarray | None]) -> None:
+        size = entry[0].nbytes + (0 if entry[1] is None else entry[1].nbytes)
+        if size > SPECTRUM_CACHE_BYTES:
+            return
+        old = self._spectra.pop(key, None)
+        if old is not None:
+            self._spectra_bytes -= old[0].nbytes + (0 if old[1] is None else old[1].nbytes)
+        self._spectra[key] = entry
+        self._spectra_bytes += size
+        while self._spectra_bytes > SPECTRUM_CACHE_BYTES:
+            _, dropped = self._spectra.popitem(last=False)
+            self._spectra_bytes -= dropped[0].nbytes + (
+                0 if dropped[1] is None else dropped[1].nbytes
+            )
+
+    # -- fitting -------------------------------------------------------------------------------
     def _fit(self, sites: np.ndarray, targets: np.ndarray, decoder: bool) -> np.ndarray:
         lam = self.lam_dec if decoder else self.lam_enc
         return smoothing_spline_matrices(sites, targets, lam)
 
-    def _decode_each(self, outputs: Any, available: np.ndarray) -> Any:
+    def _fit_decoders(self, masks: np.ndarray, sites: np.ndarray) -> np.ndarray:
+        if self.lam_dec == "gcv":
+            raise ValueError(
+                "NeRCC(lam_dec='gcv') chooses each pattern's decoder from its outputs, so it has "
+                "no decoder matrix per pattern: use decode, decode_each or decode_each_with_params"
+            )
+        lam, _ = self._decoder_setting(masks, sites, None, with_df=False)
+        return smoothing_spline_matrices(sites, self.alphas, lam)
+
+    def decode(self, outputs: Any, available: Any) -> Any:
+        if self.lam_dec != "gcv":
+            return super().decode(outputs, available)
+        # Data-dependent: every pattern chooses its lambda from these outputs.
+        outputs = _as_values(outputs, "outputs")
+        shape = tuple(outputs.shape)
+        if len(shape) == 0 or shape[0] != self.num_workers:
+            raise ValueError(
+                f"outputs must have first axis num_workers={self.num_workers}, got shape {shape}"
+            )
+        mask = self._check_available(available)
+        rows = np.atleast_2d(mask)
+        if _is_tensor(outputs):
+            stacked = outputs.unsqueeze(0).expand(rows.shape[0], *shape)
+        else:
+            stacked = np.broadcast_to(outputs, (rows.shape[0], *shape))
+        estimates = self.decode_each(stacked, rows)
+        return estimates[0] if mask.ndim == 1 else estimates
+
+    decode.__doc__ = CodingScheme.decode.__doc__
+
+    def _decode_each(
+        self, outputs: Any, available: np.ndarray, with_params: bool = False
+    ) -> tuple[Any, dict[str, np.ndarray]]:
         # Fit the decoding splines to the outputs directly: one banded solve with M right-hand
         # sides per pattern, cheaper than building K x N decoders when M is small (logits).
         values = _to_float64(outputs)
-        estimates = np.empty((values.shape[0], self.num_inputs, values.shape[2]))
+        count = values.shape[0]
+        estimates = np.empty((count, self.num_inputs, values.shape[2]))
+        lam_dec = np.empty(count)
+        df_dec = np.empty(count)
         for chosen, masks, sites in self._by_size(available):
             answers = values[chosen][masks].reshape(*sites.shape, -1)
-            estimates[chosen] = smoothing_spline_values(sites, answers, self.alphas, self.lam_dec)
-        return _like(estimates, outputs)
+            lam, df = self._decoder_setting(masks, sites, answers, with_params)
+            estimates[chosen] = smoothing_spline_values(sites, answers, self.alphas, lam)
+            if with_params:
+                lam_dec[chosen] = lam
+                df_dec[chosen] = df
+        params: dict[str, np.ndarray] = {}
+        if with_params:
+            params = {
+                "lam_enc": np.full(count, self.lam_enc),
+                "lam_dec": lam_dec,
+                "df_enc": np.full(count, self.encoder_df()),
+                "df_dec": df_dec,
+            }
+        return _like(estimates, outputs), params
 
+    # -- description --------------------------------------------------------------------------
     def params(self) -> dict[str, float]:
-        return {"lam_enc": self.lam_enc, "lam_dec": self.lam_dec}
-
-    params.__doc__ = CodingScheme.params.__doc__
+        """Return the settings that fix the scheme, as plain floats: ``lam_enc`` or ``df_enc``,
+        and ``lam_dec`` or ``df_dec``, whichever was given (``NeRCC(K, N, points=...,
+        **params())`` builds the same scheme). With ``lam_dec="gcv"`` the decoder's lambda is
+        chosen per pattern, not a number, and is left out: :meth:`decode_each_with_params`
+        reports the lambdas and dfs used; :meth:`encoder_df` gives the encoder's df."""
+        result = {"lam_enc": self.lam_enc} if self.df_enc is None else {"df_enc": self.df_enc}
+        if self.df_dec is not None:
+            result["df_dec"] = self.df_dec
+        elif self.lam_dec != "gcv":
+            result["lam_dec"] = self.lam_dec
+        return result
 
     def decoder_key(self) -> tuple[Any, ...]:
-        # The decoder does not depend on the encoder's lambda.
-        return tuple(item for item in super().decoder_key() if item[0:1] != ("lam_enc",))
+        # The decoder does not depend on the encoder's smoothing, unless it is chosen from the
+        # outputs (GCV): the outputs of other encoders decoded side by side would then join its
+        # choice, so the key keeps the encoder's setting and such schemes decode alone.
+        items = super().decoder_key()
+        if self.lam_dec == "gcv":
+            return items
+        return tuple(item for item in items if item[0:1] not in (("lam_enc",), ("df_enc",)))
 
     decoder_key.__doc__ = CodingScheme.decoder_key.__doc__
 
     def _describe(self) -> dict[str, Any]:
-        return {**super()._describe(), "lam_enc": self.lam_enc, "lam_dec": self.lam_dec}
+        result = {**super()._describe()}
+        if self.df_enc is None:
+            result["lam_enc"] = self.lam_enc
+        else:
+            result["df_enc"] = self.df_enc
+        if self.df_dec is not None:
+            result["df_dec"] = self.df_dec
+        else:
+            result["lam_dec"] = self.lam_dec
+        if self.lam_dec == "gcv":
+            default = self.lam_grid is DEFAULT_LAM_GRID
+            result["lam_grid"] = None if default else tuple(self.lam_grid.tolist())
+        return result
 
 
 class BACC(_PointScheme):

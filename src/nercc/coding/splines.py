@@ -169,6 +169,28 @@ def _lam_bound(sites: np.ndarray, weights: np.ndarray) -> float:
     return float(f"1e{exponent}")  # the literal, so that lam=1e140 passes a bound of 1e+140
 
 
+def _lam_bounds(sites: np.ndarray) -> np.ndarray:
+    """:func:`lam_bound` of P rows of checked sites (P, n) with unit weights, vectorised: (P,).
+
+    The same formula as :func:`_lam_bound` (``P = n max(1, max_j (1/h_{j-1} + 1/h_j))^2``), row by
+    row; ``inf`` for fewer than three sites, 0 for absurdly close ones.
+    """
+    num_rows, n = sites.shape
+    if n < 3:
+        return np.full(num_rows, math.inf)
+    h = np.diff(sites, axis=1)
+    with np.errstate(over="ignore", divide="ignore"):
+        q_max = np.max(1.0 / h[:, :-1] + 1.0 / h[:, 1:], axis=1)
+        log_q = np.where(np.isfinite(q_max), np.log10(q_max), math.inf)
+    log_p = math.log10(n) + 2.0 * np.maximum(0.0, log_q)
+    safe = log_p < _SCALED_PENALTY_CEILING_LOG10 + 300
+    exponent = np.floor(_SCALED_PENALTY_CEILING_LOG10 - np.where(safe, log_p, 0.0)).astype(int)
+    found, where = np.unique(exponent, return_inverse=True)
+    # the literals, as _lam_bound writes them (one per distinct exponent, not per row)
+    bounds = np.array([float(f"1e{e}") for e in found])[where.reshape(-1)]
+    return np.where(safe, bounds, 0.0)
+
+
 def smoothing_spline_matrices(
     sites: np.ndarray, targets: np.ndarray, lam: float, weights: np.ndarray | None = None
 ) -> np.ndarray:
@@ -180,8 +202,8 @@ def smoothing_spline_matrices(
         P strictly ascending rows of knots.
     targets : ndarray of shape (t,) or (P, t)
         Evaluation points, shared by all rows or one row per fit.
-    lam : float
-        Smoothing parameter >= 0.
+    lam : float or ndarray of shape (P,)
+        Smoothing parameter >= 0, shared or one per fit.
     weights : ndarray of shape (P, n), optional
         Positive weights; unit weights by default.
 
@@ -222,7 +244,8 @@ def smoothing_spline_values(
     values : ndarray of shape (P, n, R)
         R value columns per fit.
     targets : ndarray of shape (t,) or (P, t)
-    lam : float
+    lam : float or ndarray of shape (P,)
+        Shared, or one per fit.
     weights : ndarray of shape (P, n), optional
 
     Returns

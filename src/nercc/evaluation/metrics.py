@@ -2,10 +2,52 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torchmetrics import Metric
 
-__all__ = ["CodedMetrics"]
+__all__ = ["INTERVAL_Z", "CodedMetrics", "ratio_standard_error"]
+
+#: Half-width of the reported intervals in standard errors: 95 %, normal approximation.
+INTERVAL_Z = 1.96
+
+
+def ratio_standard_error(
+    total: float,
+    total_sq: float,
+    cross: float,
+    size: float,
+    size_sq: float,
+    draws: float,
+) -> float:
+    """Standard error of the ratio ``R = sum_d y_d / sum_d n_d`` over independent draws d.
+
+    ``y_d`` is a draw's total (its squared error summed over its real inputs, or its number
+    correct) and ``n_d`` its number of real inputs, so that ``R`` is the mean over inputs and
+    ``m_d = y_d / n_d`` the draw's own mean. From the sums ``total = sum y_d``,
+    ``total_sq = sum y_d^2``, ``cross = sum y_d n_d``, ``size = sum n_d``,
+    ``size_sq = sum n_d^2`` and the number of draws D, the ratio (linearisation) estimator
+    ::
+
+        SE(R)^2 = sum_d n_d^2 (m_d - R)^2 / (D (D - 1) nbar^2),   nbar = size / D,
+
+    with ``sum_d n_d^2 (m_d - R)^2 = total_sq - 2 R cross + R^2 size_sq``. When every draw has
+    the same number of real inputs it is exactly the n-1 sample standard deviation of the
+    per-draw means ``m_d`` over ``sqrt(D)``, and ``R`` their plain mean; a draw with fewer real
+    inputs (the padded remainder group) weighs in proportion to them, as it does in ``R``.
+
+    NaN for fewer than two draws (no spread to estimate) or no inputs. The sums are exact
+    under a distributed reduction; the difference of sums loses about
+    ``log10(1 + R^2 / var)`` digits of float64's 16, and a tiny negative result of rounding
+    (every draw the same) is taken as 0.
+    """
+    if draws < 2 or size <= 0:
+        return float("nan")
+    ratio = total / size
+    spread = total_sq - 2.0 * ratio * cross + ratio * ratio * size_sq
+    mean_size = size / draws
+    return math.sqrt(max(spread, 0.0) / (draws * (draws - 1.0))) / mean_size
 
 
 class CodedMetrics(Metric):
@@ -18,15 +60,46 @@ class CodedMetrics(Metric):
     draws, ``stragglers_mean`` and ``stragglers_max`` the workers that did not answer in them
     (the realised counts: for a model that draws a random number of stragglers they differ from
     the S asked for). All states are sums, but for the maximum, so DDP reduces them exactly.
+
+    Error bars (method.md, "Error bars"): each (group, pattern) draw is one observation, with
+    its mean squared error over its real (non-padded) inputs and logits and its fraction
+    correct. ``mse`` and ``acc`` stay means over *inputs* (as before: a draw weighs by its
+    number of real inputs), and their standard errors are the ratio estimator's of
+    :func:`ratio_standard_error` over the draws, which is the plain sd of the per-draw values
+    over sqrt(draws) when every draw has K real inputs. In the module every draw has K real
+    inputs but those of a batch's remainder group (at most one group per batch; with batch
+    sizes that are multiples of K, only the last batch's), which weigh less. ``compute`` adds
+
+    - ``mse_se``; ``mse_lo``, ``mse_hi`` = ``mse -/+ 1.96 mse_se``;
+    - ``rel_acc_se = SE(acc) / base_acc`` (base_acc is fixed for the input set, so it is not a
+      source of error here); ``rel_acc_lo``, ``rel_acc_hi`` = ``rel_acc -/+ 1.96 rel_acc_se``.
+
+    The intervals are 95 % under the normal approximation (``INTERVAL_Z = 1.96``), symmetric and
+    not clipped to the metric's range: a lower end below 0 says the approximation is poor (few
+    draws, a heavy-tailed MSE at large S), so draw more patterns. Draws that all have the same
+    value (every one all correct, say) give SE 0 and an interval of width 0. With fewer than two
+    draws every one of these is NaN (as ``rel_acc`` is when base_acc is 0).
+
+    The draws of one group share its inputs: as an estimate for other inputs than these, the
+    draw-level SE ignores that correlation when T > 1 patterns are drawn per group (it is the
+    usual SE with T = 1, eval's default); for these inputs, it also counts the spread between
+    groups, which only the patterns' variability would not.
     """
 
     full_state_update = False
 
+    #: Sums (all reduced by "sum"): per pair, then per (group, pattern) draw.
+    SUMS = (
+        "squared_error", "pairs", "correct", "base_correct", "agree", "patterns", "stragglers",
+        # per draw d with total squared error E_d, number correct c_d and real inputs n_d:
+        # sum E_d^2, sum E_d n_d, sum c_d^2, sum c_d n_d, sum n_d^2
+        "draw_squared_error_sq", "draw_squared_error_pairs", "draw_correct_sq",
+        "draw_correct_pairs", "draw_pairs_sq",
+    )  # fmt: skip
+
     def __init__(self) -> None:
         super().__init__()
-        for name in (
-            "squared_error", "pairs", "correct", "base_correct", "agree", "patterns", "stragglers",
-        ):  # fmt: skip
+        for name in self.SUMS:
             self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         # Counts are >= 0, so 0 is the neutral start of a maximum (a process without a batch).
         self.add_state("stragglers_max", torch.zeros((), dtype=torch.float64), dist_reduce_fx="max")
@@ -45,25 +118,46 @@ class CodedMetrics(Metric):
 
         Parameters
         ----------
-        estimates : (..., C) decoded logits, one per (input, pattern) pair.
-        reference : (..., C) the classifier's logits on the original inputs, broadcast to the pairs.
-        labels : (...) true labels.
-        valid : (...) bool, pairs to count (padding of a remainder group is not).
-        lost : (...) bool, inputs the scheme could not estimate.
-        patterns : the number of (group, pattern) draws these pairs come from.
+        estimates : (..., K, C) decoded logits, one per (input, pattern) pair; the leading axes
+            index the (group, pattern) draws, the K axis a draw's inputs.
+        reference : (..., K, C) the classifier's logits on the original inputs, broadcast to
+            the pairs.
+        labels : (..., K) true labels.
+        valid : (..., K) bool, pairs to count (padding of a remainder group is not).
+        lost : (..., K) bool, inputs the scheme could not estimate.
+        patterns : the number of (group, pattern) draws these pairs come from: the product of
+            the leading axes.
         stragglers : (patterns,) optional, how many workers did not answer in each draw.
         """
+        shape = torch.broadcast_shapes(
+            estimates.shape[:-1], reference.shape[:-1], labels.shape, valid.shape, lost.shape
+        )
+        if not shape or math.prod(shape[:-1]) != patterns:
+            raise ValueError(
+                f"patterns must be the number of draws, the product of the leading axes of the "
+                f"pairs' shape {tuple(shape)} (all but the last, a draw's inputs), got {patterns}"
+            )
         valid = valid.to(torch.float64)
         error = (estimates.double() - reference.double()).pow(2).mean(dim=-1)
         predicted = estimates.argmax(dim=-1)
         reference_predicted = reference.argmax(dim=-1)
         kept = (~lost).to(torch.float64)
-        self.squared_error += (error * valid).sum()
-        self.pairs += valid.sum()
-        self.correct += ((predicted == labels).double() * kept * valid).sum()
+        correct = (predicted == labels).double() * kept * valid
+        # Per draw: its totals over its real inputs, reduced over the draw's inputs (last axis).
+        draw_error = (error * valid).expand(shape).sum(dim=-1)
+        draw_correct = correct.expand(shape).sum(dim=-1)
+        draw_pairs = valid.expand(shape).sum(dim=-1)
+        self.squared_error += draw_error.sum()
+        self.pairs += draw_pairs.sum()
+        self.correct += draw_correct.sum()
         self.base_correct += ((reference_predicted == labels).double() * valid).sum()
         self.agree += ((predicted == reference_predicted).double() * kept * valid).sum()
         self.patterns += patterns
+        self.draw_squared_error_sq += draw_error.pow(2).sum()
+        self.draw_squared_error_pairs += (draw_error * draw_pairs).sum()
+        self.draw_correct_sq += draw_correct.pow(2).sum()
+        self.draw_correct_pairs += (draw_correct * draw_pairs).sum()
+        self.draw_pairs_sq += draw_pairs.pow(2).sum()
         if stragglers is not None:
             stragglers = torch.as_tensor(stragglers).to(self.stragglers.device, torch.float64)
             if stragglers.shape != (patterns,):
@@ -77,16 +171,37 @@ class CodedMetrics(Metric):
 
     def compute(self) -> dict[str, float]:
         pairs = self.pairs.clamp_min(1.0)
+        mse = float(self.squared_error / pairs)
         acc = float(self.correct / pairs)
         base_acc = float(self.base_correct / pairs)
+        rel_acc = acc / base_acc if base_acc > 0 else float("nan")
+        size = (float(self.pairs), float(self.draw_pairs_sq), float(self.patterns))
+        mse_se = ratio_standard_error(
+            float(self.squared_error),
+            float(self.draw_squared_error_sq),
+            float(self.draw_squared_error_pairs),
+            *size,
+        )
+        acc_se = ratio_standard_error(
+            float(self.correct), float(self.draw_correct_sq), float(self.draw_correct_pairs), *size
+        )
+        rel_acc_se = acc_se / base_acc if base_acc > 0 else float("nan")
         return {
-            "mse": float(self.squared_error / pairs),
+            "mse": mse,
+            **_interval("mse", mse, mse_se),
             "acc": acc,
             "base_acc": base_acc,
-            "rel_acc": acc / base_acc if base_acc > 0 else float("nan"),
+            "rel_acc": rel_acc,
+            **_interval("rel_acc", rel_acc, rel_acc_se),
             "agreement": float(self.agree / pairs),
             "pairs": int(self.pairs),
             "patterns": int(self.patterns),
             "stragglers_mean": float(self.stragglers / self.patterns.clamp_min(1.0)),
             "stragglers_max": int(self.stragglers_max),
         }
+
+
+def _interval(name: str, value: float, se: float) -> dict[str, float]:
+    """``name_se``, ``name_lo``, ``name_hi``: the 95 % normal interval ``value -/+ 1.96 se``."""
+    half = INTERVAL_Z * se
+    return {f"{name}_se": se, f"{name}_lo": value - half, f"{name}_hi": value + half}

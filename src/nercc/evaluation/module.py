@@ -13,7 +13,11 @@ same batch, and only its real inputs are counted):
 
 Each result row holds S as asked (``num_stragglers``) and as realised over the row's patterns
 (``stragglers_mean``, ``stragglers_max``: workers that did not answer); the two differ for straggler
-models that draw a random count (Bernoulli, a latency deadline).
+models that draw a random count (Bernoulli, a latency deadline). Right after ``mse`` and after
+``rel_acc`` come their standard errors and 95 % intervals over the (group, pattern) draws
+(``mse_se``, ``mse_lo``, ``mse_hi``, ``rel_acc_se``, ``rel_acc_lo``, ``rel_acc_hi``; defined in
+:class:`~nercc.evaluation.metrics.CodedMetrics`): a draw is one observation, with its mean over
+its group's real inputs, so a padded remainder group weighs by its real inputs only.
 
 With an :class:`~nercc.evaluation.cache.OutputCache`, the classifier's outputs of steps 1 and 2 are
 kept on disk and found again by a later evaluation of the same inputs, classifier and encoder.

@@ -20,6 +20,7 @@ from nercc.utils.io import file_mode  # noqa: E402
 
 __all__ = [
     "FIXED_COLUMNS",
+    "INTERVAL_METRICS",
     "param_columns",
     "plot_vs_stragglers",
     "print_results",
@@ -30,9 +31,27 @@ __all__ = [
 #: The columns of a result row that are not a scheme's parameters.
 FIXED_COLUMNS = (
     "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "stragglers_mean",
-    "stragglers_max", "params_source", "mse", "acc", "base_acc", "rel_acc", "agreement",
-    "num_inputs_evaluated", "num_patterns",
+    "stragglers_max", "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc",
+    "rel_acc", "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement", "num_inputs_evaluated",
+    "num_patterns",
 )  # fmt: skip
+
+#: The metrics whose rows carry a 95 % interval (``<metric>_lo``, ``<metric>_hi``).
+INTERVAL_METRICS = ("mse", "rel_acc")
+
+
+def _interval(row: dict[str, Any], metric: str) -> tuple[float, float] | None:
+    """The row's finite (lo, hi) of ``metric``, or None (no interval: one draw, older rows)."""
+    lo, hi = row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    return lo, hi
+
+
+def _with_interval(row: dict[str, Any], metric: str, shown: str) -> str:
+    """``shown`` (the formatted value), then `` ± `` the interval's half-width when it has one."""
+    interval = _interval(row, metric)
+    return shown if interval is None else f"{shown} ± {(interval[1] - interval[0]) / 2:.2g}"
 
 
 def param_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -46,14 +65,19 @@ def print_results(
     """A rich table: one line per (variant, S), with the schemes' parameters.
 
     When the realised mean number of stragglers differs from S in some row (a straggler model
-    that draws a random count), an ``S mean`` column shows it next to S.
+    that draws a random count), an ``S mean`` column shows it next to S. ``mse`` and ``rel_acc``
+    show ``value ± half-width`` of their 95 % interval (1.96 standard errors over the
+    (group, pattern) draws, see :class:`~nercc.evaluation.metrics.CodedMetrics`); the value
+    alone where a row has none (a single draw).
     """
     params = param_columns(rows)
     realised = any(
         r.get("stragglers_mean") is not None and r["stragglers_mean"] != r["num_stragglers"]
         for r in rows
     )
-    table = Table(title=title)
+    intervals = any(_interval(r, m) for r in rows for m in INTERVAL_METRICS)
+    caption = "±: 95 % interval, 1.96 SE over (group, pattern) draws" if intervals else None
+    table = Table(title=title, caption=caption)
     table.add_column("scheme", no_wrap=True)
     counts = ("S", "S mean") if realised else ("S",)
     for column in (*counts, *params, "mse", "acc", "base_acc", "rel_acc", "agreement"):
@@ -66,13 +90,15 @@ def print_results(
             str(row["num_stragglers"]),
             *(mean if realised else ()),
             *(show(row.get(name)) for name in params),
-            f"{row['mse']:.4g}",
+            _with_interval(row, "mse", f"{row['mse']:.4g}"),
             f"{row['acc']:.4f}",
             f"{row['base_acc']:.4f}",
-            f"{row['rel_acc']:.4f}",
+            _with_interval(row, "rel_acc", f"{row['rel_acc']:.4f}"),
             f"{row['agreement']:.4f}",
         )
-    console = console or Console(width=max(120, Console().width))
+    if console is None:  # as wide as the table needs (the intervals widen it), at least 120
+        natural = Console(width=1000).measure(table).maximum
+        console = Console(width=max(120, Console().width, natural))
     console.print(table)
     tuned = (r for r in rows if any(r.get(name) is not None for name in params))
     for scheme, source in dict.fromkeys((r["scheme"], r["params_source"]) for r in tuned):
@@ -82,16 +108,37 @@ def print_results(
 def plot_vs_stragglers(
     rows: Sequence[dict[str, Any]], metric: str, path: str | os.PathLike[str], title: str
 ) -> Path:
-    """Plot ``metric`` against S, one line per variant; written atomically as PNG."""
+    """Plot ``metric`` against S, one line per variant; written atomically as PNG.
+
+    Where the rows carry ``<metric>_lo`` and ``<metric>_hi`` (mse, rel_acc), each line gets a
+    shaded band of its 95 % interval; on the log axis of an mse plot a lower end at or below 0
+    runs off the bottom of the axis, whose limits follow the values and the positive ends.
+    """
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    nan = (float("nan"),) * 2
+    banded = False
     for label in dict.fromkeys(r["variant"] for r in rows):
-        points = sorted((r["num_stragglers"], r[metric]) for r in rows if r["variant"] == label)
-        xs, ys = zip(*points, strict=True)
-        axis.plot(xs, ys, marker="o", label=label)
+        points = sorted(
+            (r["num_stragglers"], r[metric], *(_interval(r, metric) or nan))
+            for r in rows
+            if r["variant"] == label
+        )
+        xs, ys, lows, highs = zip(*points, strict=True)
+        (line,) = axis.plot(xs, ys, marker="o", label=label)
+        if any(math.isfinite(lo) for lo in lows):
+            axis.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.2, linewidth=0)
+            banded = True
     if metric == "mse" and all(r["mse"] > 0 and math.isfinite(r["mse"]) for r in rows):
         axis.set_yscale("log")
+        ends = [
+            value
+            for r in rows
+            for value in (r["mse"], *(_interval(r, "mse") or ()))
+            if value > 0 and math.isfinite(value)
+        ]
+        axis.set_ylim(min(ends) / 1.25, max(ends) * 1.25)
     axis.set_xlabel("stragglers S")
-    axis.set_ylabel(metric)
+    axis.set_ylabel(f"{metric} (band: 95 % interval)" if banded else metric)
     axis.set_title(title)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)

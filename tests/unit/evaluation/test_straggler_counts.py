@@ -134,6 +134,8 @@ def test_two_process_reduction_gives_the_one_process_counts():
         assert two["stragglers_max"] == one["stragglers_max"]
         assert two["num_patterns"] == one["num_patterns"] == 9 * 5  # groups 2+2+2+2+1, T = 5
         assert two["mse"] == pytest.approx(one["mse"], rel=1e-12)
+        for key in ("mse_se", "mse_lo", "mse_hi", "rel_acc_se", "rel_acc_lo", "rel_acc_hi"):
+            assert two[key] == pytest.approx(one[key], rel=1e-9), key  # sums, then one formula
         assert abs(one["stragglers_mean"] - 6) < 4 * (20 * 0.21 / one["num_patterns"]) ** 0.5
     # One rank alone has another mean: the reduction really combined them.
     alone = ranks[1].metrics[0][0].compute()["stragglers_mean"]
