@@ -428,6 +428,7 @@ def check_eval(cfg: DictConfig) -> None:
     integer(cfg, "eval.chunk_size", 1)
     limit = integer(cfg, "eval.limit", 1, optional=True, default=None)
     cache = boolean(cfg, "eval.cache", default=True)
+    integer(cfg, "eval.auto_images", 1, default=500)
     workers = _check_schemes(cfg, k)
     stragglers = integer_list(cfg, "stragglers", 0, min(workers) - 1, f"N - 1 = {min(workers) - 1}")
     _check_straggler_node(cfg, stragglers)
@@ -539,7 +540,7 @@ def _is_uncoded(node: DictConfig) -> bool:
 
 def _lambdas(cfg: DictConfig, key: str) -> None:
     value = get(cfg, key)
-    if value is None:
+    if value is None or (value == "auto" and key.endswith(".lam_enc")):
         return
     values = _as_list(value) if _as_list(value) is not None else [value]
     if not values or not all(_is_number(v) and v >= 0 for v in values):

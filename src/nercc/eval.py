@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from nercc.checks import (
     check_batches,
@@ -38,6 +38,7 @@ from nercc.tuning import (
     objective_value,
     resolve_table,
 )
+from nercc.tuning.auto import AUTO, auto_candidates, auto_table, best_per_stragglers
 from nercc.utils.errors import ConfigError
 from nercc.utils.instantiate import build, build_all, build_checked, plain
 
@@ -65,13 +66,15 @@ class Plan:
     tables: dict[str, ParamTable | None]
     objective: str | None
     notes: list[str] = field(default_factory=list)
+    #: Schemes whose lam_enc is chosen by a calibration on validation images (``lam_enc=auto``).
+    auto: list[str] = field(default_factory=list)
 
 
 def _tables(cfg: DictConfig, notes: list[str]) -> dict[str, ParamTable | None]:
     """The table of every scheme that names one (``scheme.<name>.lambdas``)."""
     tables = {}
     for name, node in cfg.scheme.items():
-        if TABLE_KEY not in node:
+        if TABLE_KEY not in node or node.get("lam_enc") == AUTO:  # auto: calibrated in the run
             continue
         code = {
             "num_inputs": node.get("num_inputs"),
@@ -117,7 +120,8 @@ def check_config(cfg: DictConfig) -> Plan:
     check_eval(cfg)
     notes: list[str] = []
     tables = _tables(cfg, notes)
-    variants = expand_schemes(cfg.scheme, list(cfg.stragglers), tables)
+    auto = [name for name, node in cfg.scheme.items() if node.get("lam_enc") == AUTO]
+    variants = expand_schemes(_with_lam_enc(cfg.scheme, auto, 0.0), list(cfg.stragglers), tables)
     objective = cfg.get("optimized_metric")
     if objective is not None:
         runs: dict[str, list] = {}
@@ -143,7 +147,61 @@ def check_config(cfg: DictConfig) -> Plan:
     except ValueError as error:  # "<key>: ...": an S the model cannot serve
         key, _, what = str(error).partition(": ")
         raise ConfigError(key, what) from None
-    return Plan(variants, factory, tables, objective, notes)
+    return Plan(variants, factory, tables, objective, notes, auto)
+
+
+def _with_lam_enc(schemes: DictConfig, names: list[str], value: Any) -> DictConfig:
+    """``schemes`` with ``lam_enc`` of ``names`` set to ``value`` (the placeholders of
+    ``lam_enc=auto`` while the config is checked, the candidates while it is calibrated)."""
+    schemes = schemes.copy()
+    with open_dict(schemes):
+        for name in names:
+            schemes[name].lam_enc = value
+    return schemes
+
+
+def calibrate_auto(
+    cfg: DictConfig, plan: Plan, data: Any, classifier: Any
+) -> tuple[list[SchemeVariant], dict[str, Any]]:
+    """Choose ``lam_enc`` per S for every scheme of ``plan.auto`` on ``eval.auto_images``
+    validation images (never the test split), and return the run's variants with the choices.
+
+    The candidates (:func:`nercc.tuning.auto.auto_candidates`) are evaluated as one grid, one
+    classifier pass each, with the scheme's other settings (e.g. ``lam_dec=gcv``); the lowest
+    mse at each S wins. Returns the variants (in config order) and a summary for the log.
+    """
+    import time
+
+    stragglers = list(cfg.stragglers)
+    tables = dict(plan.tables)
+    start, summary = time.perf_counter(), {}
+    for name in plan.auto:
+        placeholder = next(v.scheme for v in plan.variants if v.name == name)
+        candidates = auto_candidates(placeholder.alphas)
+        val = cfg.copy()
+        with open_dict(val):
+            val.scheme = {name: _with_lam_enc(cfg.scheme, [name], candidates)[name]}
+            val.eval.split = "val"
+            val.eval.limit = int(cfg.eval.get("auto_images", 500))
+            val.optimized_metric = None
+        variants = expand_schemes(val.scheme, stragglers)
+        rows, _ = run_coded(val, variants, plan.straggler_factory, data, classifier)
+        chosen = best_per_stragglers(rows, name, stragglers)
+        found_by = {
+            "split": "val", "inputs": rows[0]["num_inputs_evaluated"], "candidates": candidates,
+            "model": cfg.model_name, "dataset": cfg.data.name,
+        }  # fmt: skip
+        code = {k: getattr(placeholder, k) for k in ("num_inputs", "num_workers")}
+        code["points"] = cfg.scheme[name].get("points", "chebyshev")
+        tables[name] = auto_table(name, chosen, placeholder.alphas, code, found_by)
+        summary[name] = {"lam_enc": chosen, "df_enc": tables[name].found_by["df_enc"]}
+    unset = _with_lam_enc(cfg.scheme, plan.auto, None)
+    with open_dict(unset):
+        for name in plan.auto:
+            unset[name][TABLE_KEY] = "none"
+    variants = expand_schemes(unset, stragglers, tables)
+    summary["seconds"] = time.perf_counter() - start
+    return variants, summary
 
 
 def run_coded(
@@ -217,6 +275,15 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             log.warning(note)
         else:
             log.info(f"note: {note}")
+    if plan.auto:
+        plan.variants, found = calibrate_auto(cfg, plan, data, classifier)
+        for name in plan.auto:
+            chosen = ", ".join(
+                f"S={s}: {lam:.3g} (df {found[name]['df_enc'][s]:.2f})"
+                for s, lam in found[name]["lam_enc"].items()
+            )
+            log.info(f"note: {name} lam_enc=auto, chosen on validation images: {chosen}")
+        log.info(f"note: lam_enc=auto calibration took {found['seconds']:.1f} s")
     loggers = build_all(cfg.get("logger"))
     rows, trainer = run_coded(cfg, plan.variants, plan.straggler_factory, data, classifier, loggers)
     metrics: dict[str, Any] = {"rows": rows}
