@@ -19,7 +19,9 @@ SMALL = [
 
 def test_auto_chooses_on_validation_what_a_validation_grid_would(compose_config, checkpoints):
     overrides = [*SMALL, f"paths.checkpoint_dir={checkpoints}", "scheme=nercc"]
-    cfg = compose_config("eval", [*overrides, "scheme.nercc.lam_enc=auto", "scheme.nercc.lam_dec=0"])
+    cfg = compose_config(
+        "eval", [*overrides, "scheme.nercc.lam_enc=auto", "scheme.nercc.lam_dec=0"]
+    )
     metrics, objects = evaluate(cfg)
     rows = {r["num_stragglers"]: r for r in metrics["rows"]}
     assert set(rows) == {0, 6, 12}
