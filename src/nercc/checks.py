@@ -25,7 +25,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nercc.utils.errors import ConfigError
+from nercc.utils.errors import ConfigError, show
 
 __all__ = [
     "ConfigError",
@@ -507,6 +507,7 @@ def _check_schemes(cfg: DictConfig, k: int) -> list[int]:
         for param in ("lam_enc", "lam_dec"):
             if param in node:
                 _lambdas(cfg, f"{where}.{param}")
+        _dfs(cfg, where, node, k)
         if "replicas" in node:
             replicas = integer(cfg, f"{where}.replicas", 1)
             assert replicas is not None
@@ -538,20 +539,97 @@ def _is_uncoded(node: DictConfig) -> bool:
     return str(node.get("_target_", "")).endswith("Uncoded")
 
 
+#: The words a smoothing parameter takes besides numbers: lam_enc=auto (calibrated on
+#: validation images by nercc.eval), lam_dec=gcv (chosen per pattern by generalised
+#: cross-validation on the answers; also inside a list: a grid of fixed lambdas and gcv).
+_LAMBDA_WORDS = {
+    "lam_enc": ("auto", "auto: calibrated on validation images"),
+    "lam_dec": ("gcv", "gcv: chosen per pattern by cross-validation on the answers"),
+}
+#: Why the other side's word is refused.
+_WRONG_WORD = {
+    ("lam_enc", "gcv"): "gcv chooses the decoder's lambda by cross-validation on the workers' "
+    "answers; the encoder has no answers to cross-validate: give lam_enc a number, a list, null, "
+    "auto, or df_enc",
+    ("lam_dec", "auto"): "auto calibrates the encoder's lambda (lam_enc=auto); the decoder's is "
+    "chosen per pattern with lam_dec=gcv",
+}
+#: A df parameter and the lambda it replaces (as nercc.tuning.grid.ALTERNATIVES).
+_ALTERNATIVE_OF = {"df_enc": "lam_enc", "df_dec": "lam_dec"}
+
+
 def _lambdas(cfg: DictConfig, key: str) -> None:
+    """A smoothing parameter: null, a number >= 0, a list of numbers, or the side's word
+    (:data:`_LAMBDA_WORDS`; gcv also in a list)."""
     value = get(cfg, key)
-    if value is None or (value == "auto" and key.endswith(".lam_enc")):
+    if value is None:
         return
-    values = _as_list(value) if _as_list(value) is not None else [value]
-    if not values or not all(_is_number(v) and v >= 0 for v in values):
-        raise ConfigError(key, "must be null, a finite number >= 0 or a list of them", value)
+    param = key.rsplit(".", 1)[-1]
+    word, meaning = _LAMBDA_WORDS.get(param, (None, ""))
+    items = _as_list(value)
+    values = items if items is not None else [value]
+    for item in values:
+        reason = _WRONG_WORD.get((param, item)) if isinstance(item, str) else None
+        if reason is not None:
+            raise ConfigError(key, reason, value)
+    if word is not None and value == word:
+        return
+    in_list = word if word == "gcv" else None  # auto is one calibration, not a grid point
+    if not values or not all((_is_number(v) and v >= 0) or v == in_list for v in values):
+        extra = f" (or {meaning})" if word else ""
+        raise ConfigError(
+            key, f"must be null, a finite number >= 0 or a list of them{extra}", value
+        )
+
+
+def _dfs(cfg: DictConfig, where: str, node: DictConfig, k: int) -> None:
+    """NeRCC's effective degrees of freedom ``df_enc`` and ``df_dec``: null (not used), a number
+    or a list of numbers, > 2 (2 is the straight line, lambda = inf); the encoder's at most K
+    (on its K alphas, K interpolates), the decoder's at most N (it applies to each pattern's
+    answering workers; a pattern with at most df_dec answers is interpolated). Either replaces
+    the lambda of its side, which must then be null."""
+    for param, lam in _ALTERNATIVE_OF.items():
+        key = f"{where}.{param}"
+        value = get(cfg, key) if param in node else None
+        if value is None:
+            continue
+        if param == "df_enc":
+            high = node.get("num_inputs") if _is_int(node.get("num_inputs")) else k
+            bound = f"K={high}"
+            why = "the encoder's effective degrees of freedom on its K alphas: 2 is the straight "
+            why += "line, K interpolates"
+        else:
+            high = node.get("num_workers") if _is_int(node.get("num_workers")) else k
+            bound = f"N={high}"
+            why = "the decoder's effective degrees of freedom on each pattern's answering "
+            why += "workers: a pattern with at most df_dec answers is interpolated"
+        items = _as_list(value)
+        values = items if items is not None else [value]
+        if not values or not all(_is_number(v) and 2 < v <= high for v in values):
+            what = f"must be null, a number in (2, {bound}] or a list of them ({why})"
+            raise ConfigError(key, what, value)
+        other = get(cfg, f"{where}.{lam}", None)
+        if other is not None:
+            side = "encoder" if lam == "lam_enc" else "decoder"
+            raise ConfigError(
+                key,
+                f"and {lam}={show(other)} both give the {side}'s smoothing: set one of them, "
+                f"the other null ({where}.{lam}=null)",
+                value,
+            )
 
 
 def _count_grid(cfg: DictConfig, param: str) -> int:
+    """The most values a scheme lists for ``param``, times those of its df alternative (for
+    lam_enc: the distinct encoders of a grid over lam_enc or df_enc)."""
     count = 1
     for name in cfg.scheme:
-        value = cfg.scheme[name].get(param)
-        count = max(count, len(_as_list(value) or [value]))
+        node = cfg.scheme[name]
+        here = 1
+        for key in (param, *(k for k, v in _ALTERNATIVE_OF.items() if v == param)):
+            value = node.get(key)
+            here *= len(_as_list(value) or [value])
+        count = max(count, here)
     return count
 
 

@@ -11,6 +11,7 @@ results table, the plots and the objective go to W&B too.
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from nercc.tuning import (
     resolve_table,
 )
 from nercc.tuning.auto import AUTO, auto_candidates, auto_table, best_per_stragglers
+from nercc.tuning.grid import open_settings
 from nercc.utils.errors import ConfigError
 from nercc.utils.instantiate import build, build_all, build_checked, plain
 
@@ -88,7 +90,7 @@ def _tables(cfg: DictConfig, notes: list[str]) -> dict[str, ParamTable | None]:
             )
         except ValueError as error:
             raise ConfigError(where, str(error)) from None
-        unset = [key for key, value in node.items() if value is None]
+        unset = open_settings(node)  # lam_enc=1e-6 with df_enc=null leaves nothing open
         if table is None and node[TABLE_KEY] == "published" and unset:
             notes.append(
                 f"no tuned table for {cfg.model_name} on {cfg.data.name} with "
@@ -292,7 +294,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         objective = objective_value(rows, plan.objective, cfg.get("optimized_at"))
         metrics[plan.objective] = objective
     if trainer.is_global_zero:
-        _report(cfg, rows, objective, plan.objective, loggers, info, classifier.info)
+        _report(cfg, rows, objective, plan.objective, loggers, info, classifier.info, plan.variants)
     return metrics, {"trainer": trainer, "data": data, "classifier": classifier, "plan": plan}
 
 
@@ -304,6 +306,7 @@ def _report(
     loggers: list,
     info: dict,
     model_info: dict,
+    variants: list[SchemeVariant],
 ) -> None:
     from nercc.evaluation.report import param_columns, plot_vs_stragglers, print_results
     from nercc.utils.io import write_csv, write_json
@@ -322,12 +325,9 @@ def _report(
     # The parameters each variant ran with: in the config when one setting served every S (so
     # that W&B's parallel coordinates see them), and per S among the metrics.
     names = param_columns(rows)
-    settings: dict[str, list] = {}
-    for r in rows:
-        values = {n: r[n] for n in names if r.get(n) is not None}
-        if values and values not in settings.setdefault(r["variant"], []):
-            settings[r["variant"]].append(values)
-    used = {label: found[0] for label, found in settings.items() if len(found) == 1}
+    # A variant's settings as given (params()), not the rows' medians: df_dec changes with S.
+    labels = collections.Counter(v.label for v in variants)
+    used = {v.label: v.params for v in variants if labels[v.label] == 1 and v.params}
     for logger in loggers:
         logger.log_hyperparams(
             {**plain(cfg), "params": used, "data_source": info, "classifier": model_info}

@@ -20,7 +20,7 @@ SMALL = [
 ]
 COLUMNS = [
     "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "stragglers_mean",
-    "stragglers_max", "lam_enc", "lam_dec",
+    "stragglers_max", "lam_enc", "lam_dec", "df_enc", "df_dec", "df_dec_min", "df_dec_max",
     "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc", "rel_acc",
     "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement", "num_inputs_evaluated", "num_patterns",
 ]  # fmt: skip
@@ -48,6 +48,19 @@ def test_evaluate_writes_results_and_plots(compose_config, checkpoints, tmp_path
         assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for row in rows:
         assert row["num_inputs_evaluated"] == 256 and row["num_patterns"] == 2 * 32
+        if row["scheme"] == "nercc":  # interpolation: df = K at the encoder, N - S answers
+            assert row["df_enc"] == 8.0 and row["lam_enc"] == 0.0
+            if row["lam_dec"] == 0.0:
+                assert (
+                    row["df_dec"]
+                    == row["df_dec_min"]
+                    == row["df_dec_max"]
+                    == 20 - row["num_stragglers"]
+                )
+            else:
+                assert 2 < row["df_dec_min"] <= row["df_dec"] <= row["df_dec_max"] < 8
+        else:
+            assert row["df_dec"] is None and row["lam_enc"] is None
         assert 0 <= row["agreement"] <= 1 and row["base_acc"] > 0.8
         # 64 draws: an interval around the value (of width 0 where every draw is all correct)
         assert row["mse_se"] > 0 and row["rel_acc_se"] >= 0
@@ -91,12 +104,36 @@ def run_cli(args, tmp_path, name):
     )
 
 
+def test_gcv_and_df_from_the_command_line(checkpoints, tmp_path):
+    args = [
+        *SMALL,
+        f"paths.checkpoint_dir={checkpoints}",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "scheme.nercc.lam_dec=gcv",
+        "scheme.nercc.df_enc=6",
+    ]
+    result = run_cli(args, tmp_path, "gcv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "gcv" / "results.json").read_text())["rows"]
+    nercc = [r for r in rows if r["scheme"] == "nercc"]
+    assert len(nercc) == 3 and {r["params_source"] for r in nercc} == {"config"}
+    for row in nercc:
+        assert row["df_enc"] == pytest.approx(6.0, rel=1e-9)
+        assert row["lam_dec_min"] <= row["lam_dec"] <= row["lam_dec_max"]
+        assert row["df_dec_min"] <= row["df_dec"] <= row["df_dec_max"] <= 20 - row["num_stragglers"]
+    bacc = [r for r in rows if r["scheme"] == "bacc"]
+    assert all(r["lam_dec_min"] is None and r["df_enc"] is None for r in bacc)
+    assert "lam_dec (df)" in result.stdout and "lam_enc (df)" in result.stdout
+
+
 def test_two_processes_give_the_one_process_numbers(checkpoints, tmp_path):
     args = [
         *SMALL,
         f"paths.checkpoint_dir={checkpoints}",
         "logger=none",
         "trainer.enable_progress_bar=false",
+        "scheme.nercc.lam_dec=[0.0,gcv]",  # the medians and spreads of GCV's lambdas too
     ]
     single = run_cli(args, tmp_path, "one")
     assert single.returncode == 0, single.stderr[-3000:]
@@ -104,7 +141,9 @@ def test_two_processes_give_the_one_process_numbers(checkpoints, tmp_path):
     assert double.returncode == 0, double.stderr[-3000:]
     one = json.loads((tmp_path / "one" / "results.json").read_text())["rows"]
     two = json.loads((tmp_path / "two" / "results.json").read_text())["rows"]
-    assert len(one) == len(two) == 6
+    assert len(one) == len(two) == 9
+    assert {r["variant"] for r in one} == {"nercc(lam_dec=0)", "nercc(lam_dec=gcv)", "bacc"}
+    assert all(r["lam_dec_min"] is not None for r in one if r["variant"] == "nercc(lam_dec=gcv)")
     for a, b in zip(one, two, strict=True):
         assert a.keys() == b.keys()
         for key, value in a.items():
@@ -120,6 +159,7 @@ def test_two_processes_give_the_one_process_numbers(checkpoints, tmp_path):
         ("eval.batch_size=4", "error: eval.batch_size: must be an integer >= K=8, got 4"),
         ("stragglers=[0,20]", "stragglers: must be a non-empty list of integers >= 0 and <= N - 1"),
         ("scheme.nercc.lam_dec=-1.0", "scheme.nercc.lam_dec: must be null, a finite number >= 0"),
+        ("scheme.nercc.lam_enc=gcv", "scheme.nercc.lam_enc: gcv chooses the decoder's lambda"),
         ("scheme.bacc._target_=builtins.dict", "scheme.bacc must build a CodingScheme, got dict"),
         ("scheme=does_not_exist", "Could not find 'scheme/does_not_exist'"),
         ("scheme.nercc.lambdas=/no/such.json", "scheme.nercc.lambdas: /no/such.json: no such file"),

@@ -67,6 +67,26 @@ EVAL_CASES = [
     (["stragglers=[0,10,10]"], "stragglers", "[0, 10, 10]"),
     (["trainer.limit_test_batches=0.5"], "trainer.limit_test_batches", "0.5"),
     (["logger.csv.save_dir={tmp}/a_file/csv"], "logger.csv.save_dir", "a_file/csv"),
+    # lam_dec=gcv and df_enc / df_dec (effective degrees of freedom)
+    (["scheme.nercc.lam_enc=gcv"], "scheme.nercc.lam_enc", "the encoder has no answers"),
+    (["scheme.nercc.lam_enc=[0,gcv]"], "scheme.nercc.lam_enc", "[0, 'gcv']"),
+    (["scheme.nercc.lam_enc=[auto]"], "scheme.nercc.lam_enc", "['auto']"),
+    (["scheme.nercc.lam_dec=auto"], "scheme.nercc.lam_dec", "lam_dec=gcv, got 'auto'"),
+    (["scheme.nercc.lam_dec=GCV"], "scheme.nercc.lam_dec", "(or gcv: chosen per pattern"),
+    (["scheme.nercc.df_enc=2"], "scheme.nercc.df_enc", "K interpolates), got 2"),
+    (["scheme.nercc.df_enc=21"], "scheme.nercc.df_enc", "a number in (2, K=20] or a list"),
+    (["scheme.nercc.df_enc=abc"], "scheme.nercc.df_enc", "'abc'"),
+    (["scheme.nercc.df_dec=1.5"], "scheme.nercc.df_dec", "each pattern's answering workers"),
+    (["scheme.nercc.df_dec=[10,2]"], "scheme.nercc.df_dec", "in (2, N=100] or a list"),
+    (["scheme.nercc.df_dec=101"], "scheme.nercc.df_dec", "101"),
+    (["scheme.nercc.df_dec=gcv"], "scheme.nercc.df_dec", "'gcv'"),
+    (["scheme.nercc.df_enc=6", "scheme.nercc.lam_enc=1e-6"], "scheme.nercc.df_enc",
+     "and lam_enc=1e-06 both give the encoder's smoothing"),
+    (["scheme.nercc.df_enc=6", "scheme.nercc.lam_enc=auto"], "scheme.nercc.df_enc",
+     "lam_enc='auto' both"),
+    (["scheme.nercc.df_dec=[10,20]", "scheme.nercc.lam_dec=gcv"], "scheme.nercc.df_dec",
+     "and lam_dec='gcv' both give the decoder's smoothing: set one of them, the other null "
+     "(scheme.nercc.lam_dec=null), got [10, 20]"),
 ]  # fmt: skip
 
 TRAIN_CASES = [
@@ -221,6 +241,10 @@ def test_demo_refuses(overrides, key, got):
         ("eval", ["straggler=bernoulli", "straggler.p=0.2", "stragglers=[20]"]),
         ("eval", ["straggler=latency", "+straggler.deadline=2.5", "stragglers=[0]"]),
         ("eval", ["scheme.nercc.lam_dec=[0,1e-6]", "logger=wandb"]),
+        ("eval", ["scheme.nercc.lam_dec=gcv"]),
+        ("eval", ["scheme.nercc.lam_dec=[0,1e-6,gcv]", "scheme.nercc.lam_enc=auto"]),
+        ("eval", ["scheme.nercc.df_enc=20", "scheme.nercc.df_dec=[2.5,30,100]"]),
+        ("eval", ["scheme.nercc.df_enc=[10,15]", "scheme.nercc.lam_dec=gcv", "scheme=all"]),
         ("train", []),
         (
             "train",

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
-__all__ = ["INTERVAL_Z", "CodedMetrics", "ratio_standard_error"]
+__all__ = ["INTERVAL_Z", "CodedMetrics", "ParamStats", "lower_median", "ratio_standard_error"]
 
 #: Half-width of the reported intervals in standard errors: 95 %, normal approximation.
 INTERVAL_Z = 1.96
@@ -205,3 +209,89 @@ def _interval(name: str, value: float, se: float) -> dict[str, float]:
     """``name_se``, ``name_lo``, ``name_hi``: the 95 % normal interval ``value -/+ 1.96 se``."""
     half = INTERVAL_Z * se
     return {f"{name}_se": se, f"{name}_lo": value - half, f"{name}_hi": value + half}
+
+
+def lower_median(values: Any, counts: Any = None) -> float:
+    """The lower median of a multiset: its ``ceil(P / 2)``-th smallest of P values (of the two
+    middle ones of an even count, the smaller), so always one of the values themselves.
+
+    ``counts`` (optional, same length) say how often each value occurs (a histogram).
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    counts = np.ones_like(values) if counts is None else np.asarray(counts, np.float64).reshape(-1)
+    if values.size == 0 or counts.sum() <= 0:
+        return float("nan")
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(counts[order])
+    rank = (cumulative[-1] - 1) // 2  # 0-based rank of the lower median
+    return float(values[order][np.searchsorted(cumulative, rank, side="right")])
+
+
+class ParamStats(Metric):
+    """The parameters every (group, pattern) draw was decoded with, for exact order statistics.
+
+    ``update`` takes, per parameter name, one value per draw (what
+    :meth:`nercc.coding.CodingScheme.decode_each_with_params` reports: NeRCC's ``lam_enc``,
+    ``lam_dec``, ``df_enc``, ``df_dec``); ``compute`` returns, per name, the lower median over
+    all draws (:func:`lower_median`: one of the values used, e.g. a lambda of the GCV grid, never
+    the mean of two) and the minimum and maximum.
+
+    The state is a histogram kept as one ``cat`` list: per update and name, the distinct values
+    with how many draws used each, as flat triples (name index, value, count) in float64 (counts
+    are exact integers up to 2^53). Under DDP the processes' triples are concatenated, and
+    ``compute`` merges equal values by summing their counts: the multiset of values, hence the
+    median, minimum and maximum, is exactly the one process's, in any order of the processes. A
+    fixed parameter costs one triple per batch; one that varies (GCV's lambdas: at most the grid's
+    values; the decoder's df: up to one per draw) at most one per draw.
+    Every process must update at least once before ``compute`` (the evaluation gives each one a
+    batch, see :func:`nercc.checks.check_batches`).
+    """
+
+    full_state_update = False
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__()
+        self.names = tuple(names)
+        self.add_state("triples", default=[], dist_reduce_fx="cat")
+
+    def update(self, params: Mapping[str, Any]) -> None:
+        """Add the draws' parameters: ``{name: values of shape (draws,)}`` (ndarray or tensor);
+        every name of ``names``, no other."""
+        if set(params) != set(self.names):
+            raise ValueError(
+                f"params must give exactly {list(self.names)} (the names this metric was built "
+                f"for), got {sorted(params)}"
+            )
+        parts = []
+        for index, name in enumerate(self.names):
+            values = params[name]
+            if isinstance(values, torch.Tensor):
+                values = values.detach().cpu().numpy()
+            distinct, counts = np.unique(np.asarray(values, np.float64), return_counts=True)
+            part = np.empty((distinct.size, 3))
+            part[:, 0], part[:, 1], part[:, 2] = index, distinct, counts
+            parts.append(part.reshape(-1))
+        flat = torch.as_tensor(
+            np.concatenate([np.zeros(0), *parts]), dtype=torch.float64, device=self.device
+        )
+        self.triples.append(flat)
+
+    def compute(self) -> dict[str, dict[str, float]]:
+        """``{name: {"median": ..., "min": ..., "max": ...}}`` over every draw (NaN without
+        any)."""
+        state = self.triples
+        if isinstance(state, list):
+            state = dim_zero_cat(state) if state else torch.zeros(0, dtype=torch.float64)
+        triples = state.detach().cpu().double().numpy().reshape(-1, 3)
+        result = {}
+        for index, name in enumerate(self.names):
+            mine = triples[triples[:, 0] == index]
+            distinct, inverse = np.unique(mine[:, 1], return_inverse=True)
+            counts = np.bincount(inverse.reshape(-1), weights=mine[:, 2], minlength=distinct.size)
+            empty = distinct.size == 0
+            result[name] = {
+                "median": lower_median(distinct, counts),
+                "min": float("nan") if empty else float(distinct[0]),
+                "max": float("nan") if empty else float(distinct[-1]),
+            }
+        return result

@@ -11,6 +11,16 @@ same batch, and only its real inputs are counted):
    them once, for the outputs of all the encoders whose variants share it side by side (a grid of
    lam_enc x lam_dec costs one decode per lam_dec).
 
+Every pattern is decoded with :meth:`~nercc.coding.CodingScheme.decode_each_with_params`, and each
+row reports the parameters its patterns were actually decoded with. For each parameter a scheme
+reports (NeRCC: ``lam_enc``, ``lam_dec``, ``df_enc``, ``df_dec``), the column of its name holds the
+lower median over the row's (group, pattern) draws (one of the values used); for the decoder's
+parameters that change from pattern to pattern (a lambda chosen by GCV or from df_dec; the
+decoder's df, a property of each pattern's answering workers: see
+:func:`~nercc.evaluation.variants.has_spread`) ``<name>_min`` and ``<name>_max`` follow it. Every
+row of a run has the same keys, None where its scheme has no such parameter or no such spread. All
+are exact under DDP (:class:`~nercc.evaluation.metrics.ParamStats`).
+
 Each result row holds S as asked (``num_stragglers``) and as realised over the row's patterns
 (``stragglers_mean``, ``stragglers_max``: workers that did not answer); the two differ for straggler
 models that draw a random count (Bernoulli, a latency deadline). Right after ``mse`` and after
@@ -38,11 +48,20 @@ import torch
 from torch import nn
 
 from nercc.evaluation.cache import OutputCache, fingerprint
-from nercc.evaluation.metrics import CodedMetrics
-from nercc.evaluation.variants import SchemeVariant
+from nercc.evaluation.metrics import CodedMetrics, ParamStats
+from nercc.evaluation.variants import SPREAD_SUFFIXES, SchemeVariant, has_spread
 from nercc.stragglers import StragglerModel
 
 __all__ = ["CodedInferenceModule", "straggler_models"]
+
+
+def _reported(scheme: Any) -> dict[str, float]:
+    """The parameters a scheme reports when it decodes (their names, in its order, with their
+    values on a probe: one pattern where only worker 0 answers, which costs nothing)."""
+    available = np.zeros((1, scheme.num_workers), dtype=bool)
+    available[0, 0] = True
+    _, params = scheme.decode_each_with_params(np.zeros((1, scheme.num_workers, 1)), available)
+    return {name: float(np.asarray(values).reshape(-1)[0]) for name, values in params.items()}
 
 
 def _stable_seed(*parts: int) -> int:
@@ -153,6 +172,15 @@ class CodedInferenceModule(pl.LightningModule):
         self.metrics = nn.ModuleList(
             nn.ModuleList(CodedMetrics() for _ in self.stragglers) for _ in self.variants
         )
+        # The parameters each variant reports when it decodes, and their histograms per S.
+        # Variants decoded side by side share the decoder's per-pattern values; a parameter that
+        # the probe shows differing from the decoding variant's belongs to the variant's own
+        # encoder (fixed for it: the decoder is the same), and is taken from its probe.
+        self.reported = [_reported(v.scheme) for v in self.variants]
+        self.param_stats = nn.ModuleList(
+            nn.ModuleList(ParamStats(list(self.reported[i])) for _ in self.stragglers)
+            for i in range(len(self.variants))
+        )
         self.results: list[dict[str, Any]] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -217,19 +245,36 @@ class CodedInferenceModule(pl.LightningModule):
                     for i in running:
                         scheme = self.variants[i].scheme
                         available = self._draw(model, scheme, s, groups * t, first, shared)
-                        estimates = scheme.decode_each(outputs[self.encoder_of[i]], available)
+                        estimates, params = scheme.decode_each_with_params(
+                            outputs[self.encoder_of[i]], available
+                        )
                         self._count(i, s_index, estimates, available, counted)
+                        self.param_stats[i][s_index].update(params)
                     continue
                 # One decoder for all: decode the outputs of their encoders side by side.
-                scheme = self.variants[running[0]].scheme
+                decoding = running[0]
+                scheme = self.variants[decoding].scheme
                 available = self._draw(model, scheme, s, groups * t, first, shared)
                 encoders = tuple(dict.fromkeys(self.encoder_of[i] for i in running))
                 if encoders not in stacks:
                     stacks[encoders] = torch.stack([outputs[j] for j in encoders], dim=2)
-                estimates = scheme.decode_each(stacks[encoders], available)  # (G*T, K, E, C)
+                # (G*T, K, E, C) and the decoder's parameters per pattern
+                estimates, params = scheme.decode_each_with_params(stacks[encoders], available)
                 for i in running:
                     position = encoders.index(self.encoder_of[i])
                     self._count(i, s_index, estimates[:, :, position], available, counted)
+                    self.param_stats[i][s_index].update(self._own(i, decoding, params))
+
+    def _own(self, i: int, decoding: int, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Variant i's parameters per pattern, from those of variant ``decoding``, which decoded
+        for both (the same decoder): where their probes differ, i's own fixed value."""
+        if i == decoding:
+            return params
+        mine, theirs = self.reported[i], self.reported[decoding]
+        return {
+            name: values if mine[name] == theirs[name] else np.full(len(values), mine[name])
+            for name, values in params.items()
+        }
 
     def _draw(
         self,
@@ -272,15 +317,40 @@ class CodedInferenceModule(pl.LightningModule):
             stragglers,
         )
 
+    def _param_columns(self) -> list[tuple[str, str, str]]:
+        """(column, parameter, statistic) of every parameter column of this run's rows: each
+        reported parameter's median under its name, followed by its ``_min`` and ``_max`` where
+        some variant reports a spread (:func:`has_spread`)."""
+        names = list(dict.fromkeys(name for reported in self.reported for name in reported))
+        columns = []
+        for name in names:
+            columns.append((name, name, "median"))
+            if any(
+                name in reported and has_spread(name, v.params)
+                for v, reported in zip(self.variants, self.reported, strict=True)
+            ):
+                columns += [(name + suffix, name, suffix[1:]) for suffix in SPREAD_SUFFIXES]
+        return columns
+
     def on_test_epoch_end(self) -> None:
-        # Every row has every parameter column (None where a scheme has no such parameter).
-        names = list(dict.fromkeys(name for v in self.variants for name in v.params))
+        # Every row has every parameter column (None where a scheme has no such parameter, or
+        # no spread of it).
+        columns = self._param_columns()
         rows = []
         for i, variant in enumerate(self.variants):
-            params = variant.params
+            settings = variant.params
             for s_index, s in enumerate(self.stragglers):
                 if not variant.runs_at(s):
                     continue
+                used = self.param_stats[i][s_index].compute()
+                params = {
+                    column: (
+                        used[name][stat]
+                        if name in used and (stat == "median" or has_spread(name, settings))
+                        else None
+                    )
+                    for column, name, stat in columns
+                }
                 values = self.metrics[i][s_index].compute()
                 pairs = values.pop("pairs")
                 patterns = values.pop("patterns")
@@ -295,7 +365,7 @@ class CodedInferenceModule(pl.LightningModule):
                         "num_workers": variant.scheme.num_workers,
                         "num_stragglers": s,
                         **counts,
-                        **{name: params.get(name) for name in names},
+                        **params,
                         "params_source": variant.source,
                         **values,
                         "num_inputs_evaluated": pairs // self.num_patterns,

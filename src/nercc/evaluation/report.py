@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from nercc.evaluation.variants import SPREAD_SUFFIXES  # noqa: E402
 from nercc.utils.io import file_mode  # noqa: E402
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "plot_vs_stragglers",
     "print_results",
     "save_figure",
+    "spread_columns",
 ]
 
 
@@ -54,15 +56,71 @@ def _with_interval(row: dict[str, Any], metric: str, shown: str) -> str:
     return shown if interval is None else f"{shown} ± {(interval[1] - interval[0]) / 2:.2g}"
 
 
+def _is_spread(column: str, columns: Sequence[str]) -> bool:
+    """``column`` is ``<name>_min`` or ``<name>_max`` of another column ``<name>``."""
+    return any(
+        column.endswith(suffix) and column[: -len(suffix)] in columns for suffix in SPREAD_SUFFIXES
+    )
+
+
 def param_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The schemes' parameter columns of result rows (``lam_enc``, ``lam_dec`` for NeRCC)."""
-    return [c for c in dict.fromkeys(c for r in rows for c in r) if c not in FIXED_COLUMNS]
+    """The schemes' parameter columns of result rows: for NeRCC ``lam_enc``, ``lam_dec``,
+    ``df_enc``, ``df_dec`` (the median over each row's patterns of what they were decoded with).
+    The spread columns (``<name>_min``, ``<name>_max``) are statistics of these, not parameters
+    of their own: they are left out (see :func:`spread_columns`)."""
+    columns = [c for c in dict.fromkeys(c for r in rows for c in r) if c not in FIXED_COLUMNS]
+    return [c for c in columns if not _is_spread(c, columns)]
+
+
+def spread_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The spread columns of result rows: ``<name>_min`` and ``<name>_max`` of a parameter."""
+    columns = [c for c in dict.fromkeys(c for r in rows for c in r) if c not in FIXED_COLUMNS]
+    return [c for c in columns if _is_spread(c, columns)]
+
+
+def _shown(row: dict[str, Any], name: str, fmt: str) -> str:
+    """A parameter's median, then ``[min, max]`` where the row has a spread of it."""
+    value = row.get(name)
+    if value is None:
+        return ""
+    low, high = row.get(f"{name}_min"), row.get(f"{name}_max")
+    text = format(value, fmt)
+    if low is not None and high is not None and low != high:
+        text += f" [{low:{fmt}}, {high:{fmt}}]"
+    return text
+
+
+def _param_cells(params: Sequence[str]) -> list[tuple[str, Any]]:
+    """The table's parameter columns: (header, row -> cell). A lambda and the df of the same
+    side share one column, ``lam_dec (df)``: ``1e-06 (17.2)``, each with its spread, to three
+    significant digits (the rows keep every digit); other parameters show alone."""
+    cells = []
+    for name in params:
+        if name.startswith("df_") and f"lam_{name[3:]}" in params:
+            continue  # shown beside its lambda
+        df = f"df_{name[4:]}" if name.startswith("lam_") else None
+        if df in params:
+
+            def cell(row: dict[str, Any], lam: str = name, df: str = df) -> str:
+                first, second = _shown(row, lam, ".3g"), _shown(row, df, ".3g")
+                if first and second:
+                    return f"{first} ({second})"
+                return first or second
+
+            cells.append((f"{name} (df)", cell))
+        else:
+            cells.append((name, lambda row, name=name: _shown(row, name, "g")))
+    return cells
 
 
 def print_results(
     rows: Sequence[dict[str, Any]], title: str, console: Console | None = None
 ) -> None:
     """A rich table: one line per (variant, S), with the schemes' parameters.
+
+    Each parameter shows the median over the row's patterns of what they were decoded with,
+    then ``[min, max]`` where they differ; a lambda and the effective degrees of freedom of the
+    same side share a column (``lam_dec (df)``: ``0.0001 [1e-06, 0.01] (12.3 [9.1, 15])``).
 
     When the realised mean number of stragglers differs from S in some row (a straggler model
     that draws a random count), an ``S mean`` column shows it next to S. ``mse`` and ``rel_acc``
@@ -80,16 +138,17 @@ def print_results(
     table = Table(title=title, caption=caption)
     table.add_column("scheme", no_wrap=True)
     counts = ("S", "S mean") if realised else ("S",)
-    for column in (*counts, *params, "mse", "acc", "base_acc", "rel_acc", "agreement"):
+    cells = _param_cells(params)
+    headers = [header for header, _ in cells]
+    for column in (*counts, *headers, "mse", "acc", "base_acc", "rel_acc", "agreement"):
         table.add_column(column, justify="right")
-    show = lambda value: "" if value is None else f"{value:g}"  # noqa: E731
     for row in rows:
         mean = (f"{row['stragglers_mean']:.4g}" if row.get("stragglers_mean") is not None else "",)
         table.add_row(
             row["variant"],
             str(row["num_stragglers"]),
             *(mean if realised else ()),
-            *(show(row.get(name)) for name in params),
+            *(cell(row) for _, cell in cells),
             _with_interval(row, "mse", f"{row['mse']:.4g}"),
             f"{row['acc']:.4f}",
             f"{row['base_acc']:.4f}",

@@ -9,7 +9,25 @@ from typing import Any
 from nercc.coding import CodingScheme
 from nercc.utils.instantiate import build_checked
 
-__all__ = ["SchemeVariant", "build_scheme"]
+__all__ = ["SPREAD_SUFFIXES", "SchemeVariant", "build_scheme", "has_spread"]
+
+#: The suffixes of the result columns that give a parameter's spread over a row's patterns
+#: (``lam_dec_min``, ``lam_dec_max`` beside ``lam_dec``, the median).
+SPREAD_SUFFIXES = ("_min", "_max")
+
+
+def has_spread(name: str, settings: Mapping[str, Any]) -> bool:
+    """Whether result rows give the spread of parameter ``name`` over their patterns, for a
+    scheme with the fixed settings ``settings`` (:meth:`~nercc.coding.CodingScheme.params`).
+
+    The decoder's parameters that change from one pattern to the next have one: NeRCC's decoder
+    df always (a property of each pattern's answering betas, their count and places; a given
+    ``df_dec`` too, since patterns with at most df_dec answers are interpolated), and its lambda
+    unless it is a fixed number (``lam_dec="gcv"`` and ``df_dec`` choose one per pattern). The
+    encoder's are fixed for the scheme. Decided by the settings, not by the values, so that the
+    columns of a run depend on its config only.
+    """
+    return name == "df_dec" or (name == "lam_dec" and name not in settings)
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,11 +14,33 @@ from nercc.coding import CodingScheme
 from nercc.evaluation.variants import SchemeVariant, build_scheme
 from nercc.tuning.tables import ParamTable
 
-__all__ = ["TABLE_KEY", "expand_schemes", "format_params"]
+__all__ = ["ALTERNATIVES", "TABLE_KEY", "expand_schemes", "format_params", "open_settings"]
 
 #: Key of a scheme entry that chooses its table of tuned parameters (not a scheme argument):
 #: ``published``, ``none`` or a path.
 TABLE_KEY = "lambdas"
+
+#: Parameters that give the same setting as another, in other terms: NeRCC's effective degrees of
+#: freedom instead of the lambda of the same side. A setting is *given* by the config when any of
+#: its parameters is not null; a table fills only settings the config leaves open.
+ALTERNATIVES = {"df_enc": "lam_enc", "df_dec": "lam_dec"}
+
+
+def _setting(key: str) -> str:
+    """The setting a parameter gives (``df_enc`` and ``lam_enc``: ``lam_enc``)."""
+    return ALTERNATIVES.get(key, key)
+
+
+def open_settings(node: Mapping[str, Any]) -> list[str]:
+    """The settings a scheme entry leaves open: listed, but null under each of their names.
+
+    ``{"lam_enc": None, "df_enc": None, "lam_dec": 1e-3, "df_dec": None}`` leaves ``lam_enc``
+    open (a table fills it, else the scheme's default); ``df_dec: null`` beside a given lam_dec
+    only says that df_dec is not used. A setting is named by its lambda (:data:`ALTERNATIVES`).
+    """
+    given = {_setting(k) for k, v in node.items() if v is not None}
+    nulls = [_setting(k) for k, v in node.items() if v is None]
+    return [k for k in dict.fromkeys(nulls) if k not in given]
 
 
 def format_params(params: Mapping[str, Any]) -> str:
@@ -33,10 +55,15 @@ def expand_schemes(
 ) -> list[SchemeVariant]:
     """Instantiate every scheme config as one or more variants.
 
-    A scheme entry's parameter may be a number, a list (every combination of the listed values is
-    a variant: a grid) or null. A null parameter is taken, per S, from the scheme's table in
-    ``tables`` when there is one (a parameter given in the config always wins over the table),
-    and otherwise is left to the scheme's default (``source="default"``).
+    A scheme entry's parameter may be a number or a string (``lam_dec="gcv"``: one value, not a
+    grid), a list (every combination of the listed values is a variant: a grid) or null (not
+    passed to the scheme). NeRCC's smoothing of each side is one *setting*, given by its lambda
+    or by its degrees of freedom (:data:`ALTERNATIVES`: ``lam_enc`` or ``df_enc``, ``lam_dec`` or
+    ``df_dec``). A setting whose parameters are all null is taken, per S, from the scheme's table
+    in ``tables`` when there is one (a setting given in the config always wins over the table:
+    ``df_enc=6`` leaves the table's ``lam_enc`` unused, and the table still fills ``lam_dec``
+    if the config leaves the decoder open), and otherwise is left to the scheme's default
+    (``source="default"``). A table's df columns are used the same way, only if it has them.
 
     Parameters
     ----------
@@ -62,7 +89,7 @@ def expand_schemes(
         table = (tables or {}).get(name)
         found = _variants(name, node, table, list(stragglers or []))
         if table is not None:
-            _check_table(name, table, found[0].scheme)
+            _check_table(name, table, found[0].scheme, node)
         variants += found
     sizes = {v.scheme.num_inputs for v in variants}
     if len(sizes) != 1:
@@ -70,12 +97,17 @@ def expand_schemes(
     return variants
 
 
-def _check_table(name: str, table: ParamTable, scheme: CodingScheme) -> None:
-    """Refuse a table tuned for another scheme or another code than ``scheme``'s."""
+def _check_table(name: str, table: ParamTable, scheme: CodingScheme, node: DictConfig) -> None:
+    """Refuse a table tuned for another scheme or another code than ``scheme``'s, or one that
+    sets parameters the scheme does not have (``node``: the config entry, without nulls)."""
     where = f"scheme.{name}.{TABLE_KEY}: {table.path}"
     if table.scheme != name:
         raise ValueError(f"{where} was tuned for scheme {table.scheme!r}, not {name!r}")
-    unknown = sorted(set(table.by_stragglers[min(table.by_stragglers)]) - set(scheme.params()))
+    # The scheme's settings, given either way (a table's lam_dec fits a run with df_dec or gcv).
+    known = {_setting(k) for k in scheme.params()}
+    known |= {_setting(k) for k in node if k in ALTERNATIVES or k in ALTERNATIVES.values()}
+    tuned = table.by_stragglers[min(table.by_stragglers)]
+    unknown = sorted(k for k in tuned if _setting(k) not in known)
     if unknown:
         raise ValueError(f"{where} sets {', '.join(unknown)}, not parameters of scheme.{name}")
     for key, value in table.code.items():
@@ -89,20 +121,22 @@ def _variants(
     name: str, node: DictConfig, table: ParamTable | None, stragglers: list[int]
 ) -> list[SchemeVariant]:
     grid = {k: list(v) for k, v in node.items() if isinstance(v, ListConfig)}
-    unset = [k for k, v in node.items() if v is None]
-    for key in unset:
+    unset = set(open_settings(node))  # filled by the table, else the scheme's defaults
+    given = {_setting(k) for k, v in node.items() if v is not None}
+    for key in [k for k, v in node.items() if v is None]:  # null: not passed to the scheme
         del node[key]
     # (values from the table, the S they serve or None for every S, source) per distinct setting
     settings: list[tuple[dict[str, float], frozenset[int] | None, str]]
     tuned = set(table.by_stragglers[min(table.by_stragglers)]) if table is not None else set()
-    if table is not None and set(unset) & tuned:
+    if table is not None and unset & {_setting(k) for k in tuned}:
         by_values: dict[tuple, set[int]] = {}
         for s in stragglers:
             params, _ = table.params_at(s)
-            chosen = {k: params[k] for k in unset if k in params}
+            chosen = {k: v for k, v in params.items() if _setting(k) in unset}
             by_values.setdefault(tuple(chosen.items()), set()).add(int(s))
-        given = any(k in node for k in tuned)  # a tuned parameter the config sets itself
-        source = f"{'config+' if given else ''}table:{table.path}"
+        # a tuned setting the config gives itself (by either name)
+        overridden = any(_setting(k) in given for k in tuned)
+        source = f"{'config+' if overridden else ''}table:{table.path}"
         settings = [(dict(values), frozenset(at), source) for values, at in by_values.items()]
     else:
         settings = [({}, None, "default" if unset else "config")]

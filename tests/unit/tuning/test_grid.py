@@ -115,3 +115,72 @@ def test_a_parameter_absent_from_the_config_is_not_called_given():
     by_s = {0: {"lam_enc": 1e-3, "lam_dec": 1e-4}}
     (variant,) = expand_schemes(node, [0], {"nercc": table(by_s)})
     assert variant.params == {"lam_enc": 0.0, "lam_dec": 1e-4} and variant.source == "table:t.json"
+
+
+def test_gcv_is_one_value_and_lists_mix_it_with_numbers():
+    node = OmegaConf.create({"nercc": {**NERCC, "lam_enc": 1e-6, "lam_dec": "gcv"}})
+    (variant,) = expand_schemes(node)
+    assert variant.scheme.lam_dec == "gcv" and variant.params == {"lam_enc": 1e-6}
+    assert variant.label == "nercc" and variant.source == "config"
+    grid = OmegaConf.create({"nercc": {**NERCC, "lam_dec": [0.0, "gcv"]}})
+    variants = expand_schemes(grid)
+    assert [v.scheme.lam_dec for v in variants] == [0.0, "gcv"]
+    assert [v.label for v in variants] == ["nercc(lam_dec=0)", "nercc(lam_dec=gcv)"]
+
+
+def test_df_lists_expand_and_null_df_means_not_used():
+    node = OmegaConf.create(
+        {"nercc": {**NERCC, "lam_enc": 1e-6, "lam_dec": None, "df_enc": None, "df_dec": [4, 6]}}
+    )
+    variants = expand_schemes(node, [0], {"nercc": None})
+    assert [v.params for v in variants] == [
+        {"lam_enc": 1e-6, "df_dec": 4.0}, {"lam_enc": 1e-6, "df_dec": 6.0},
+    ]  # fmt: skip
+    assert [v.label for v in variants] == ["nercc(df_dec=4)", "nercc(df_dec=6)"]
+    # a null df beside a given lambda is not an open setting: the source stays "config"
+    given = OmegaConf.create(
+        {"nercc": {**NERCC, "lam_enc": 0.0, "lam_dec": 0.0, "df_enc": None, "df_dec": None}}
+    )
+    (variant,) = expand_schemes(given, [0], {"nercc": None})
+    assert variant.source == "config" and variant.params == {"lam_enc": 0.0, "lam_dec": 0.0}
+
+
+def test_a_side_given_by_df_or_gcv_wins_over_the_table_and_the_table_fills_the_other():
+    by_s = {0: {"lam_enc": 1e-3, "lam_dec": 1e-4}, 5: {"lam_enc": 1e-2, "lam_dec": 1e-1}}
+    nulls = {"lam_enc": None, "lam_dec": None, "df_enc": None, "df_dec": None}
+    df_enc = OmegaConf.create({"nercc": {**NERCC, **nulls, "df_enc": 3.5}})
+    variants = expand_schemes(df_enc, [0, 5], {"nercc": table(by_s)})
+    assert [(v.params, sorted(v.stragglers)) for v in variants] == [
+        ({"df_enc": 3.5, "lam_dec": 1e-4}, [0]),
+        ({"df_enc": 3.5, "lam_dec": 1e-1}, [5]),
+    ]
+    assert {v.source for v in variants} == {"config+table:t.json"}
+    gcv = OmegaConf.create({"nercc": {**NERCC, **nulls, "lam_dec": "gcv"}})
+    variants = expand_schemes(gcv, [0, 5], {"nercc": table(by_s)})
+    assert [(v.scheme.lam_enc, v.scheme.lam_dec) for v in variants] == [
+        (1e-3, "gcv"), (1e-2, "gcv"),
+    ]  # fmt: skip
+    # both sides given (df_dec and lam_enc): the table is not used at all
+    both = OmegaConf.create({"nercc": {**NERCC, **nulls, "lam_enc": 0.0, "df_dec": 6}})
+    (variant,) = expand_schemes(both, [0, 5], {"nercc": table(by_s)})
+    assert variant.params == {"lam_enc": 0.0, "df_dec": 6.0} and variant.source == "config"
+    assert variant.stragglers is None
+
+
+def test_a_table_with_df_fills_only_open_settings():
+    by_s = {0: {"df_enc": 3.5, "lam_dec": 1e-4}}
+    nulls = {"lam_enc": None, "lam_dec": None, "df_enc": None, "df_dec": None}
+    node = OmegaConf.create({"nercc": {**NERCC, **nulls}})
+    (variant,) = expand_schemes(node, [0], {"nercc": table(by_s)})
+    assert variant.params == {"df_enc": 3.5, "lam_dec": 1e-4}
+    node = OmegaConf.create({"nercc": {**NERCC, **nulls, "lam_enc": 1e-6}})
+    (variant,) = expand_schemes(node, [0], {"nercc": table(by_s)})
+    assert variant.params == {"lam_enc": 1e-6, "lam_dec": 1e-4}
+
+
+def test_open_settings():
+    from nercc.tuning.grid import open_settings
+
+    node = {"lam_enc": None, "df_enc": None, "lam_dec": 1e-3, "df_dec": None, "points": None}
+    assert open_settings(node) == ["lam_enc", "points"]
+    assert open_settings({"lam_enc": None, "df_enc": 5, "lam_dec": "gcv"}) == []
