@@ -142,7 +142,9 @@ def print_results(
     headers = [header for header, _ in cells]
     for column in (*counts, *headers, "mse", "acc", "base_acc", "rel_acc", "agreement"):
         table.add_column(column, justify="right")
-    for row in rows:
+    order = {label: i for i, label in enumerate(dict.fromkeys(r["variant"] for r in rows))}
+    # a line per variant, S increasing (a table of per-S parameters splits a scheme in variants)
+    for row in sorted(rows, key=lambda r: (order[r["variant"]], r["num_stragglers"])):
         mean = (f"{row['stragglers_mean']:.4g}" if row.get("stragglers_mean") is not None else "",)
         table.add_row(
             row["variant"],
