@@ -539,20 +539,22 @@ def _is_uncoded(node: DictConfig) -> bool:
     return str(node.get("_target_", "")).endswith("Uncoded")
 
 
-#: The words a smoothing parameter takes besides numbers: lam_enc=auto (calibrated on
-#: validation images by nercc.eval), lam_dec=gcv (chosen per pattern by generalised
-#: cross-validation on the answers; also inside a list: a grid of fixed lambdas and gcv).
+#: The words a smoothing parameter takes besides numbers: auto (calibrated per S on validation
+#: images by nercc.eval, both sides together when both say auto), and lam_dec=gcv (chosen per
+#: pattern by generalised cross-validation on the answers; also inside a list: a grid of fixed
+#: lambdas and gcv).
 _LAMBDA_WORDS = {
-    "lam_enc": ("auto", "auto: calibrated on validation images"),
-    "lam_dec": ("gcv", "gcv: chosen per pattern by cross-validation on the answers"),
+    "lam_enc": {"auto": "auto: calibrated on validation images"},
+    "lam_dec": {
+        "gcv": "gcv: chosen per pattern by cross-validation on the answers",
+        "auto": "auto: calibrated on validation images",
+    },
 }
 #: Why the other side's word is refused.
 _WRONG_WORD = {
     ("lam_enc", "gcv"): "gcv chooses the decoder's lambda by cross-validation on the workers' "
     "answers; the encoder has no answers to cross-validate: give lam_enc a number, a list, null, "
     "auto, or df_enc",
-    ("lam_dec", "auto"): "auto calibrates the encoder's lambda (lam_enc=auto); the decoder's is "
-    "chosen per pattern with lam_dec=gcv",
 }
 #: A df parameter and the lambda it replaces (as nercc.tuning.grid.ALTERNATIVES).
 _ALTERNATIVE_OF = {"df_enc": "lam_enc", "df_dec": "lam_dec"}
@@ -565,18 +567,18 @@ def _lambdas(cfg: DictConfig, key: str) -> None:
     if value is None:
         return
     param = key.rsplit(".", 1)[-1]
-    word, meaning = _LAMBDA_WORDS.get(param, (None, ""))
+    words = _LAMBDA_WORDS.get(param, {})
     items = _as_list(value)
     values = items if items is not None else [value]
     for item in values:
         reason = _WRONG_WORD.get((param, item)) if isinstance(item, str) else None
         if reason is not None:
             raise ConfigError(key, reason, value)
-    if word is not None and value == word:
+    if isinstance(value, str) and value in words:
         return
-    in_list = word if word == "gcv" else None  # auto is one calibration, not a grid point
+    in_list = "gcv" if "gcv" in words else None  # auto is one calibration, not a grid point
     if not values or not all((_is_number(v) and v >= 0) or v == in_list for v in values):
-        extra = f" (or {meaning})" if word else ""
+        extra = f" (or {'; '.join(words.values())})" if words else ""
         raise ConfigError(
             key, f"must be null, a finite number >= 0 or a list of them{extra}", value
         )

@@ -39,7 +39,13 @@ from nercc.tuning import (
     objective_value,
     resolve_table,
 )
-from nercc.tuning.auto import AUTO, auto_candidates, auto_table, best_per_stragglers
+from nercc.tuning.auto import (
+    AUTO,
+    DECODER_CANDIDATES,
+    auto_candidates,
+    auto_table,
+    best_per_stragglers,
+)
 from nercc.tuning.grid import open_settings
 from nercc.utils.errors import ConfigError
 from nercc.utils.instantiate import build, build_all, build_checked, plain
@@ -68,15 +74,15 @@ class Plan:
     tables: dict[str, ParamTable | None]
     objective: str | None
     notes: list[str] = field(default_factory=list)
-    #: Schemes whose lam_enc is chosen by a calibration on validation images (``lam_enc=auto``).
-    auto: list[str] = field(default_factory=list)
+    #: The lambdas chosen by a calibration on validation images (``auto``), by scheme.
+    auto: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _tables(cfg: DictConfig, notes: list[str]) -> dict[str, ParamTable | None]:
     """The table of every scheme that names one (``scheme.<name>.lambdas``)."""
     tables = {}
     for name, node in cfg.scheme.items():
-        if TABLE_KEY not in node or node.get("lam_enc") == AUTO:  # auto: calibrated in the run
+        if TABLE_KEY not in node or _auto_params(node):  # auto: calibrated in the run
             continue
         code = {
             "num_inputs": node.get("num_inputs"),
@@ -122,8 +128,9 @@ def check_config(cfg: DictConfig) -> Plan:
     check_eval(cfg)
     notes: list[str] = []
     tables = _tables(cfg, notes)
-    auto = [name for name, node in cfg.scheme.items() if node.get("lam_enc") == AUTO]
-    variants = expand_schemes(_with_lam_enc(cfg.scheme, auto, 0.0), list(cfg.stragglers), tables)
+    auto = {name: _auto_params(node) for name, node in cfg.scheme.items() if _auto_params(node)}
+    placeholders = {name: dict.fromkeys(params, 0.0) for name, params in auto.items()}
+    variants = expand_schemes(_with_params(cfg.scheme, placeholders), list(cfg.stragglers), tables)
     objective = cfg.get("optimized_metric")
     if objective is not None:
         runs: dict[str, list] = {}
@@ -152,55 +159,69 @@ def check_config(cfg: DictConfig) -> Plan:
     return Plan(variants, factory, tables, objective, notes, auto)
 
 
-def _with_lam_enc(schemes: DictConfig, names: list[str], value: Any) -> DictConfig:
-    """``schemes`` with ``lam_enc`` of ``names`` set to ``value`` (the placeholders of
-    ``lam_enc=auto`` while the config is checked, the candidates while it is calibrated)."""
+def _auto_params(node: Any) -> list[str]:
+    """The lambdas of a scheme node that say ``auto``."""
+    return [p for p in ("lam_enc", "lam_dec") if node.get(p) == AUTO]
+
+
+def _with_params(schemes: DictConfig, values: dict[str, dict[str, Any]]) -> DictConfig:
+    """``schemes`` with ``values[name][param]`` set (the placeholders of ``auto`` while the
+    config is checked, the candidates while it is calibrated, null for the table after)."""
     schemes = schemes.copy()
     with open_dict(schemes):
-        for name in names:
-            schemes[name].lam_enc = value
+        for name, params in values.items():
+            for param, value in params.items():
+                schemes[name][param] = value
     return schemes
 
 
 def calibrate_auto(
     cfg: DictConfig, plan: Plan, data: Any, classifier: Any
 ) -> tuple[list[SchemeVariant], dict[str, Any]]:
-    """Choose ``lam_enc`` per S for every scheme of ``plan.auto`` on ``eval.auto_images``
-    validation images (never the test split), and return the run's variants with the choices.
+    """Choose the ``auto`` lambdas per S of every scheme of ``plan.auto`` on
+    ``eval.auto_images`` validation images (never the test split), and return the run's
+    variants with the choices.
 
-    The candidates (:func:`nercc.tuning.auto.auto_candidates`) are evaluated as one grid, one
-    classifier pass each, with the scheme's other settings (e.g. ``lam_dec=gcv``); the lowest
-    mse at each S wins. Returns the variants (in config order) and a summary for the log.
+    The candidates (:func:`nercc.tuning.auto.auto_candidates` for the encoder,
+    :data:`~nercc.tuning.auto.DECODER_CANDIDATES` for the decoder; every pair when both say
+    auto) are evaluated as one grid: one classifier pass per encoder candidate, the decoders
+    side by side. The other settings stay as configured (e.g. ``lam_dec=gcv``); the lowest mse
+    at each S wins. Returns the variants (in config order) and a summary for the log.
     """
     import time
 
     stragglers = list(cfg.stragglers)
     tables = dict(plan.tables)
     start, summary = time.perf_counter(), {}
-    for name in plan.auto:
+    for name, params in plan.auto.items():
         placeholder = next(v.scheme for v in plan.variants if v.name == name)
-        candidates = auto_candidates(placeholder.alphas)
+        candidates = {
+            "lam_enc": auto_candidates(placeholder.alphas),
+            "lam_dec": list(DECODER_CANDIDATES),
+        }
         val = cfg.copy()
         with open_dict(val):
-            val.scheme = {name: _with_lam_enc(cfg.scheme, [name], candidates)[name]}
+            grid = _with_params(cfg.scheme, {name: {p: candidates[p] for p in params}})
+            val.scheme = {name: grid[name]}
+            val.scheme[name][TABLE_KEY] = "none"
             val.eval.split = "val"
             val.eval.limit = int(cfg.eval.get("auto_images", 500))
             val.optimized_metric = None
         variants = expand_schemes(val.scheme, stragglers)
         rows, _ = run_coded(val, variants, plan.straggler_factory, data, classifier)
-        chosen = best_per_stragglers(rows, name, stragglers)
+        chosen = best_per_stragglers(rows, name, stragglers, params)
         found_by = {
-            "split": "val", "inputs": rows[0]["num_inputs_evaluated"], "candidates": candidates,
+            "split": "val", "inputs": rows[0]["num_inputs_evaluated"],
+            "candidates": {p: candidates[p] for p in params},
             "model": cfg.model_name, "dataset": cfg.data.name,
         }  # fmt: skip
         code = {k: getattr(placeholder, k) for k in ("num_inputs", "num_workers")}
         code["points"] = cfg.scheme[name].get("points", "chebyshev")
         tables[name] = auto_table(name, chosen, placeholder.alphas, code, found_by)
-        summary[name] = {"lam_enc": chosen, "df_enc": tables[name].found_by["df_enc"]}
-    unset = _with_lam_enc(cfg.scheme, plan.auto, None)
-    with open_dict(unset):
-        for name in plan.auto:
-            unset[name][TABLE_KEY] = "none"
+        summary[name] = chosen
+    unset = _with_params(
+        cfg.scheme, {n: {**dict.fromkeys(ps), TABLE_KEY: "none"} for n, ps in plan.auto.items()}
+    )
     variants = expand_schemes(unset, stragglers, tables)
     summary["seconds"] = time.perf_counter() - start
     return variants, summary
@@ -280,12 +301,12 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if plan.auto:
         plan.variants, found = calibrate_auto(cfg, plan, data, classifier)
         for name in plan.auto:
-            chosen = ", ".join(
-                f"S={s}: {lam:.3g} (df {found[name]['df_enc'][s]:.2f})"
-                for s, lam in found[name]["lam_enc"].items()
+            chosen = "; ".join(
+                f"S={s}: " + ", ".join(f"{p} {v:.3g}" for p, v in params.items())
+                for s, params in found[name].items()
             )
-            log.info(f"note: {name} lam_enc=auto, chosen on validation images: {chosen}")
-        log.info(f"note: lam_enc=auto calibration took {found['seconds']:.1f} s")
+            log.info(f"note: {name}: auto chose on validation images {chosen}")
+        log.info(f"note: the auto calibration took {found['seconds']:.1f} s")
     loggers = build_all(cfg.get("logger"))
     rows, trainer = run_coded(cfg, plan.variants, plan.straggler_factory, data, classifier, loggers)
     metrics: dict[str, Any] = {"rows": rows}

@@ -55,3 +55,19 @@ def test_auto_with_gcv_decoding_runs_and_records_its_choices(compose_config, che
     nercc = [r for r in rows if r["scheme"] == "nercc"]
     assert len(nercc) == 3 and all(r["params_source"].startswith("table:auto(") for r in nercc)
     assert all(r["mse"] > 0 for r in rows)
+
+
+def test_both_lambdas_auto_are_chosen_together_from_the_candidates(compose_config, checkpoints):
+    from nercc.tuning.auto import DECODER_CANDIDATES
+
+    cfg = compose_config(
+        "eval",
+        [*SMALL, f"paths.checkpoint_dir={checkpoints}", "scheme=nercc",
+         "scheme.nercc.lam_enc=auto", "scheme.nercc.lam_dec=auto"],
+    )  # fmt: skip
+    metrics, objects = evaluate(cfg)
+    candidates = auto_candidates(objects["plan"].variants[0].scheme.alphas)
+    for row in metrics["rows"]:
+        assert row["params_source"] == "table:auto(val, 48 images)"
+        assert row["lam_dec"] in DECODER_CANDIDATES
+        assert min(abs(row["lam_enc"] - c) for c in candidates) <= 1e-12 * max(candidates)

@@ -33,7 +33,7 @@ def test_the_lowest_mse_wins_per_s_and_ties_go_to_the_smaller_lambda():
         {"scheme": "nercc", "num_stragglers": 5, "lam_enc": 1e-4, "mse": math.nan},
         {"scheme": "bacc", "num_stragglers": 5, "lam_enc": 0.0, "mse": 0.1},
     ]
-    assert best_per_stragglers(rows, "nercc", [0, 5]) == {0: 0.0, 5: 1e-6}
+    assert best_per_stragglers(rows, "nercc", [0, 5]) == {0: {"lam_enc": 0.0}, 5: {"lam_enc": 1e-6}}
     with pytest.raises(ValueError, match=r"no finite mse at S=\[9\]"):
         best_per_stragglers(rows, "nercc", [0, 9])
 
@@ -41,7 +41,17 @@ def test_the_lowest_mse_wins_per_s_and_ties_go_to_the_smaller_lambda():
 def test_the_table_says_where_the_choice_came_from():
     alphas = NeRCC(8, 20).alphas
     code = {"num_inputs": 8, "num_workers": 20, "points": "chebyshev"}
-    table = auto_table("nercc", {0: 0.0, 4: 1e-5}, alphas, code, {"split": "val", "inputs": 64})
+    chosen = {0: {"lam_enc": 0.0}, 4: {"lam_enc": 1e-5}}
+    table = auto_table("nercc", chosen, alphas, code, {"split": "val", "inputs": 64})
     assert str(table.path) == "auto(val, 64 images)"
     assert table.params_at(4) == ({"lam_enc": 1e-5}, 4)
     assert table.found_by["df_enc"][0] == pytest.approx(8.0)
+
+
+def test_both_sides_are_chosen_together():
+    rows = [
+        {"scheme": "nercc", "num_stragglers": 3, "lam_enc": e, "lam_dec": d, "mse": m}
+        for e, d, m in [(0.0, 0.0, 3.0), (0.0, 1e-6, 2.0), (1e-6, 0.0, 2.5), (1e-6, 1e-6, 1.0)]
+    ]
+    best = best_per_stragglers(rows, "nercc", [3], ("lam_enc", "lam_dec"))
+    assert best == {3: {"lam_enc": 1e-6, "lam_dec": 1e-6}}
