@@ -677,7 +677,19 @@ def _check_straggler_node(cfg: DictConfig, stragglers: list[int]) -> None:
                 deadline,
             )
     elif target == "WorstCaseStragglers":
-        choice(cfg, "straggler.placement", ("adversarial", "random"), default="adversarial")
+        placement = choice(
+            cfg, "straggler.placement", ("adversarial", "random"), default="adversarial"
+        )
+        for name in cfg.scheme:
+            value = cfg.scheme[name].get("lam_dec")
+            if placement == "adversarial" and (value == "gcv" or "gcv" in (_as_list(value) or [])):
+                raise ConfigError(
+                    f"scheme.{name}.lam_dec",
+                    "gcv decodes each pattern from its answers, so it has no decoder matrix for "
+                    "the adversarial placement to attack; use straggler.placement=random, or a "
+                    "number or auto",
+                    value,
+                )
 
 
 def coded_memory_terms(

@@ -47,6 +47,7 @@ EVAL_CASES = [
      "'normal'"),
     (["straggler=latency", "+straggler.deadline=3"], "straggler.deadline", "3.0"),
     (["straggler=worst_case", "straggler.placement=middle"], "straggler.placement", "'middle'"),
+    (["straggler=worst_case", "scheme.nercc.lam_dec=gcv"], "scheme.nercc.lam_dec", "'gcv'"),
     (["+straggler.p=0.3"], "straggler.p", "0.3"),
     (["straggler=latency", "+straggler.mean=3"], "straggler.mean", "3"),
     (["optimized_metric=coded/nercc/foo"], "optimized_metric", "'coded/nercc/foo'"),

@@ -1,0 +1,17 @@
+"""The paper's figures from the project's own evaluations: ``python -m nercc.figures``.
+
+Each figure is a config (``conf/figure/<name>.yaml``) listing ``nercc.eval`` runs (overrides and
+labels), the kind of plot (:data:`~nercc.figures.specs.KINDS`) and per-model settings; a figure
+is the merge of its runs' rows, so that every number in it comes from one
+``python -m nercc.eval ...`` command written beside it (summary.md, the data files).
+
+- :mod:`nercc.figures.specs`: reading and checking the configs, expanding them into runs;
+- :mod:`nercc.figures.task`: :func:`make_figures`, the task (compose, evaluate, draw);
+- :mod:`nercc.figures.plots`: the plots and the convergence slopes;
+- :mod:`nercc.figures.summary`: summary.md and summary.json.
+"""
+
+from nercc.figures.specs import check_figures, plan_runs
+from nercc.figures.task import make_figures
+
+__all__ = ["check_figures", "make_figures", "plan_runs"]
