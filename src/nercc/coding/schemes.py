@@ -210,12 +210,7 @@ class CodingScheme(ABC):
         -------
         Same type, dtype and device as ``outputs``, shape (K, ...) or (P, K, ...).
         """
-        outputs = _as_values(outputs, "outputs")
-        shape = tuple(outputs.shape)
-        if len(shape) == 0 or shape[0] != self.num_workers:
-            raise ValueError(
-                f"outputs must have first axis num_workers={self.num_workers}, got shape {shape}"
-            )
+        outputs, shape = self._check_outputs(outputs)
         mask = self._check_available(available)
         decoders = self._as_operand(self._lookup(np.atleast_2d(mask)), outputs)
         flat = outputs.reshape(self.num_workers, -1)
@@ -316,6 +311,16 @@ class CodingScheme(ABC):
         return (type(self).__name__, *sorted(self._describe().items()))
 
     # -- internals ----------------------------------------------------------------------------
+    def _check_outputs(self, outputs: Any) -> tuple[Any, tuple[int, ...]]:
+        """``outputs`` as values (array or tensor) with num_workers rows first, and its shape."""
+        outputs = _as_values(outputs, "outputs")
+        shape = tuple(outputs.shape)
+        if len(shape) == 0 or shape[0] != self.num_workers:
+            raise ValueError(
+                f"outputs must have first axis num_workers={self.num_workers}, got shape {shape}"
+            )
+        return outputs, shape
+
     def _check_available(self, available: Any) -> np.ndarray:
         if _is_tensor(available):
             available = available.detach().cpu().numpy()
@@ -715,12 +720,7 @@ class NeRCC(_PointScheme):
         if self.lam_dec != "gcv":
             return super().decode(outputs, available)
         # Data-dependent: every pattern chooses its lambda from these outputs.
-        outputs = _as_values(outputs, "outputs")
-        shape = tuple(outputs.shape)
-        if len(shape) == 0 or shape[0] != self.num_workers:
-            raise ValueError(
-                f"outputs must have first axis num_workers={self.num_workers}, got shape {shape}"
-            )
+        outputs, shape = self._check_outputs(outputs)
         mask = self._check_available(available)
         rows = np.atleast_2d(mask)
         if _is_tensor(outputs):
