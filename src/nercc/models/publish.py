@@ -138,9 +138,72 @@ def publish_run(
     mode = publish_mode(mode)
     Path(directory).mkdir(parents=True, exist_ok=True)
     with _publish_lock(Path(directory)):  # two runs publishing at once decide one after the other
-        return _publish_run(
-            net, net_config, mean, std, info, directory, run_dir, mode, trained_epochs
-        )
+        model, dataset = info["model"], info["dataset"]
+        path = checkpoint_path(model, dataset, directory)
+        shape = (info.get("channels"), info.get("image_size"), info.get("image_size"))
+        image_shape = None if None in shape else tuple(int(v) for v in shape)
+        acc_name, new_acc, old_acc = "test/acc", _accuracy(info, "test_acc"), None
+
+        def keep(reason: str, why: str) -> PublishOutcome:
+            kept = write_classifier(Path(run_dir) / KEPT_NAME, net, net_config, mean, std, info)
+            hint = "" if mode == "never" else "; publish=force replaces it"
+            message = f"not published: {why} (kept in {kept}{hint})"
+            return PublishOutcome(False, reason, message, path, kept=kept)
+
+        def publish(reason: str, why: str) -> PublishOutcome:
+            existed = path.exists()
+            publish_classifier(net, net_config, mean, std, info, directory)
+            score = "n/a" if new_acc is None else f"{new_acc:.4f}"
+            if existed:
+                backup = backup_path(path)
+                message = (
+                    f"published {path} ({acc_name} {score}): replaced {why} (backup: {backup})"
+                )
+                return PublishOutcome(True, reason, message, path, backup=backup)
+            message = f"published {path} ({acc_name} {score}; nothing was published there before)"
+            return PublishOutcome(True, reason, message, path)
+
+        if mode == "never":
+            return keep("publish=false", "publish=false")
+        if mode == "force":
+            if not path.exists():
+                return publish("first", "")
+            return publish("publish=force", "the published one as publish=force asks")
+        if trained_epochs < 1 and not path.exists():
+            now = "" if new_acc is None else f" ({acc_name} {new_acc:.4f})"
+            return keep("untrained", f"the run trained {trained_epochs} epochs{now}")
+        if not path.exists():
+            return publish("first", "")
+        try:
+            old = read_checkpoint(
+                path, model, dataset, num_classes=info.get("num_classes"), image_shape=image_shape
+            )["info"]
+        except CheckpointError as exc:
+            if trained_epochs < 1:
+                why = f"the run trained {trained_epochs} epochs (the published file is not usable)"
+                return keep("untrained", why)
+            return publish("unusable", f"a file that is not usable ({exc.problem})")
+        acc_name, new_acc, old_acc = _compare(info, old)
+        if trained_epochs < 1:
+            now = "" if new_acc is None else f" ({acc_name} {new_acc:.4f})"
+            was = "" if old_acc is None else f" has {old_acc:.4f}"
+            why = f"the run trained {trained_epochs} epochs{now}, the published {path}{was}"
+            return keep("untrained", why)
+        if old_acc is None:
+            if any(_accuracy(old, k) is not None for k in ("test_acc", "val_acc_best")):
+                why = (
+                    f"its accuracies were measured on other images than those of the published "
+                    f"{path} (a limited test or validation set)"
+                )
+                return keep("not comparable", why)
+            if new_acc is None:
+                return keep("no accuracy", f"the run measured no accuracy to compare with {path}")
+            return publish("published has no accuracy", "one that records no accuracy")
+        if new_acc is None or not new_acc >= old_acc:
+            score = "n/a" if new_acc is None else f"{new_acc:.4f}"
+            why = f"{acc_name} {score} < {old_acc:.4f} of the published {path}"
+            return keep("worse", why)
+        return publish("better", f"the published one ({acc_name} {old_acc:.4f})")
 
 
 @contextlib.contextmanager
@@ -151,80 +214,3 @@ def _publish_lock(directory: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _publish_run(
-    net: nn.Module,
-    net_config: dict[str, Any],
-    mean: list[float],
-    std: list[float],
-    info: dict[str, Any],
-    directory: str | Path,
-    run_dir: str | Path,
-    mode: str,
-    trained_epochs: int,
-) -> PublishOutcome:
-    model, dataset = info["model"], info["dataset"]
-    path = checkpoint_path(model, dataset, directory)
-    shape = (info.get("channels"), info.get("image_size"), info.get("image_size"))
-    image_shape = None if None in shape else tuple(int(v) for v in shape)
-    acc_name, new_acc, old_acc = "test/acc", _accuracy(info, "test_acc"), None
-
-    def keep(reason: str, why: str) -> PublishOutcome:
-        kept = write_classifier(Path(run_dir) / KEPT_NAME, net, net_config, mean, std, info)
-        hint = "" if mode == "never" else "; publish=force replaces it"
-        message = f"not published: {why} (kept in {kept}{hint})"
-        return PublishOutcome(False, reason, message, path, kept=kept)
-
-    def publish(reason: str, why: str) -> PublishOutcome:
-        existed = path.exists()
-        publish_classifier(net, net_config, mean, std, info, directory)
-        score = "n/a" if new_acc is None else f"{new_acc:.4f}"
-        if existed:
-            backup = backup_path(path)
-            message = f"published {path} ({acc_name} {score}): replaced {why} (backup: {backup})"
-            return PublishOutcome(True, reason, message, path, backup=backup)
-        message = f"published {path} ({acc_name} {score}; nothing was published there before)"
-        return PublishOutcome(True, reason, message, path)
-
-    if mode == "never":
-        return keep("publish=false", "publish=false")
-    if mode == "force":
-        if not path.exists():
-            return publish("first", "")
-        return publish("publish=force", "the published one as publish=force asks")
-    if trained_epochs < 1 and not path.exists():
-        now = "" if new_acc is None else f" ({acc_name} {new_acc:.4f})"
-        return keep("untrained", f"the run trained {trained_epochs} epochs{now}")
-    if not path.exists():
-        return publish("first", "")
-    try:
-        old = read_checkpoint(
-            path, model, dataset, num_classes=info.get("num_classes"), image_shape=image_shape
-        )["info"]
-    except CheckpointError as exc:
-        if trained_epochs < 1:
-            why = f"the run trained {trained_epochs} epochs (the published file is not usable)"
-            return keep("untrained", why)
-        return publish("unusable", f"a file that is not usable ({exc.problem})")
-    acc_name, new_acc, old_acc = _compare(info, old)
-    if trained_epochs < 1:
-        now = "" if new_acc is None else f" ({acc_name} {new_acc:.4f})"
-        was = "" if old_acc is None else f" has {old_acc:.4f}"
-        why = f"the run trained {trained_epochs} epochs{now}, the published {path}{was}"
-        return keep("untrained", why)
-    if old_acc is None:
-        if any(_accuracy(old, k) is not None for k in ("test_acc", "val_acc_best")):
-            why = (
-                f"its accuracies were measured on other images than those of the published "
-                f"{path} (a limited test or validation set)"
-            )
-            return keep("not comparable", why)
-        if new_acc is None:
-            return keep("no accuracy", f"the run measured no accuracy to compare with {path}")
-        return publish("published has no accuracy", "one that records no accuracy")
-    if new_acc is None or not new_acc >= old_acc:
-        score = "n/a" if new_acc is None else f"{new_acc:.4f}"
-        why = f"{acc_name} {score} < {old_acc:.4f} of the published {path}"
-        return keep("worse", why)
-    return publish("better", f"the published one ({acc_name} {old_acc:.4f})")
