@@ -5,8 +5,7 @@ The names load on first use, so that ``nercc.data.sources`` imports without Ligh
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nercc.utils.lazy import lazy_attributes
 
 _WHERE = {
     "DATASETS": "nercc.data.sources",
@@ -19,7 +18,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _WHERE)

@@ -6,8 +6,7 @@ imports without Lightning.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nercc.utils.lazy import lazy_attributes
 
 _WHERE = {
     "CodedInferenceModule": "nercc.evaluation.module",
@@ -20,7 +19,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _WHERE)
