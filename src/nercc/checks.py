@@ -61,7 +61,16 @@ STRAGGLER_SETTINGS = {
     "FixedStragglers": (),
     "BernoulliStragglers": ("p",),
     "WorstCaseStragglers": ("placement",),
-    "LatencyStragglers": ("distribution", "shift", "rate", "scale", "shape", "deadline"),
+    "LatencyStragglers": (
+        "distribution",
+        "shift",
+        "rate",
+        "scale",
+        "shape",
+        "deadline",
+        "slow_fraction",
+        "slow_factor",
+    ),
 }
 
 
@@ -662,10 +671,7 @@ def _check_straggler_node(cfg: DictConfig, stragglers: list[int]) -> None:
                 p,
             )
     elif target == "LatencyStragglers":
-        choice(cfg, "straggler.distribution", ("shifted_exponential", "pareto"))
-        number(cfg, "straggler.shift", 0.0, default=1.0)
-        for key in ("rate", "scale", "shape"):
-            number(cfg, f"straggler.{key}", 0.0, low_open=True, default=1.0)
+        _delay_settings(cfg, "straggler")
         deadline = number(
             cfg, "straggler.deadline", 0.0, low_open=True, optional=True, default=None
         )
@@ -690,6 +696,16 @@ def _check_straggler_node(cfg: DictConfig, stragglers: list[int]) -> None:
                     "number or auto",
                     value,
                 )
+
+
+def _delay_settings(cfg: DictConfig, where: str) -> None:
+    """The settings of a delay distribution (:class:`nercc.stragglers.DelayModel`) at ``where``."""
+    choice(cfg, f"{where}.distribution", ("shifted_exponential", "pareto"))
+    number(cfg, f"{where}.shift", 0.0, default=1.0)
+    for key in ("rate", "scale", "shape"):
+        number(cfg, f"{where}.{key}", 0.0, low_open=True, default=1.0)
+    number(cfg, f"{where}.slow_fraction", 0.0, 1.0, high_open=True, default=0.0)
+    number(cfg, f"{where}.slow_factor", 1.0, default=10.0)
 
 
 def coded_memory_terms(
@@ -933,3 +949,123 @@ def _hydra_output_dir() -> str:
     from hydra.core.hydra_config import HydraConfig
 
     return str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else "."
+
+
+# -- serving --------------------------------------------------------------------------------------
+#: The schemes coded serving knows, in the order a load test compares them.
+SERVED_SCHEMES = ("uncoded", "replication", "bacc", "nercc")
+DELAY_SETTINGS = ("distribution", "shift", "rate", "scale", "shape", "slow_fraction", "slow_factor")
+
+
+def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None) -> None:
+    """Check a serving config (``nercc.serve``, and the shared part of ``nercc.loadtest``).
+
+    The code (N >= K), S <= N - 1, the schemes served (``serving.scheme``, or ``schemes``) and
+    their nodes with one setting each (a list is a grid, not something to serve), equal resources
+    (replication's copies fill the N workers), the delay model, the wait and fault settings,
+    Ray's address and CPU shares, the HTTP address, the data, the loggers and the output folder.
+    """
+    check_seed(cfg)
+    check_data(cfg)
+    k = integer(cfg, "coding.num_inputs", 1)
+    n = integer(cfg, "coding.num_workers", k, low_text=f"coding.num_inputs K={k}")
+    assert k is not None and n is not None
+    if schemes is None:
+        schemes = [choice(cfg, "serving.scheme", SERVED_SCHEMES)]
+    integer(cfg, "serving.num_stragglers", 0, n - 1)
+    for name in schemes:
+        if name == "uncoded":
+            continue
+        node = get(cfg, f"scheme.{name}", None)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(
+                f"scheme.{name}",
+                f"serving {name} needs its config (scheme=all has nercc, bacc and replication)",
+                node,
+            )
+        for param, value in node.items():
+            if isinstance(value, ListConfig):
+                raise ConfigError(
+                    f"scheme.{name}.{param}",
+                    "serving uses one setting; a list is a grid for nercc.eval or nercc.tune",
+                    value,
+                )
+            if value in ("auto", "gcv") and param.startswith("lam_"):
+                raise ConfigError(
+                    f"scheme.{name}.{param}",
+                    "serving takes a number, or null for the published table (auto is "
+                    "calibrated by nercc.eval; gcv is not served)",
+                    value,
+                )
+    _check_schemes(_served(cfg, schemes), k)
+    number(cfg, "serving.deadline_ms", 0.0, low_open=True, optional=True)
+    number(cfg, "serving.max_wait_ms", 0.0)
+    integer(cfg, "serving.kill_every", 1, optional=True)
+    address = get(cfg, "serving.address", None)
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise ConfigError(
+            "serving.address", "must be null (a local instance), auto or ray://host:port", address
+        )
+    integer(cfg, "serving.num_cpus", 1, optional=True)
+    number(cfg, "serving.worker_cpus", 0.0, low_open=True)
+    host = get(cfg, "serving.host")
+    if not isinstance(host, str) or not host:
+        raise ConfigError("serving.host", "must be an address to bind, e.g. 127.0.0.1", host)
+    integer(cfg, "serving.port", 1, 65535)
+    number(cfg, "serving.duration_s", 0.0, low_open=True, optional=True)
+    delay = get(cfg, "delay", None)
+    if delay is not None:
+        if not isinstance(delay, DictConfig) or "_target_" not in delay:
+            raise ConfigError("delay", "must be null or a DelayModel config with a _target_", delay)
+        for key in delay:
+            if key not in DELAY_SETTINGS and key != "_target_":
+                raise ConfigError(
+                    f"delay.{key}", f"is not a setting of DelayModel ({', '.join(DELAY_SETTINGS)})",
+                    delay[key],
+                )  # fmt: skip
+        _delay_settings(cfg, "delay")
+    check_writable("paths.output_dir", get(cfg, "paths.output_dir"))
+    check_loggers(cfg)
+
+
+def check_loadtest(cfg: DictConfig) -> None:
+    """Check a load test's config: :func:`check_serve` for every scheme of ``loadtest.schemes``,
+    and the load (target, queries, rate, split, timeout)."""
+    names = get(cfg, "loadtest.schemes")
+    items = _as_list(names)
+    if not items or any(name not in SERVED_SCHEMES for name in items):
+        raise ConfigError(
+            "loadtest.schemes",
+            f"must be a non-empty list of {', '.join(SERVED_SCHEMES)}",
+            names,
+        )
+    if len(set(items)) != len(items):
+        raise ConfigError("loadtest.schemes", "must not repeat a scheme", names)
+    check_serve(cfg, items)
+    choice(cfg, "loadtest.target", ("frontend", "http"))
+    integer(cfg, "loadtest.num_queries", 1)
+    number(cfg, "loadtest.rate", 0.0, low_open=True)
+    choice(cfg, "loadtest.split", ("test", "val"))
+    number(cfg, "loadtest.timeout_s", 0.0, low_open=True)
+    split, queries = cfg.loadtest.split, get(cfg, "loadtest.num_queries")
+    size = int(cfg.data.val_size) if split == "val" else None
+    if split == "test" and cfg.data.name == "synthetic":
+        size = int(get(cfg, "data.synthetic.num_test", 256))
+    if size is not None and queries > size:
+        raise ConfigError(
+            "loadtest.num_queries", f"the {split} split of {cfg.data.name} has {size} images",
+            queries,
+        )  # fmt: skip
+
+
+def _served(cfg: DictConfig, schemes: Sequence[str]) -> DictConfig:
+    """A view of ``cfg`` whose ``scheme`` group holds only the schemes served (uncoded: K)."""
+    view = OmegaConf.create({"coding": OmegaConf.to_container(cfg.coding, resolve=True)})
+    nodes = {}
+    for name in schemes:
+        if name == "uncoded":
+            nodes[name] = {"_target_": "nercc.coding.Uncoded", "num_inputs": cfg.coding.num_inputs}
+        else:
+            nodes[name] = OmegaConf.to_container(cfg.scheme[name], resolve=True)
+    view.scheme = nodes
+    return view

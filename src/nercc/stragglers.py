@@ -12,6 +12,11 @@ say which through :attr:`StragglerModel.uses_num_stragglers`.
 - :class:`LatencyStragglers`: per-worker response times; the master keeps the first N - S answers,
   or those that arrive before a deadline. The times come back too.
 
+The latency model is two pieces that the serving layer uses apart: :class:`DelayModel`, the
+delay each worker takes (a worker sleeps it), and :class:`WaitPolicy`, when the master stops
+waiting (the frontend waits by it). :class:`LatencyStragglers` composes them for the offline
+evaluation: ``wait.keep(delays.times(...))``.
+
 A pattern always keeps at least one worker: with a deadline the master waits for the first answer.
 """
 
@@ -20,7 +25,7 @@ from __future__ import annotations
 import math
 import weakref
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -29,9 +34,11 @@ import torch
 __all__ = [
     "Availability",
     "BernoulliStragglers",
+    "DelayModel",
     "FixedStragglers",
     "LatencyStragglers",
     "StragglerModel",
+    "WaitPolicy",
     "WorstCaseStragglers",
 ]
 
@@ -52,6 +59,33 @@ def _check_stragglers(num_stragglers: Any, name: str = "num_stragglers") -> int 
     if num_stragglers < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {num_stragglers}")
     return int(num_stragglers)
+
+
+def _check_served(num_stragglers: int | None, num_workers: int) -> None:
+    """Refuse S > N - 1: at least one worker must answer."""
+    if num_stragglers is not None and num_stragglers > num_workers - 1:
+        raise ValueError(
+            f"num_stragglers must be at most num_workers - 1 = {num_workers - 1} "
+            f"(at least one worker must answer), got {num_stragglers}"
+        )
+
+
+def _check_count(value: Any, name: str, low: int) -> int:
+    """``value`` as an int if it is an integer >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (not a bool), possibly infinite or NaN."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+def _is_finite(value: Any) -> bool:
+    return _is_real(value) and math.isfinite(value)
 
 
 class StragglerModel(ABC):
@@ -81,12 +115,7 @@ class StragglerModel(ABC):
 
     def check(self, num_workers: int) -> None:
         """Raise ``ValueError`` if the model cannot serve ``num_workers`` workers."""
-        s = self.num_stragglers
-        if s is not None and s > num_workers - 1:
-            raise ValueError(
-                f"num_stragglers must be at most num_workers - 1 = {num_workers - 1} "
-                f"(at least one worker must answer), got {s}"
-            )
+        _check_served(self.num_stragglers, num_workers)
 
     def sample(
         self,
@@ -124,7 +153,7 @@ class StragglerModel(ABC):
 
 def _first(order: torch.Tensor, count: int) -> torch.Tensor:
     """Mask (P, N) that is True at the first ``count`` entries of each row of ``order``."""
-    mask = torch.zeros(order.shape, dtype=torch.bool)
+    mask = torch.zeros(order.shape, dtype=torch.bool, device=order.device)
     mask.scatter_(1, order[:, :count], True)
     return mask
 
@@ -219,8 +248,260 @@ class WorstCaseStragglers(StragglerModel):
         return Availability(blocks[offsets])
 
 
+@dataclass(frozen=True)
+class DelayModel:
+    """Per-worker response delays (milliseconds by convention), a fraction of the workers slower.
+
+    A delay is ``shift + Exp(rate)`` (shifted exponential) or Pareto with minimum ``scale`` and
+    tail index ``shape``, both drawn by inverse CDF from one uniform ``u`` per worker::
+
+        shift - log(u) / rate            scale * u ** (-1 / shape)
+
+    The :meth:`slow_count` slow workers then take ``slow_factor`` times as long.
+
+    Parameters
+    ----------
+    distribution : {"shifted_exponential", "pareto"}
+        The delay distribution.
+    shift : float
+        The least delay of the shifted exponential, >= 0.
+    rate : float
+        The rate of its exponential part (mean ``shift + 1 / rate``), > 0.
+    scale : float
+        The least delay of the Pareto distribution, > 0.
+    shape : float
+        The Pareto tail index, > 0 (the mean is finite for ``shape > 1``).
+    slow_fraction : float
+        The fraction of the N workers that are slow, in [0, 1).
+    slow_factor : float
+        How many times slower a slow worker is, >= 1.
+
+    Examples
+    --------
+    Each serving worker sleeps its own delays; a fixed set of machines stays slow:
+
+    >>> delays = DelayModel(shift=1.0, rate=2.0, slow_fraction=0.2)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> slow = delays.slow_workers(10, g)
+    >>> int(slow.sum()), delays.times(5, 10, g, slow=slow).shape
+    (2, torch.Size([5, 10]))
+    """
+
+    distribution: str = "shifted_exponential"
+    shift: float = 1.0
+    rate: float = 1.0
+    scale: float = 1.0
+    shape: float = 2.0
+    slow_fraction: float = 0.0
+    slow_factor: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.distribution not in ("shifted_exponential", "pareto"):
+            raise ValueError(
+                f"distribution must be 'shifted_exponential' or 'pareto', got {self.distribution!r}"
+            )
+        for name in ("rate", "scale", "shape"):
+            value = getattr(self, name)
+            if not (_is_finite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not (_is_finite(self.shift) and self.shift >= 0):
+            raise ValueError(f"shift must be a finite number >= 0, got {self.shift!r}")
+        if not (_is_finite(self.slow_fraction) and 0 <= self.slow_fraction < 1):
+            raise ValueError(
+                f"slow_fraction must be a finite number in [0, 1), got {self.slow_fraction!r}"
+            )
+        if not (_is_finite(self.slow_factor) and self.slow_factor >= 1):
+            raise ValueError(f"slow_factor must be a finite number >= 1, got {self.slow_factor!r}")
+        for name in ("shift", "rate", "scale", "shape", "slow_fraction", "slow_factor"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    def slow_count(self, n: int) -> int:
+        """How many of ``n`` workers are slow: ``slow_fraction * n`` rounded half up.
+
+        That is ``floor(slow_fraction * n + 0.5)``, so 0.25 of 10 workers is 3 and 0.05 of 10
+        is 1 (Python's ``round`` would give 2 and 0).
+        """
+        n = _check_count(n, "n", 1)
+        return math.floor(self.slow_fraction * n + 0.5)
+
+    def slow_workers(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """A fixed set of :meth:`slow_count` slow workers, uniformly at random.
+
+        For a serving run in which the same machines stay slow: pass the mask to :meth:`times`.
+        Draws nothing from ``generator`` when no worker is slow.
+
+        Parameters
+        ----------
+        n : int
+            N, the number of workers.
+        generator : torch.Generator
+            The source of randomness (CPU).
+
+        Returns
+        -------
+        torch.Tensor
+            (N,) bool, True at the slow workers.
+        """
+        count = self.slow_count(n)
+        if count == 0:
+            return torch.zeros(n, dtype=torch.bool)
+        order = torch.rand(1, n, generator=generator, dtype=torch.float64).argsort(dim=1)
+        return _first(order, count)[0]
+
+    def times(
+        self,
+        p: int,
+        n: int,
+        generator: torch.Generator,
+        slow: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Response delays of ``n`` workers in ``p`` patterns.
+
+        The base delays use ``p * n`` uniforms from ``generator`` (float64). Then the slow
+        workers' delays are multiplied by ``slow_factor``: those ``slow`` names, or, when
+        ``slow`` is None, :meth:`slow_count` workers per pattern drawn uniformly from the same
+        generator after the base delays (nothing more is drawn when that count is 0).
+
+        Parameters
+        ----------
+        p : int
+            P, the number of patterns (requests), >= 0.
+        n : int
+            N, the number of workers, >= 1.
+        generator : torch.Generator
+            The source of randomness (CPU).
+        slow : torch.Tensor, optional
+            Bool mask (N,) or (P, N) of the slow workers (a serving worker knows whether it is
+            slow). Honoured as given, whatever ``slow_fraction`` says.
+
+        Returns
+        -------
+        torch.Tensor
+            (P, N) float64.
+        """
+        p = _check_count(p, "p", 0)
+        n = _check_count(n, "n", 1)
+        if slow is not None:
+            slow = _check_slow(slow, p, n)
+        u = torch.rand(p, n, generator=generator, dtype=torch.float64).clamp_min(1e-300)
+        if self.distribution == "shifted_exponential":
+            times = self.shift - torch.log(u) / self.rate
+        else:
+            times = self.scale * u.pow(-1.0 / self.shape)  # inverse CDF of Pareto(scale, shape)
+        if slow is None:
+            count = self.slow_count(n)
+            if count == 0:
+                return times
+            order = torch.rand(p, n, generator=generator, dtype=torch.float64).argsort(dim=1)
+            slow = _first(order, count)
+        return torch.where(slow.to(times.device), times * self.slow_factor, times)
+
+
+def _check_slow(slow: Any, p: int, n: int) -> torch.Tensor:
+    """``slow`` as a bool tensor of shape (N,) or (P, N)."""
+    try:
+        mask = torch.as_tensor(slow)
+    except (TypeError, ValueError, RuntimeError):
+        mask = None
+    if mask is None or mask.dtype != torch.bool or tuple(mask.shape) not in ((n,), (p, n)):
+        got = f"{mask.dtype} of shape {tuple(mask.shape)}" if mask is not None else repr(slow)
+        raise ValueError(f"slow must be a bool mask of shape ({n},) or ({p}, {n}), got {got}")
+    return mask
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """When the master stops waiting: for the first N - S answers, or until a deadline.
+
+    Parameters
+    ----------
+    num_stragglers : int, optional
+        S: without a deadline, wait for the first N - S answers (S is required then). With a
+        ``deadline`` too, S is only a label (:attr:`uses_num_stragglers` is False).
+    deadline : float, optional
+        Keep every answer that arrives by the deadline (> 0, in the delays' unit), and at least
+        the fastest one: with nobody on time the master waits for the first answer.
+
+    Examples
+    --------
+    >>> times = torch.tensor([[3.0, 1.0, 2.0, 5.0]])
+    >>> WaitPolicy(num_stragglers=1).keep(times)
+    tensor([[ True,  True,  True, False]])
+    >>> WaitPolicy(deadline=0.5).keep(times)
+    tensor([[False,  True, False, False]])
+    """
+
+    num_stragglers: int | None = None
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_stragglers is None and self.deadline is None:
+            raise ValueError("num_stragglers or deadline must be given, got neither")
+        object.__setattr__(self, "num_stragglers", _check_stragglers(self.num_stragglers))
+        deadline = self.deadline
+        if deadline is not None:
+            if not (_is_real(deadline) and deadline > 0):
+                raise ValueError(f"deadline must be a number > 0, got {deadline!r}")
+            object.__setattr__(self, "deadline", float(deadline))
+
+    @property
+    def uses_num_stragglers(self) -> bool:
+        """Whether S decides the answers kept (no deadline); see
+        :attr:`StragglerModel.uses_num_stragglers`."""
+        return self.deadline is None
+
+    def check(self, n: int) -> None:
+        """Raise ``ValueError`` unless ``n`` workers can serve the policy (S <= N - 1)."""
+        _check_served(self.num_stragglers, _check_count(n, "n", 1))
+
+    def quorum(self, n: int) -> int:
+        """How many answers of ``n`` workers end the wait early.
+
+        N - S without a deadline; N with one (all answers before the deadline end it too).
+        """
+        self.check(n)
+        return n if self.deadline is not None else n - self.num_stragglers
+
+    def keep(self, times: torch.Tensor) -> torch.Tensor:
+        """Which answers the master uses, given every worker's response time (offline).
+
+        Without a deadline the first :meth:`quorum` answers by time; with one those whose time
+        is at most the deadline, and the fastest answer in every pattern.
+
+        Parameters
+        ----------
+        times : torch.Tensor
+            (P, N) response times.
+
+        Returns
+        -------
+        torch.Tensor
+            (P, N) bool, True at the answers kept.
+        """
+        times = torch.as_tensor(times)
+        if times.ndim != 2:
+            raise ValueError(f"times must have shape (p, n), got shape {tuple(times.shape)}")
+        p, n = times.shape
+        self.check(n)
+        if self.deadline is None:
+            return _first(times.argsort(dim=1), n - self.num_stragglers)
+        available = times <= self.deadline
+        available[torch.arange(p, device=times.device), times.argmin(dim=1)] = True
+        return available
+
+
+def _part(piece: str, name: str) -> property:
+    """A read-only view of ``self.<piece>.<name>``."""
+    return property(
+        lambda self: getattr(getattr(self, piece), name), doc=f"``self.{piece}.{name}``."
+    )
+
+
 class LatencyStragglers(StragglerModel):
     """Per-worker response times; the first ``N - S`` answers, or those before ``deadline``.
+
+    The composition ``wait.keep(delays.times(...))`` of a :class:`DelayModel` (``delays``) and
+    a :class:`WaitPolicy` (``wait``); their parameters read through as attributes.
 
     Parameters
     ----------
@@ -233,7 +514,22 @@ class LatencyStragglers(StragglerModel):
         ``shift + Exp(rate)``, or Pareto with ``scale`` (minimum) and ``shape``.
     shift, rate, scale, shape : float
         Parameters of the distribution (times in milliseconds, say).
+    slow_fraction : float
+        A fraction in [0, 1) of the workers, drawn per pattern, is ``slow_factor`` (>= 1) times
+        slower (see :meth:`DelayModel.times`).
+    slow_factor : float
+        How many times slower a slow worker is.
     """
+
+    num_stragglers = _part("wait", "num_stragglers")
+    deadline = _part("wait", "deadline")
+    distribution = _part("delays", "distribution")
+    shift = _part("delays", "shift")
+    rate = _part("delays", "rate")
+    scale = _part("delays", "scale")
+    shape = _part("delays", "shape")
+    slow_fraction = _part("delays", "slow_fraction")
+    slow_factor = _part("delays", "slow_factor")
 
     def __init__(
         self,
@@ -244,44 +540,34 @@ class LatencyStragglers(StragglerModel):
         rate: float = 1.0,
         scale: float = 1.0,
         shape: float = 2.0,
+        slow_fraction: float = 0.0,
+        slow_factor: float = 10.0,
     ) -> None:
-        if num_stragglers is None and deadline is None:
-            raise ValueError("num_stragglers or deadline must be given, got neither")
-        super().__init__(num_stragglers)
-        if distribution not in ("shifted_exponential", "pareto"):
-            raise ValueError(
-                f"distribution must be 'shifted_exponential' or 'pareto', got {distribution!r}"
-            )
-        for name, value in (("rate", rate), ("scale", scale), ("shape", shape)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if not (isinstance(shift, int | float) and math.isfinite(shift) and shift >= 0):
-            raise ValueError(f"shift must be a finite number >= 0, got {shift!r}")
-        if deadline is not None and not (isinstance(deadline, int | float) and deadline > 0):
-            raise ValueError(f"deadline must be a number > 0, got {deadline!r}")
-        self.deadline = None if deadline is None else float(deadline)
-        self.distribution = distribution
-        self.shift, self.rate, self.scale, self.shape = shift, rate, scale, shape
+        # S lives in the wait policy (StragglerModel.__init__ would store a second copy).
+        self.wait = WaitPolicy(num_stragglers, deadline)
+        self.delays = DelayModel(
+            distribution, shift, rate, scale, shape, slow_fraction, slow_factor
+        )
 
     @property
     def uses_num_stragglers(self) -> bool | Literal["expected"]:
-        return self.deadline is None
+        return self.wait.uses_num_stragglers
 
     uses_num_stragglers.__doc__ = StragglerModel.uses_num_stragglers.__doc__
 
+    def check(self, num_workers: int) -> None:
+        """Raise ``ValueError`` if the model cannot serve ``num_workers`` workers."""
+        self.wait.check(num_workers)
+
     def times(self, p: int, n: int, generator: torch.Generator) -> torch.Tensor:
-        """Response times (P, N), float64."""
-        u = torch.rand(p, n, generator=generator, dtype=torch.float64).clamp_min(1e-300)
-        if self.distribution == "shifted_exponential":
-            return self.shift - torch.log(u) / self.rate
-        return self.scale * u.pow(-1.0 / self.shape)  # inverse CDF of Pareto(scale, shape)
+        """Response times (P, N), float64: :meth:`DelayModel.times` of ``delays``."""
+        return self.delays.times(p, n, generator)
 
     def _draw(self, p: int, n: int, generator: torch.Generator, scheme: Any) -> Availability:
-        times = self.times(p, n, generator)
-        if self.deadline is None:
-            order = times.argsort(dim=1)
-            return Availability(_first(order, n - self.num_stragglers), times)
-        available = times <= self.deadline
-        fastest = times.argmin(dim=1)
-        available[torch.arange(p), fastest] = True
-        return Availability(available, times)
+        times = self.delays.times(p, n, generator)
+        return Availability(self.wait.keep(times), times)
+
+    def __repr__(self) -> str:
+        values = {"num_stragglers": self.num_stragglers, "deadline": self.deadline}
+        values.update((f.name, getattr(self.delays, f.name)) for f in fields(self.delays))
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in values.items())})"

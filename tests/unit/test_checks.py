@@ -46,6 +46,8 @@ EVAL_CASES = [
     (["straggler=latency", "straggler.distribution=normal"], "straggler.distribution",
      "'normal'"),
     (["straggler=latency", "+straggler.deadline=3"], "straggler.deadline", "3.0"),
+    (["straggler=latency", "straggler.slow_fraction=1"], "straggler.slow_fraction", "got 1"),
+    (["straggler=latency", "straggler.slow_factor=0.5"], "straggler.slow_factor", "got 0.5"),
     (["straggler=worst_case", "straggler.placement=middle"], "straggler.placement", "'middle'"),
     (["straggler=worst_case", "scheme.nercc.lam_dec=gcv"], "scheme.nercc.lam_dec", "'gcv'"),
     (["+straggler.p=0.3"], "straggler.p", "0.3"),

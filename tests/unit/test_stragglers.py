@@ -1,5 +1,7 @@
 """Straggler models: counts, distributions, the adversarial block and bad parameters."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -7,8 +9,10 @@ import torch
 from nercc.coding import BACC, NeRCC
 from nercc.stragglers import (
     BernoulliStragglers,
+    DelayModel,
     FixedStragglers,
     LatencyStragglers,
+    WaitPolicy,
     WorstCaseStragglers,
 )
 
@@ -147,3 +151,231 @@ def test_expected_count_follows_s():
         counts = (~BernoulliStragglers(num_stragglers=s).sample(4000, 20, gen()).available).sum(1)
         assert abs(counts.double().mean().item() - s) < 5 * (s * (1 - s / 20) / 4000) ** 0.5
         assert len(torch.unique(counts)) > 3
+
+
+# -- the latency model in two pieces: DelayModel (worker delays) and WaitPolicy (the master) ------
+def reference_times(p, n, generator, distribution="shifted_exponential", **params):
+    """The base delays written out: inverse CDFs of u ~ U(0, 1] drawn as the model draws them."""
+    u = torch.rand(p, n, generator=generator, dtype=torch.float64).clamp_min(1e-300)
+    if distribution == "shifted_exponential":
+        return params["shift"] - torch.log(u) / params["rate"]
+    return params["scale"] * u ** (-1 / params["shape"])
+
+
+BASES = [
+    dict(distribution="shifted_exponential", shift=0.5, rate=3.0),
+    dict(distribution="pareto", scale=2.0, shape=1.5),
+]
+
+
+@pytest.mark.parametrize("params", BASES)
+def test_delay_base_times_are_the_inverse_cdf_draws(params):
+    """Bit-identical to the formula (the draws of LatencyStragglers before the split, so old
+    results reproduce), and the generator is left where one (P, N) float64 draw leaves it."""
+    g, g_ref = gen(11), gen(11)
+    times = DelayModel(**params).times(300, 7, g)
+    expected = reference_times(300, 7, g_ref, **params)
+    assert times.dtype == torch.float64 and times.shape == (300, 7)
+    assert torch.equal(times, expected)
+    assert torch.equal(torch.rand(5, generator=g), torch.rand(5, generator=g_ref))
+    # The old entry point gives the same numbers.
+    assert torch.equal(LatencyStragglers(2, **params).times(300, 7, gen(11)), expected)
+
+
+def test_slow_count_rounds_half_up():
+    """floor(f N + 0.5): 0.25 of 10 is 3 and 0.05 of 10 is 1 (Python's round: 2 and 0)."""
+    assert [DelayModel(slow_fraction=0.25).slow_count(n) for n in (1, 2, 4, 10)] == [0, 1, 1, 3]
+    assert DelayModel(slow_fraction=0.05).slow_count(10) == 1
+    assert DelayModel(slow_fraction=0.04).slow_count(10) == 0
+    assert DelayModel().slow_count(1000) == 0
+
+
+def test_slow_workers_per_pattern_are_exactly_slow_factor_times_the_base():
+    model = DelayModel(shift=1.0, rate=2.0, slow_fraction=0.25, slow_factor=7.0)
+    times = model.times(4000, 10, gen(3))
+    base = reference_times(4000, 10, gen(3), shift=1.0, rate=2.0)  # drawn first, same numbers
+    slow = times != base
+    assert slow.sum(dim=1).tolist() == [3] * 4000  # slow_count(10) = 3 in every pattern
+    assert torch.equal(times[slow], base[slow] * 7.0)
+    assert torch.equal(times[~slow], base[~slow])
+    # Uniform over the workers: each slow with probability 3/10 (sd ~ 0.007 over 4000 rows).
+    frequency = slow.double().mean(dim=0)
+    torch.testing.assert_close(
+        frequency, torch.full((10,), 0.3, dtype=torch.float64), atol=0.03, rtol=0
+    )
+    assert torch.equal(times, model.times(4000, 10, gen(3)))
+
+
+def test_no_slow_worker_draws_nothing_more():
+    """A fraction that rounds to no slow worker draws as slow_fraction=0 (same generator use)."""
+    g, g_ref = gen(2), gen(2)
+    times = DelayModel(slow_fraction=0.04).times(50, 10, g)
+    assert torch.equal(times, reference_times(50, 10, g_ref, shift=1.0, rate=1.0))
+    assert torch.equal(torch.rand(5, generator=g), torch.rand(5, generator=g_ref))
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5])
+def test_a_given_slow_mask_is_honoured(fraction):
+    """The mask names the slow workers, whatever slow_fraction says, and nothing more is drawn."""
+    model = DelayModel(distribution="pareto", scale=2.0, shape=3.0, slow_fraction=fraction)
+    base = reference_times(6, 4, gen(5), distribution="pareto", scale=2.0, shape=3.0)
+    column = torch.tensor([True, False, False, True])
+    g, g_ref = gen(5), gen(5)
+    times = model.times(6, 4, g, slow=column)
+    reference_times(6, 4, g_ref, distribution="pareto", scale=2.0, shape=3.0)
+    assert torch.equal(torch.rand(5, generator=g), torch.rand(5, generator=g_ref))
+    assert torch.equal(times[:, column], base[:, column] * 10.0)
+    assert torch.equal(times[:, ~column], base[:, ~column])
+    per_pattern = torch.rand(6, 4, generator=gen(9)) < 0.5
+    times = model.times(6, 4, gen(5), slow=per_pattern)
+    assert torch.equal(times, torch.where(per_pattern, base * 10.0, base))
+
+
+def test_slow_workers_is_a_seeded_uniform_set():
+    model = DelayModel(slow_fraction=0.3)
+    drawn = torch.stack([model.slow_workers(10, gen(seed)) for seed in range(2000)])
+    assert drawn.dtype == torch.bool and drawn.shape == (2000, 10)
+    assert drawn.sum(dim=1).tolist() == [3] * 2000
+    assert torch.equal(drawn[0], model.slow_workers(10, gen(0)))
+    assert len({tuple(row.tolist()) for row in drawn}) > 100  # C(10, 3) = 120 sets
+    frequency = drawn.double().mean(dim=0)  # sd ~ 0.01
+    torch.testing.assert_close(
+        frequency, torch.full((10,), 0.3, dtype=torch.float64), atol=0.05, rtol=0
+    )
+    assert not bool(DelayModel().slow_workers(10, gen()).any())
+
+
+def test_wait_keeps_the_first_n_minus_s_answers():
+    times = reference_times(500, 12, gen(4), shift=1.0, rate=1.0)
+    kept = WaitPolicy(num_stragglers=4).keep(times)
+    expected = np.zeros((500, 12), dtype=bool)
+    np.put_along_axis(expected, np.argsort(times.numpy(), axis=1)[:, :8], True, axis=1)
+    assert kept.dtype == torch.bool and np.array_equal(kept.numpy(), expected)
+
+
+def test_wait_with_a_deadline_keeps_those_on_time_and_the_fastest():
+    times = torch.tensor([[0.5, 2.0, 1.0, 3.0], [2.5, 4.0, 2.1, 3.0], [0.1, 0.2, 0.3, 0.4]])
+    expected = torch.tensor(
+        [[True, False, True, False], [False, False, True, False], [True, True, True, True]]
+    )
+    for s in (None, 0, 3):  # S is a label only
+        assert torch.equal(WaitPolicy(num_stragglers=s, deadline=1.0).keep(times), expected)
+
+
+def test_wait_quorum_and_uses_num_stragglers():
+    assert WaitPolicy(num_stragglers=3).quorum(10) == 7
+    assert WaitPolicy(num_stragglers=9).quorum(10) == 1
+    assert WaitPolicy(num_stragglers=0).quorum(4) == 4
+    assert WaitPolicy(num_stragglers=3, deadline=2.0).quorum(10) == 10
+    assert WaitPolicy(deadline=2.0).quorum(1) == 1
+    assert WaitPolicy(num_stragglers=3).uses_num_stragglers is True
+    assert WaitPolicy(num_stragglers=3, deadline=2.0).uses_num_stragglers is False
+    WaitPolicy(num_stragglers=9).check(10)  # S = N - 1 is served
+
+
+@pytest.mark.parametrize(
+    ("num_stragglers", "deadline", "params"),
+    [
+        (3, None, dict(shift=1.0, rate=2.0)),
+        (3, None, dict(distribution="pareto", scale=2.0, shape=3.0, slow_fraction=0.2)),
+        (0, 1.6, dict(shift=1.0, rate=2.0, slow_fraction=0.25, slow_factor=4.0)),
+        (None, 3.0, dict(distribution="pareto", scale=2.0, shape=3.0)),
+    ],
+)
+def test_latency_is_the_wait_policy_over_the_delays(num_stragglers, deadline, params):
+    model = LatencyStragglers(num_stragglers=num_stragglers, deadline=deadline, **params)
+    delays, wait = DelayModel(**params), WaitPolicy(num_stragglers, deadline)
+    assert model.delays == delays and model.wait == wait
+    drawn = model.sample(400, 12, gen(8))
+    times = delays.times(400, 12, gen(8))
+    assert torch.equal(drawn.times, times)
+    assert torch.equal(drawn.available, wait.keep(times))
+    for key, value in params.items():
+        assert getattr(model, key) == value
+    assert (model.num_stragglers, model.deadline) == (num_stragglers, deadline)
+
+
+def test_latency_repr_reads_as_the_call():
+    model = LatencyStragglers(3, rate=2, slow_fraction=0.1)
+    text = (
+        "LatencyStragglers(num_stragglers=3, deadline=None, distribution='shifted_exponential', "
+        "shift=1.0, rate=2.0, scale=1.0, shape=2.0, slow_fraction=0.1, slow_factor=10.0)"
+    )
+    assert repr(model) == text
+    assert repr(eval(text, {"LatencyStragglers": LatencyStragglers})) == text
+
+
+@pytest.mark.parametrize(
+    ("build", "text"),
+    [
+        (
+            lambda: DelayModel(distribution="normal"),
+            "distribution must be 'shifted_exponential' or 'pareto', got 'normal'",
+        ),
+        (lambda: DelayModel(rate=0.0), "rate must be a finite number > 0, got 0.0"),
+        (lambda: DelayModel(scale=-1.0), "scale must be a finite number > 0, got -1.0"),
+        (lambda: DelayModel(shape=float("inf")), "shape must be a finite number > 0, got inf"),
+        (lambda: DelayModel(shift=-0.5), "shift must be a finite number >= 0, got -0.5"),
+        (
+            lambda: DelayModel(slow_fraction=1.0),
+            "slow_fraction must be a finite number in [0, 1), got 1.0",
+        ),
+        (
+            lambda: DelayModel(slow_fraction=-0.1),
+            "slow_fraction must be a finite number in [0, 1), got -0.1",
+        ),
+        (
+            lambda: DelayModel(slow_fraction=float("nan")),
+            "slow_fraction must be a finite number in [0, 1), got nan",
+        ),
+        (
+            lambda: DelayModel(slow_fraction=True),
+            "slow_fraction must be a finite number in [0, 1), got True",
+        ),
+        (lambda: DelayModel(slow_factor=0.5), "slow_factor must be a finite number >= 1, got 0.5"),
+        (
+            lambda: DelayModel(slow_factor="10"),
+            "slow_factor must be a finite number >= 1, got '10'",
+        ),
+        (
+            lambda: DelayModel(slow_factor=float("inf")),
+            "slow_factor must be a finite number >= 1, got inf",
+        ),
+        (lambda: DelayModel().slow_count(0), "n must be an integer >= 1, got 0"),
+        (lambda: DelayModel().slow_workers(2.0, gen()), "n must be an integer >= 1, got 2.0"),
+        (lambda: DelayModel().times(-1, 3, gen()), "p must be an integer >= 0, got -1"),
+        (
+            lambda: DelayModel().times(2, 3, gen(), slow=torch.ones(4, dtype=torch.bool)),
+            "slow must be a bool mask of shape (3,) or (2, 3), got torch.bool of shape (4,)",
+        ),
+        (
+            lambda: DelayModel().times(2, 3, gen(), slow=torch.ones(3)),
+            "slow must be a bool mask of shape (3,) or (2, 3), got torch.float32 of shape (3,)",
+        ),
+        (lambda: WaitPolicy(), "num_stragglers or deadline must be given, got neither"),
+        (lambda: WaitPolicy(-1), "num_stragglers must be an integer >= 0, got -1"),
+        (lambda: WaitPolicy(2.5), "num_stragglers must be an integer >= 0, got 2.5"),
+        (lambda: WaitPolicy(deadline=0), "deadline must be a number > 0, got 0"),
+        (lambda: WaitPolicy(deadline=float("nan")), "deadline must be a number > 0, got nan"),
+        (
+            lambda: WaitPolicy(5).check(5),
+            "num_stragglers must be at most num_workers - 1 = 4 (at least one worker must answer), "
+            "got 5",
+        ),
+        (lambda: WaitPolicy(5, deadline=1.0).quorum(5), "at most num_workers - 1 = 4"),
+        (lambda: WaitPolicy(deadline=1.0).quorum(0), "n must be an integer >= 1, got 0"),
+        (lambda: WaitPolicy(5).keep(torch.rand(2, 5)), "at most num_workers - 1 = 4"),
+        (lambda: WaitPolicy(1).keep(torch.rand(5)), "times must have shape (p, n), got shape (5,)"),
+        (
+            lambda: LatencyStragglers(2, slow_fraction=1.5),
+            "slow_fraction must be a finite number in [0, 1), got 1.5",
+        ),
+        (
+            lambda: LatencyStragglers(2, slow_factor=0.0),
+            "slow_factor must be a finite number >= 1, got 0.0",
+        ),
+    ],
+)
+def test_bad_delay_and_wait_parameters(build, text):
+    with pytest.raises(ValueError, match=re.escape(text)):
+        build()
