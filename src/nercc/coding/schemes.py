@@ -3,7 +3,9 @@
 Every scheme is linear. With K inputs stacked along the first axis as ``X`` (K, ...), worker ``n``
 receives row ``n`` of ``E @ X`` and returns ``f`` of it; from the outputs ``Y`` (N, ...) of the
 available workers the estimate of ``f(X)`` is ``D_F @ Y``, where ``D_F`` (K, N) has zero columns at
-the stragglers. The encoder matrix is built once; decoder matrices are cached per pattern.
+the stragglers. The encoder matrix is built once; decoder matrices are cached per pattern, with
+their torch copies per dtype and device. A scheme may be shared by threads: its caches are guarded
+by a lock of its own (not pickled: a copy or an unpickled scheme starts with empty caches).
 
 - :class:`NeRCC`: smoothing splines for both regressions (``lam_enc``, ``lam_dec``, or degrees of
   freedom ``df_enc``, ``df_dec``, or a decoder lambda chosen per pattern by GCV).
@@ -15,6 +17,7 @@ the stragglers. The encoder matrix is built once; decoder matrices are cached pe
 from __future__ import annotations
 
 import sys
+import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any
@@ -29,7 +32,8 @@ from nercc.coding.splines import _lam_bound, smoothing_spline_matrices, smoothin
 
 __all__ = ["BACC", "CodingScheme", "NeRCC", "Replication", "Uncoded"]
 
-#: How many decoder matrices a scheme keeps (least recently used are dropped first).
+#: How many decoder matrices a scheme keeps (least recently used are dropped first, with their
+#: torch copies). At K = 20, N = 100 one holds 16 kB, and 8 kB more per float32 copy.
 DECODER_CACHE_SIZE = 16384
 
 #: How many bytes of eigen-decompositions NeRCC keeps per scheme (one per availability mask, for
@@ -38,6 +42,9 @@ SPECTRUM_CACHE_BYTES = 2**27
 
 #: At most this many patterns are eigen-decomposed in one batch (bounds the temporary memory).
 SPECTRUM_CHUNK = 256
+
+#: Stands for :data:`DEFAULT_LAM_GRID` in a pickled NeRCC (which keeps it by identity).
+_DEFAULT_GRID = "default"
 
 
 def _is_tensor(value: Any) -> bool:
@@ -50,6 +57,12 @@ def _to_float64(values: Any) -> np.ndarray:
     if _is_tensor(values):
         values = values.detach().cpu().double().numpy()
     return np.asarray(values, dtype=np.float64)
+
+
+def _to_torch(matrix: np.ndarray, like: Any) -> Any:
+    """A torch copy of a float64 ``matrix`` in the dtype (float64 for an integer tensor) and device
+    of the tensor ``like``; never sharing memory with ``matrix`` (which stays read-only)."""
+    return _like(np.array(matrix), like)
 
 
 def _like(result: np.ndarray, like: Any) -> Any:
@@ -98,6 +111,14 @@ def _all_finite(values: Any) -> bool:
     if _is_tensor(values):
         import torch
 
+        if values.is_cpu and values.dtype in (torch.float32, torch.float64):
+            # numpy's check of a view costs a fifth of torch's for the few logits of a group
+            try:
+                view = values.detach().numpy() if values.requires_grad else values.numpy()
+            except (RuntimeError, TypeError):  # numpy cannot view it (sparse, a negative view)
+                pass
+            else:
+                return bool(np.isfinite(view).all())
         return bool(torch.isfinite(values).all())
     return bool(np.isfinite(values).all())
 
@@ -107,19 +128,52 @@ def _readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
+class _Decoder:
+    """A cached decoder: the read-only float64 ``matrix`` (K, N) of one pattern and its torch
+    copies by (dtype, device), dropped with it."""
+
+    __slots__ = ("matrix", "tensors")
+
+    def __init__(self, matrix: np.ndarray) -> None:
+        self.matrix = matrix
+        self.tensors: dict[tuple[Any, Any], Any] = {}
+
+
 class CodingScheme(ABC):
     """A linear code for K inputs over N workers.
 
     Subclasses build the encoder matrix and the decoder matrices of a batch of patterns; this class
     validates arguments, caches decoders and applies both to numpy arrays and torch tensors.
+
+    Every method may be called from several threads at once: the caches are only read and changed
+    under the scheme's lock, while matrices are built outside it (two threads missing the same
+    pattern may both build it; the first one cached is kept and returned to both).
     """
 
     def __init__(self, num_inputs: int, num_workers: int) -> None:
         self.num_inputs = num_inputs
         self.num_workers = num_workers
+        self._reset_caches()
+
+    def _reset_caches(self) -> None:
+        """Empty caches and a new lock (at construction and after unpickling or copying)."""
+        self._lock = threading.RLock()
         self._encoder: np.ndarray | None = None
-        self._decoders: OrderedDict[bytes, np.ndarray] = OrderedDict()
-        self._torch_cache: dict[tuple[Any, Any], Any] = {}
+        self._torch_cache: dict[tuple[Any, Any], Any] = {}  # the encoder's torch copies
+        self._decoders: OrderedDict[bytes, _Decoder] = OrderedDict()  # least recently used first
+
+    #: Attributes rebuilt by :meth:`_reset_caches`, left out of pickles and copies.
+    _CACHES: tuple[str, ...] = ("_lock", "_encoder", "_torch_cache", "_decoders")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in self._CACHES:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset_caches()
 
     # -- to implement -------------------------------------------------------------------------
     @abstractmethod
@@ -133,9 +187,13 @@ class CodingScheme(ABC):
     # -- matrices -----------------------------------------------------------------------------
     def encoder_matrix(self) -> np.ndarray:
         """Return the read-only encoder matrix ``E`` of shape (N, K): worker n gets ``E[n] @ X``."""
-        if self._encoder is None:
-            self._encoder = _readonly(self._build_encoder())
-        return self._encoder
+        encoder = self._encoder
+        if encoder is None:
+            with self._lock:  # built once, so that every caller gets the same array
+                if self._encoder is None:
+                    self._encoder = _readonly(self._build_encoder())
+                encoder = self._encoder
+        return encoder
 
     def decoder_matrix(self, available: Any) -> np.ndarray:
         """Return the read-only decoder ``D_F`` of shape (K, N) for one pattern.
@@ -150,7 +208,7 @@ class CodingScheme(ABC):
             raise ValueError(
                 f"available must have shape ({self.num_workers},) here, got shape {mask.shape}"
             )
-        return self._cached(mask[None])[0]
+        return self._entries(mask[None])[0].matrix
 
     def decoder_matrices(self, available: Any) -> np.ndarray:
         """Return the decoders of a batch of patterns as one float64 array of shape (P, K, N).
@@ -192,7 +250,7 @@ class CodingScheme(ABC):
                 f"inputs must have first axis num_inputs={self.num_inputs}, got shape {shape}"
             )
         flat = inputs.reshape(self.num_inputs, -1)
-        encoder = self._as_operand(self.encoder_matrix(), inputs)
+        encoder = self._encoder_operand(inputs)
         return (encoder @ flat).reshape((self.num_workers, *shape[1:]))
 
     def decode(self, outputs: Any, available: Any) -> Any:
@@ -212,13 +270,15 @@ class CodingScheme(ABC):
         """
         outputs, shape = self._check_outputs(outputs)
         mask = self._check_available(available)
-        decoders = self._as_operand(self._lookup(np.atleast_2d(mask)), outputs)
-        flat = outputs.reshape(self.num_workers, -1)
+        decoders = self._decoder_operand(mask, outputs)  # (K, N) or (P, K, N)
+        flat = outputs if len(shape) == 2 else outputs.reshape(self.num_workers, -1)
         if not _all_finite(flat):
-            flat = _zero_stragglers(flat, np.atleast_2d(mask))  # (P, N, M)
-        estimates = decoders @ flat  # (P, K, M)
+            flat = _zero_stragglers(flat, mask)  # (N, M) or (P, N, M)
+        estimates = decoders @ flat  # (K, M) or (P, K, M)
         if mask.ndim == 1:
-            return estimates[0].reshape((self.num_inputs, *shape[1:]))
+            if len(shape) == 2:
+                return estimates
+            return estimates.reshape((self.num_inputs, *shape[1:]))
         return estimates.reshape((mask.shape[0], self.num_inputs, *shape[1:]))
 
     def decode_each(self, outputs: Any, available: Any) -> Any:
@@ -287,7 +347,7 @@ class CodingScheme(ABC):
         parameters per pattern when asked (the fixed :meth:`params`, broadcast)."""
         if not _all_finite(outputs):
             outputs = _zero_stragglers(outputs, available)
-        estimates = self._as_operand(self._lookup(available), outputs) @ outputs
+        estimates = self._decoder_operand(available, outputs) @ outputs
         return estimates, (self._fixed_params(available.shape[0]) if with_params else {})
 
     def _fixed_params(self, count: int) -> dict[str, np.ndarray]:
@@ -332,6 +392,8 @@ class CodingScheme(ABC):
                 f"available must have shape ({self.num_workers},) or (P, {self.num_workers}), "
                 f"got shape {mask.shape}"
             )
+        if mask.ndim == 1 and mask.any():  # the common case, checked in one reduction
+            return mask
         empty = ~mask.any(axis=-1)
         if np.any(empty):
             where = "" if mask.ndim == 1 else f" (pattern {int(np.argmax(empty))})"
@@ -340,34 +402,96 @@ class CodingScheme(ABC):
 
     def _lookup(self, masks: np.ndarray) -> np.ndarray:
         """Decoders (P, K, N) of valid patterns (P, N), stacked."""
-        return np.stack(self._cached(masks))
+        return np.stack([entry.matrix for entry in self._entries(masks)])
 
-    def _cached(self, masks: np.ndarray) -> list[np.ndarray]:
-        """The cached decoders of valid patterns, building the missing ones in one batch."""
+    def _entries(self, masks: np.ndarray) -> list[_Decoder]:
+        """The cached decoders of valid patterns (P, N), building the missing ones in one batch
+        (outside the lock); the patterns become the most recently used, in their order."""
         keys = [np.packbits(row).tobytes() for row in masks]
-        decoders = self._decoders
-        missing = {k: row for k, row in zip(keys, masks, strict=True) if k not in decoders}
-        if missing:
-            built = self._build_decoders(np.stack(list(missing.values())))
-            for key, decoder in zip(missing, built, strict=True):
-                self._decoders[key] = _readonly(decoder)
         cache = self._decoders
-        found = [cache[key] for key in keys]
+        with self._lock:
+            found = {key: cache[key] for key in keys if key in cache}
+            if len(found) == len(keys) or all(key in found for key in keys):
+                return self._refresh(keys, found)
+        missing = {k: row for k, row in zip(keys, masks, strict=True) if k not in found}
+        built = self._build_decoders(np.stack(list(missing.values())))
+        for key, decoder in zip(missing, built, strict=True):
+            found[key] = _Decoder(_readonly(decoder))
+        with self._lock:
+            return self._refresh(keys, found)
+
+    def _refresh(self, keys: list[bytes], found: dict[bytes, _Decoder]) -> list[_Decoder]:
+        """Under the lock: cache the ``found`` decoders that are not (or no longer) cached, move
+        ``keys`` to the most recent end, drop the least recently used beyond the cache size and
+        return the decoders of ``keys`` (those cached first: one object per pattern)."""
+        cache = self._decoders
+        for key in keys:
+            if key not in cache:
+                cache[key] = found[key]
+        result = [cache[key] for key in keys]
         for key in keys:
             cache.move_to_end(key)
         while len(cache) > DECODER_CACHE_SIZE:
             cache.popitem(last=False)
-        return found
+        return result
 
-    def _as_operand(self, matrix: np.ndarray, like: Any) -> Any:
-        """The matrix in the type, dtype and device of ``like``; the encoder's torch copies are
-        kept per (dtype, device)."""
-        if matrix is self._encoder and _is_tensor(like):
-            key = (like.dtype, like.device)
-            if key not in self._torch_cache:
-                self._torch_cache[key] = _like(np.array(matrix), like)
-            return self._torch_cache[key]
-        return _like(matrix, like)
+    def _decoder_operand(self, masks: np.ndarray, like: Any) -> Any:
+        """The decoders of valid patterns (N,) or (P, N), (K, N) or (P, K, N), in the type, dtype
+        and device of ``like``. Torch copies are cached with the decoders: a cached pattern
+        costs a key and a lookup, no conversion."""
+        if masks.ndim == 1 and _is_tensor(like):  # the hot path: one cached pattern
+            key = np.packbits(masks).tobytes()
+            cache = self._decoders
+            with self._lock:
+                entry = cache.get(key)
+                if entry is not None:
+                    tensor = entry.tensors.get((like.dtype, like.device))
+                    if tensor is not None:
+                        cache.move_to_end(key)
+                        while len(cache) > DECODER_CACHE_SIZE:
+                            cache.popitem(last=False)
+                        return tensor
+        entries = self._entries(masks[None] if masks.ndim == 1 else masks)
+        if not _is_tensor(like):
+            matrices = (
+                entries[0].matrix if masks.ndim == 1 else np.stack([e.matrix for e in entries])
+            )
+            return _like(matrices, like)
+        key = (like.dtype, like.device)
+        with self._lock:
+            tensors = [entry.tensors.get(key) for entry in entries]
+        missing = {id(entry): entry for entry, t in zip(entries, tensors, strict=True) if t is None}
+        if missing:
+            # One conversion (one transfer to the device) for all; each pattern keeps a copy of
+            # its own, so that an evicted pattern frees its memory whatever the others do.
+            converted = _to_torch(np.stack([entry.matrix for entry in missing.values()]), like)
+            copies = converted.unbind(0)
+            if len(copies) > 1:
+                copies = [copy.clone() for copy in copies]
+            with self._lock:
+                for entry, copy in zip(missing.values(), copies, strict=True):
+                    entry.tensors.setdefault(key, copy)
+                tensors = [entry.tensors[key] for entry in entries]
+        if masks.ndim == 1:
+            return tensors[0]
+        import torch
+
+        return torch.stack(tensors)
+
+    def _encoder_operand(self, like: Any) -> Any:
+        """The encoder in the type, dtype and device of ``like``; its torch copies are kept per
+        (dtype, device)."""
+        encoder = self.encoder_matrix()
+        if not _is_tensor(like):
+            return _like(encoder, like)
+        key = (like.dtype, like.device)
+        with self._lock:
+            tensor = self._torch_cache.get(key)
+        if tensor is None:
+            tensor = _to_torch(encoder, like)
+            with self._lock:
+                tensor = self._torch_cache.setdefault(key, tensor)
+        return tensor
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in self._describe().items())
@@ -394,6 +518,11 @@ class _PointScheme(CodingScheme, ABC):
         self.points = points
         self.alphas, self.betas = make_points(num_inputs, num_workers, points)
         self.alphas.flags.writeable = False
+        self.betas.flags.writeable = False
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.alphas.flags.writeable = False  # numpy unpickles and copies arrays writeable
         self.betas.flags.writeable = False
 
     def _by_size(self, available: np.ndarray):
@@ -520,9 +649,6 @@ class NeRCC(_PointScheme):
         ones = np.ones(num_workers)
         self._enc_bound = _lam_bound(self.alphas, ones[:num_inputs])
         self._dec_bound = _lam_bound(self.betas, ones)
-        self._spectra: OrderedDict[bytes, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
-        self._spectra_bytes = 0
-        self._encoder_df: float | None = None
 
         lam_enc = check_lam("lam_enc", lam_enc, self._enc_bound)
         self.df_enc = None if df_enc is None else check_df("df_enc", df_enc)
@@ -555,18 +681,42 @@ class NeRCC(_PointScheme):
             )
         self.lam_grid = self._check_grid(lam_grid) if gcv else None
 
+    def _reset_caches(self) -> None:
+        super()._reset_caches()
+        self._spectra: OrderedDict[bytes, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
+        self._spectra_bytes = 0
+        self._encoder_df: float | None = None
+
+    _CACHES = (*CodingScheme._CACHES, "_spectra", "_spectra_bytes", "_encoder_df")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        if self.lam_grid is DEFAULT_LAM_GRID:  # kept by identity: repr and decoder_key test it
+            state["lam_grid"] = _DEFAULT_GRID
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if isinstance(self.lam_grid, str) and self.lam_grid == _DEFAULT_GRID:
+            self.lam_grid = DEFAULT_LAM_GRID
+        elif self.lam_grid is not None:
+            self.lam_grid.flags.writeable = False
+
     # -- the smoothing of each side -----------------------------------------------------------
     def encoder_df(self) -> float:
         """Return the encoder's effective degrees of freedom: the trace of its smoother on the K
         alphas at ``lam_enc`` (K for interpolation, and for K <= 2 whatever the lambda)."""
-        if self._encoder_df is None:
+        df = self._encoder_df
+        if df is None:
             k = self.num_inputs
             if k < 3 or self.lam_enc == 0:
-                self._encoder_df = float(k)
+                df = float(k)
             else:
                 d, _ = _spectrum(self.alphas[None], vectors=False)
-                self._encoder_df = float(_df(d, np.array([[self.lam_enc]]))[0, 0])
-        return self._encoder_df
+                df = float(_df(d, np.array([[self.lam_enc]]))[0, 0])
+            with self._lock:
+                self._encoder_df = df
+        return df
 
     def decoder_df(self, available: Any) -> np.ndarray | float:
         """Return the decoder's effective degrees of freedom for patterns: the trace of its
@@ -668,26 +818,30 @@ class NeRCC(_PointScheme):
         ``K = Q R^-1 Q^T`` for patterns of one size, from the per-mask cache or built in one
         batch (see :func:`nercc.coding.gcv._spectrum`)."""
         keys = [np.packbits(row).tobytes() for row in masks]
-        cache = self._spectra
         found: dict[bytes, tuple[np.ndarray, np.ndarray | None]] = {}
-        for key in keys:
-            entry = cache.get(key)
-            if entry is not None and (entry[1] is not None or not vectors):
-                found[key] = entry
-                cache.move_to_end(key)
+        with self._lock:
+            cache = self._spectra
+            for key in keys:
+                entry = cache.get(key)
+                if entry is not None and (entry[1] is not None or not vectors):
+                    found[key] = entry
+                    cache.move_to_end(key)
         missing = {key: i for i, key in enumerate(keys) if key not in found}
         if missing:
             rows = list(missing.values())
-            d, w = _spectrum(sites[rows], vectors)
-            for j, key in enumerate(missing):
-                entry = (d[j].copy(), None if w is None else w[j].copy())
-                found[key] = entry
-                self._remember(key, entry)
+            d, w = _spectrum(sites[rows], vectors)  # outside the lock: threads decompose at once
+            with self._lock:
+                for j, key in enumerate(missing):
+                    entry = (d[j].copy(), None if w is None else w[j].copy())
+                    found[key] = entry
+                    self._remember(key, entry)
         d = np.stack([found[key][0] for key in keys])
         w = np.stack([found[key][1] for key in keys]) if vectors else None
         return d, w
 
     def _remember(self, key: bytes, entry: tuple[np.ndarray, np.ndarray | None]) -> None:
+        """Cache one mask's decomposition (under the lock), dropping the least recently used
+        beyond :data:`SPECTRUM_CACHE_BYTES`."""
         size = entry[0].nbytes + (0 if entry[1] is None else entry[1].nbytes)
         if size > SPECTRUM_CACHE_BYTES:
             return
