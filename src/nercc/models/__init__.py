@@ -1,30 +1,30 @@
-"""Base classifiers (LeNet5, timm RepVGG and ViT), their training module and checkpoints."""
+"""Base classifiers (LeNet5, timm RepVGG and ViT), their training module and checkpoints.
 
-from nercc.models.checkpoints import (
-    CheckpointError,
-    Classifier,
-    checkpoint_path,
-    load_classifier,
-    publish_classifier,
-    read_checkpoint,
-)
-from nercc.models.lenet5 import LeNet5
-from nercc.models.module import ClassifierModule, warmup_cosine
-from nercc.models.publish import publish_mode, publish_run
-from nercc.models.timm_models import repvgg, vit
+The names load on first use, so that a serving worker that unpickles a LeNet5 imports neither
+Lightning nor timm.
+"""
 
-__all__ = [
-    "CheckpointError",
-    "Classifier",
-    "ClassifierModule",
-    "LeNet5",
-    "checkpoint_path",
-    "load_classifier",
-    "publish_classifier",
-    "publish_mode",
-    "publish_run",
-    "read_checkpoint",
-    "repvgg",
-    "vit",
-    "warmup_cosine",
-]
+from __future__ import annotations
+
+from nercc.utils.lazy import lazy_attributes
+
+_WHERE = {
+    "CheckpointError": "nercc.models.checkpoints",
+    "Classifier": "nercc.models.checkpoints",
+    "ClassifierModule": "nercc.models.module",
+    "LeNet5": "nercc.models.lenet5",
+    "checkpoint_path": "nercc.models.checkpoints",
+    "load_classifier": "nercc.models.checkpoints",
+    "publish_classifier": "nercc.models.checkpoints",
+    "publish_mode": "nercc.models.publish",
+    "publish_run": "nercc.models.publish",
+    "read_checkpoint": "nercc.models.checkpoints",
+    "repvgg": "nercc.models.timm_models",
+    "vit": "nercc.models.timm_models",
+    "warmup_cosine": "nercc.models.module",
+}
+
+__all__ = sorted(_WHERE)
+
+
+__getattr__ = lazy_attributes(__name__, _WHERE)

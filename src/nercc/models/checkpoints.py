@@ -402,8 +402,6 @@ def load_classifier(
         count or input shape (see :func:`read_checkpoint`); one line ending with the command that
         rebuilds it.
     """
-    from timm.utils import reparameterize_model
-
     from nercc.paths import checkpoint_dir
 
     path = checkpoint_path(model, dataset, directory or checkpoint_dir())
@@ -412,7 +410,10 @@ def load_classifier(
     )
     net = payload["net"]
     net.eval()
-    net = reparameterize_model(net)
+    if type(net).__module__.split(".")[0] == "timm":  # LeNet5 loads without importing timm
+        from timm.utils import reparameterize_model
+
+        net = reparameterize_model(net)
     classifier = Classifier(net, payload["mean"], payload["std"])
     classifier.info = {**payload["info"], "path": str(path), "sha256": file_sha256(path)}
     classifier.requires_grad_(False)
