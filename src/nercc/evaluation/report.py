@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from nercc.evaluation.variants import SPREAD_SUFFIXES  # noqa: E402
-from nercc.utils.io import file_mode  # noqa: E402
+from nercc.utils.io import save_figure  # noqa: E402
 
 __all__ = [
     "FIXED_COLUMNS",
@@ -205,19 +204,3 @@ def plot_vs_stragglers(
     axis.legend(fontsize=8)
     figure.tight_layout()
     return save_figure(figure, path)
-
-
-def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
-    """Save a matplotlib figure as PNG through a temporary file and a rename, then close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        figure.savefig(tmp, dpi=120)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    finally:
-        plt.close(figure)
-        Path(tmp).unlink(missing_ok=True)
-    return path

@@ -1,6 +1,6 @@
 """Drawing a figure from its labelled rows (matplotlib, Agg), in the style of
 :mod:`nercc.evaluation.report`: one line per label, a shaded band for the 95 % interval, written
-atomically as PNG by :func:`~nercc.evaluation.report.save_figure`.
+atomically as PNG by :func:`~nercc.utils.io.save_figure`.
 
 Each ``plot_*`` takes the figure's rows, each carrying ``label`` and ``panel`` besides the
 evaluation's columns, and returns what the summary reports (the convergence slopes).
@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nercc.evaluation.report import save_figure  # noqa: E402
+from nercc.utils.io import save_figure  # noqa: E402
 
 __all__ = ["fit_slope", "plot_convergence", "plot_lambda_grid", "plot_vs_stragglers"]
 

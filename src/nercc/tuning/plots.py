@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nercc.evaluation.report import save_figure  # noqa: E402
+from nercc.utils.io import save_figure  # noqa: E402
 
 __all__ = ["plot_search"]
 
