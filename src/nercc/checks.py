@@ -1044,6 +1044,7 @@ def check_loadtest(cfg: DictConfig) -> None:
     check_serve(cfg, items)
     choice(cfg, "loadtest.target", ("frontend", "http"))
     integer(cfg, "loadtest.num_queries", 1)
+    integer(cfg, "loadtest.warmup", 0, default=0)
     number(cfg, "loadtest.rate", 0.0, low_open=True)
     choice(cfg, "loadtest.split", ("test", "val"))
     number(cfg, "loadtest.timeout_s", 0.0, low_open=True)

@@ -1,0 +1,127 @@
+"""HTTP through Ray Serve: ``POST /predict`` (one image, PNG or JSON) and ``GET /healthz``.
+
+The deployment holds a :class:`~nercc.serving.frontend.Frontend` over worker actors started
+beforehand; every request is one query, batched with its neighbours into coded groups. A body
+that is not an image of the classifier's shape gets a 400 with a one-line reason; the deployment
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from nercc.coding import CodingScheme
+from nercc.serving.cluster import freeze_startup_heap
+from nercc.serving.frontend import Frontend, QueryFailed
+from nercc.serving.images import parse_image
+from nercc.stragglers import WaitPolicy
+
+__all__ = ["PredictEndpoint", "http_endpoint"]
+
+APP_NAME = "nercc"
+
+
+class PredictEndpoint:
+    """The Serve deployment's class: routes requests to the frontend."""
+
+    def __init__(
+        self,
+        workers: list[Any],
+        scheme: CodingScheme,
+        name: str,
+        policy: WaitPolicy,
+        image_shape: tuple[int, int, int],
+        max_wait_ms: float = 5.0,
+        kill_every: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.image_shape = tuple(image_shape)
+        self.frontend = Frontend(
+            workers, scheme, name, policy, max_wait_ms=max_wait_ms, kill_every=kill_every, seed=seed
+        )
+        freeze_startup_heap()
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        path, method = request.url.path.rstrip("/") or "/", request.method
+        if path == "/healthz":
+            if method != "GET":
+                return _error(405, f"use GET /healthz, got {method}")
+            return JSONResponse(self.health())
+        if path != "/predict":
+            return _error(404, f"no route {method} {path}: use POST /predict or GET /healthz")
+        if method != "POST":
+            return _error(405, f"use POST /predict with an image body, got {method}")
+        body = await request.body()
+        try:
+            image = parse_image(body, request.headers.get("content-type"), self.image_shape)
+        except ValueError as error:
+            return _error(400, str(error))
+        try:
+            answer = await asyncio.wrap_future(self.frontend.submit(image))
+        except QueryFailed as error:
+            return _error(503, str(error))
+        return JSONResponse(
+            {
+                "class": answer.prediction,
+                "logits": [float(v) for v in answer.logits],
+                "scheme": answer.scheme,
+                "workers": list(answer.workers),
+                "failed_workers": list(answer.failed),
+                "group": answer.group,
+            }
+        )
+
+    def health(self) -> dict[str, Any]:
+        scheme = self.frontend.scheme
+        return {
+            "status": "ok",
+            "scheme": self.frontend.name,
+            "num_inputs": scheme.num_inputs,
+            "num_workers": scheme.num_workers,
+            "image_shape": list(self.image_shape),
+        }
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.frontend.close()
+
+
+def _error(status: int, reason: str) -> JSONResponse:
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+@contextlib.contextmanager
+def http_endpoint(
+    workers: list[Any],
+    scheme: CodingScheme,
+    name: str,
+    policy: WaitPolicy,
+    image_shape: tuple[int, int, int],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_wait_ms: float = 5.0,
+    kill_every: int | None = None,
+    seed: int = 0,
+    num_cpus: float = 0.1,
+) -> Iterator[str]:
+    """Serve ``POST /predict`` and ``GET /healthz`` at ``http://<host>:<port>`` for the duration of
+    the block (Ray must be initialised); yields the base URL. Serve is shut down at the end."""
+    serve.start(http_options={"host": host, "port": port})
+    try:
+        deployment = serve.deployment(PredictEndpoint, name="predict").options(
+            ray_actor_options={"num_cpus": num_cpus}, max_ongoing_requests=1024
+        )
+        app = deployment.bind(
+            workers, scheme, name, policy, tuple(image_shape), max_wait_ms, kill_every, seed
+        )
+        serve.run(app, name=APP_NAME, route_prefix="/")
+        yield f"http://{host}:{port}"
+    finally:
+        serve.shutdown()

@@ -1,0 +1,112 @@
+"""Turn an HTTP request body into one image the classifier takes, or say in one line why not."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PNG_SIGNATURE", "image_to_png", "parse_image"]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+#: The largest body accepted (bytes): a 224x224 RGB image as JSON is about 1.5 MB.
+MAX_BODY_BYTES = 8 * 2**20
+
+
+def parse_image(body: bytes, content_type: str | None, shape: tuple[int, int, int]) -> np.ndarray:
+    """The image in ``body``: PNG bytes, or a JSON array (or ``{"image": array}``) of values in
+    [0, 1] with shape (C, H, W), or (H, W) for one channel.
+
+    Parameters
+    ----------
+    body : bytes
+        The request body.
+    content_type : str or None
+        The request's Content-Type; PNG is recognised by its signature whatever it says.
+    shape : (channels, height, width)
+        What the classifier takes; a PNG of another size or mode is refused, not resized.
+
+    Returns
+    -------
+    ndarray of shape ``shape``, float32 in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        One line naming what is wrong and what was expected.
+    """
+    channels, height, width = shape
+    if not body:
+        raise ValueError("empty body: send a PNG image or a JSON array of pixel values")
+    if len(body) > MAX_BODY_BYTES:
+        raise ValueError(f"body too large: {len(body)} bytes, at most {MAX_BODY_BYTES}")
+    if body.startswith(PNG_SIGNATURE):
+        image = _from_png(body, channels)
+    elif (content_type or "").split(";")[0].strip() in ("application/json", "") or body[:1] in (
+        b"[",
+        b"{",
+    ):
+        image = _from_json(body)
+    else:
+        raise ValueError(
+            f"unsupported body (Content-Type {content_type!r}): send PNG bytes or a JSON array"
+        )
+    if image.ndim == 2 and channels == 1:
+        image = image[None]
+    if image.shape != (channels, height, width):
+        expected = f"({channels}, {height}, {width})"
+        if channels == 1:
+            expected += f" or ({height}, {width})"
+        raise ValueError(f"image must have shape {expected}, got {image.shape}")
+    return image
+
+
+def _from_png(body: bytes, channels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(body)) as png:
+            png.load()
+            mode = "L" if channels == 1 else "RGB"
+            pixels = np.asarray(png.convert(mode), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"not a readable PNG image ({' '.join(str(error).split())})") from None
+    return pixels if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
+
+
+def _from_json(body: bytes) -> np.ndarray:
+    try:
+        data: Any = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"not valid JSON ({error})") from None
+    if isinstance(data, dict):
+        if "image" not in data:
+            raise ValueError(f"a JSON object must have the key 'image', got keys {sorted(data)}")
+        data = data["image"]
+    try:
+        image = np.array(data, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("the image must be a rectangular array of numbers") from None
+    if image.ndim not in (2, 3):
+        raise ValueError(f"the image must be an array of 2 or 3 dimensions, got {image.ndim}")
+    if not np.all(np.isfinite(image)) or image.min() < 0.0 or image.max() > 1.0:
+        low, high = float(np.nanmin(image)), float(np.nanmax(image))
+        shown = "non-finite values" if not np.all(np.isfinite(image)) else f"[{low:g}, {high:g}]"
+        raise ValueError(f"pixel values must be finite and in [0, 1], got {shown}")
+    return image.astype(np.float32)
+
+
+def image_to_png(image: np.ndarray) -> bytes:
+    """PNG bytes of an image (C, H, W) or (H, W) in [0, 1] (8 bits per channel)."""
+    from PIL import Image
+
+    pixels = np.asarray(image, dtype=np.float64)
+    if pixels.ndim == 3:
+        pixels = pixels[0] if pixels.shape[0] == 1 else np.moveaxis(pixels, 0, -1)
+    data = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(data).save(buffer, format="PNG")
+    return buffer.getvalue()

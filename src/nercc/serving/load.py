@@ -1,0 +1,149 @@
+"""Open-loop load: Poisson arrivals, one record per query, tail-latency summaries.
+
+The generator sends query ``i`` at its scheduled arrival time whatever the answers before it
+(open loop, as a real client population does), so a slow scheme queues and its tail grows; the
+latency of a query runs from its send to its answer.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["QueryRecord", "latency_summary", "poisson_arrivals", "run_load"]
+
+#: The percentiles of a summary, by key.
+PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p99_ms": 99.0, "p99_9_ms": 99.9}
+
+
+@dataclass
+class QueryRecord:
+    """One query: when it was sent (seconds from the start), its latency, what came back."""
+
+    scheme: str
+    query: int
+    sent_s: float
+    latency_ms: float = math.nan
+    status: str = "pending"  # ok, failed or pending (no answer by the end)
+    prediction: int = -1
+    label: int = -1
+    base_prediction: int = -1
+    group: int = -1
+    answered_by: int = 0  # how many workers' answers were decoded
+    failed_workers: int = 0
+    error: str = ""
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def poisson_arrivals(count: int, rate: float, seed: int) -> np.ndarray:
+    """Arrival times (seconds, from 0) of ``count`` queries at ``rate`` per second: cumulative
+    exponential gaps from a generator seeded by ``seed``; the first query arrives at 0."""
+    if not (isinstance(count, int) and count >= 1):
+        raise ValueError(f"count must be an integer >= 1, got {count!r}")
+    if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
+    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=count)
+    gaps[0] = 0.0
+    return np.cumsum(gaps)
+
+
+def run_load(
+    send: Callable[[int], Future],
+    arrivals: Sequence[float],
+    scheme: str,
+    read: Callable[[QueryRecord, Any], None],
+    timeout: float = 120.0,
+) -> list[QueryRecord]:
+    """Send query ``i`` through ``send(i)`` at ``arrivals[i]`` and record its answer.
+
+    Parameters
+    ----------
+    send : callable
+        Sends query i and returns a future of its answer.
+    arrivals : sequence of float
+        Send times in seconds from the start, non-decreasing.
+    scheme : str
+        The name in the records.
+    read : callable
+        ``read(record, answer)`` fills the record's prediction and workers from an answer.
+    timeout : float
+        Seconds to wait for the last answers after the last send; queries still unanswered then
+        stay ``pending`` (counted as not answered).
+
+    Returns
+    -------
+    list of QueryRecord, one per query in order.
+    """
+    records = [QueryRecord(scheme, i, float(t)) for i, t in enumerate(arrivals)]
+    remaining = threading.Semaphore(0)
+    start = time.perf_counter()
+
+    def finish(record: QueryRecord, sent: float, future: Future) -> None:
+        record.latency_ms = (time.perf_counter() - sent) * 1000.0
+        error = future.exception()
+        if error is None:
+            record.status = "ok"
+            read(record, future.result())
+        else:
+            record.status = "failed"
+            record.error = " ".join(str(error).split())[:300] or type(error).__name__
+        remaining.release()
+
+    for record in records:
+        wait = start + record.sent_s - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        sent = time.perf_counter()
+        try:
+            future = send(record.query)
+        except Exception as error:  # a send that cannot even start fails its query
+            future = Future()
+            future.set_exception(error)
+        future.add_done_callback(lambda f, r=record, s=sent: finish(r, s, f))
+    end = time.monotonic() + timeout
+    for _ in records:
+        if not remaining.acquire(timeout=max(end - time.monotonic(), 0.0)):
+            break
+    return records
+
+
+def latency_summary(records: Sequence[QueryRecord], duration_s: float | None = None) -> dict:
+    """Tail latency, throughput, accuracy and counts of one scheme's records.
+
+    Latencies are of the answered queries. ``throughput_qps`` is answered queries per second over
+    the time from the first send to the last answer (or over ``duration_s``). ``accuracy`` is
+    against the labels, ``agreement`` against the base model's own predictions, both over the
+    queries sent (an unanswered query counts as wrong).
+    """
+    sent = len(records)
+    ok = [r for r in records if r.status == "ok"]
+    latencies = np.array([r.latency_ms for r in ok], dtype=np.float64)
+    summary: dict[str, Any] = {"sent": sent, "answered": len(ok)}
+    summary["failed"] = sum(r.status == "failed" for r in records)
+    summary["pending"] = sum(r.status == "pending" for r in records)
+    for key, q in PERCENTILES.items():
+        summary[key] = float(np.percentile(latencies, q)) if len(ok) else math.nan
+    summary["mean_ms"] = float(latencies.mean()) if len(ok) else math.nan
+    if duration_s is None and ok:
+        duration_s = max(r.sent_s + r.latency_ms / 1000.0 for r in ok) - min(
+            r.sent_s for r in records
+        )
+    summary["throughput_qps"] = len(ok) / duration_s if ok and duration_s else 0.0
+    if sent:
+        summary["accuracy"] = sum(r.prediction == r.label for r in ok) / sent
+        summary["agreement"] = sum(r.prediction == r.base_prediction for r in ok) / sent
+    summary["mean_answers_decoded"] = (
+        float(np.mean([r.answered_by for r in ok])) if ok else math.nan
+    )
+    by_group = {r.group: r.failed_workers for r in ok}
+    summary["failed_worker_calls"] = int(sum(by_group.values()))
+    return summary

@@ -1,0 +1,145 @@
+"""Worker actors: each holds the frozen classifier and answers one coded input at a time.
+
+A worker sleeps a delay drawn from the configured :class:`~nercc.stragglers.DelayModel` before it
+answers, so stragglers are real: the frontend waits for them (or not) on the wall clock. The delay
+of worker ``n`` for group ``g`` comes from a stream seeded by ``(seed, n, g)``: the same run draws
+the same delays, and a worker that Ray restarts after a crash draws what it would have drawn.
+
+Workers are threaded actors (``max_concurrency``): a sleeping worker takes the next coded input
+at once (a delay is a response time, not a queue); torch runs on one thread per worker. Coded
+inputs and logits travel as raw float32 bytes, the cheapest message Ray sends (a quarter less
+time per call than numpy arrays on a 2-core machine, scripts/bench_serving.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from nercc.serving.cluster import freeze_startup_heap
+from nercc.stragglers import DelayModel
+
+__all__ = ["Worker", "delay_seed", "start_workers", "stop_workers"]
+
+#: Coded inputs a worker holds at once (each sleeping its delay on a thread of its own).
+MAX_CONCURRENCY = 256
+
+
+def delay_seed(seed: int, worker: int, group: int) -> int:
+    """The seed of worker ``worker``'s delay for group ``group`` (a 63-bit integer)."""
+    state = np.random.SeedSequence([seed, worker, group]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
+class Worker:
+    """One worker: the classifier, its delay model and whether it is one of the slow machines.
+
+    Parameters
+    ----------
+    index : int
+        n, the worker's place among the N workers (its beta).
+    load_model : callable
+        Builds the classifier in the worker's process (e.g. ``functools.partial(load_classifier,
+        "lenet5", "fashion_mnist", directory)``): images (B, C, H, W) in [0, 1] to logits
+        (B, classes). It is frozen and put in eval mode here.
+    delays : DelayModel or None
+        Where the delays come from (milliseconds); None answers without delay.
+    slow : bool
+        Whether this worker is one of the ``slow_fraction`` slow ones.
+    seed : int
+        The run's seed (see :func:`delay_seed`).
+    """
+
+    def __init__(
+        self,
+        index: int,
+        load_model: Callable[[], torch.nn.Module],
+        delays: DelayModel | None = None,
+        slow: bool = False,
+        seed: int = 0,
+    ) -> None:
+        torch.set_num_threads(1)
+        self.index = index
+        self.model = load_model().eval().requires_grad_(False)
+        self.delays = delays
+        self.slow = torch.tensor([[bool(slow)]])
+        self.seed = seed
+        freeze_startup_heap()
+
+    def delay_ms(self, group: int) -> float:
+        """This worker's delay for ``group`` in milliseconds (0 without a delay model)."""
+        if self.delays is None:
+            return 0.0
+        generator = torch.Generator().manual_seed(delay_seed(self.seed, self.index, group))
+        return float(self.delays.times(1, 1, generator, slow=self.slow)[0, 0])
+
+    def compute(self, group: int, coded: bytes, shape: tuple[int, ...]) -> tuple[int, bytes, float]:
+        """Sleep this worker's delay for ``group``, then return ``(index, logits, delay_ms)``.
+
+        ``coded`` is the worker's coded input, float32 bytes of ``shape`` (rows, C, H, W); the
+        logits come back as float32 bytes of shape (rows, classes).
+        """
+        delay = self.delay_ms(group)
+        if delay > 0:
+            time.sleep(delay / 1000.0)
+        inputs = torch.frombuffer(bytearray(coded), dtype=torch.float32).reshape(shape)
+        with torch.inference_mode():
+            logits = self.model(inputs)
+        return self.index, logits.float().numpy().tobytes(), delay
+
+    def ready(self) -> tuple[int, float]:
+        """``(index, wall-clock time)``: answers once the worker has started."""
+        return self.index, time.time()
+
+
+def start_workers(
+    load_model: Callable[[], torch.nn.Module],
+    num_workers: int,
+    delays: DelayModel | None = None,
+    seed: int = 0,
+    num_cpus: float = 0.1,
+    max_restarts: int = -1,
+    slow: Sequence[int] | None = None,
+) -> list[Any]:
+    """Start ``num_workers`` worker actors, each building its classifier with ``load_model``, and
+    wait until all answer.
+
+    ``load_model`` travels with each actor (a small picklable callable, so that Ray can restart
+    an actor from its arguments alone; on a cluster the checkpoint must be readable from every
+    node). A crashed worker is restarted by Ray (up to
+    ``max_restarts`` times, -1: always); its unanswered calls fail and the frontend counts them
+    as stragglers. With a ``slow_fraction``, the slow workers are drawn once from ``seed``,
+    unless ``slow`` names them.
+
+    Returns
+    -------
+    list of ray.actor.ActorHandle
+        The workers, in beta order.
+    """
+    is_slow = torch.zeros(num_workers, dtype=torch.bool)
+    if slow is not None:
+        is_slow[list(slow)] = True
+    elif delays is not None and delays.slow_count(num_workers) > 0:
+        is_slow = delays.slow_workers(num_workers, torch.Generator().manual_seed(seed))
+    actor = ray.remote(Worker).options(
+        num_cpus=num_cpus,
+        max_restarts=max_restarts,
+        max_task_retries=0,
+        max_concurrency=MAX_CONCURRENCY,
+    )
+    workers = [
+        actor.remote(n, load_model, delays, bool(is_slow[n]), seed) for n in range(num_workers)
+    ]
+    ray.get([worker.ready.remote() for worker in workers])
+    return workers
+
+
+def stop_workers(workers: list[Any]) -> None:
+    """Kill the workers for good (no restart)."""
+    for worker in workers:
+        ray.kill(worker, no_restart=True)

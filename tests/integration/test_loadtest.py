@@ -1,0 +1,108 @@
+"""The serving commands: bad configs refused at once, and a whole load test on a tiny setup."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import wandb
+
+from tests.integration.test_serving import nothing_left_running  # noqa: F401 (autouse fixture)
+from tests.wandb_offline import run_contents
+
+pytest.importorskip("ray", reason="the serve extra (ray[serve]) is installed by make test")
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "message"),
+    [
+        ("serve", ["serving.scheme=mds"],
+         "error: serving.scheme: must be one of uncoded, replication, bacc, nercc, got 'mds'"),
+        ("serve", ["serving.num_stragglers=12"],
+         "error: serving.num_stragglers: must be an integer >= 0 and <= 11, got 12"),
+        ("serve", ["serving.port=abc"],
+         "error: serving.port: must be an integer >= 1 and <= 65535, got 'abc'"),
+        ("serve", ["delay.shape=0"], "error: delay.shape: must be a finite number > 0, got 0"),
+        ("serve", ["scheme.nercc.lam_dec=gcv"], "error: scheme.nercc.lam_dec: serving takes a"),
+        ("serve", ["coding.num_workers=10", "serving.scheme=replication"],
+         "error: scheme.replication.replicas: equal cost needs replicas x K"),
+        ("loadtest", ["loadtest.rate=0"],
+         "error: loadtest.rate: must be a finite number > 0, got 0"),
+        ("loadtest", ["loadtest.schemes=[nercc,nercc]"],
+         "error: loadtest.schemes: must not repeat a scheme, got ['nercc', 'nercc']"),
+        ("loadtest", ["loadtest.target=grpc"],
+         "error: loadtest.target: must be one of frontend, http, got 'grpc'"),
+        ("loadtest", ["serving.kill_every=0"],
+         "error: serving.kill_every: must be null or an integer >= 1, got 0"),
+        ("loadtest", ["data=synthetic", "loadtest.num_queries=300"],
+         "error: loadtest.num_queries: the test split of synthetic has 256 images, got 300"),
+    ],
+)  # fmt: skip
+def test_bad_settings_fail_at_once_in_one_line(module, args, message, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", f"nercc.{module}", *args, f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_loadtest_compares_the_four_schemes_and_writes_its_results(
+    compose_config, checkpoints, tmp_path
+):
+    from nercc.loadtest import loadtest
+
+    cfg = compose_config(
+        "loadtest",
+        [
+            "data=synthetic",
+            f"paths.checkpoint_dir={checkpoints}",
+            "coding.num_inputs=2",
+            "coding.num_workers=6",
+            "serving.num_stragglers=2",
+            "serving.max_wait_ms=2",
+            "delay=shifted_exponential",
+            "delay.shift=1",
+            "delay.rate=0.5",
+            "loadtest.num_queries=40",
+            "loadtest.warmup=2",
+            "loadtest.rate=200",
+            "logger=wandb",
+        ],
+    )
+    summary = loadtest(cfg)
+    wandb.finish()  # as the CLI's task wrapper does
+    run = tmp_path / "run"
+    assert list(summary["schemes"]) == ["uncoded", "replication", "bacc", "nercc"]
+    assert summary["settings"]["workers"] == {"uncoded": 2, "replication": 6, "bacc": 6, "nercc": 6}
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved == json.loads(json.dumps(summary))
+    rows = list(csv.DictReader((run / "latency.csv").open()))
+    assert len(rows) == 4 * 40
+    for name, scheme in summary["schemes"].items():
+        mine = [r for r in rows if r["scheme"] == name]
+        assert sorted(int(r["query"]) for r in mine) == list(range(40))
+        assert all(r["status"] == "ok" for r in mine)
+        assert (scheme["sent"], scheme["answered"], scheme["failed"]) == (40, 40, 0)
+        assert scheme["p50_ms"] <= scheme["p90_ms"] <= scheme["p99_ms"] <= scheme["p99_9_ms"]
+        agree = sum(r["prediction"] == r["base_prediction"] for r in mine) / 40
+        assert scheme["agreement"] == pytest.approx(agree)
+        right = sum(r["prediction"] == r["label"] for r in mine) / 40
+        assert scheme["accuracy"] == pytest.approx(right)
+        # delays of at least 1 ms (shift) on every worker
+        assert min(float(r["latency_ms"]) for r in mine) >= 1.0
+    # uncoded and replication decode exact logits: the base model's predictions
+    assert summary["schemes"]["uncoded"]["agreement"] == 1.0
+    assert summary["schemes"]["replication"]["agreement"] == 1.0
+    assert (run / "latency_cdf.png").stat().st_size > 10_000
+    (path,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
+    contents = run_contents(path)
+    assert {"latency/nercc/p99_ms", "latency/uncoded/agreement"} <= set(contents["history"])
+    assert contents["config"]["serving"]["num_stragglers"] == 2
