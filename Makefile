@@ -92,6 +92,8 @@ bench: $(STAMP)
 	$(PY) scripts/bench_coding.py
 	$(PY) scripts/bench_eval.py
 	$(PY) scripts/bench_sweep.py
+	$(PY) scripts/bench_decode.py
+	$(PY) scripts/bench_serving.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests scripts

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import netrc
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -957,7 +958,12 @@ SERVED_SCHEMES = ("uncoded", "replication", "bacc", "nercc")
 DELAY_SETTINGS = ("distribution", "shift", "rate", "scale", "shape", "slow_fraction", "slow_factor")
 
 
-def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None) -> None:
+#: The CPU share of the HTTP deployment's replica (nercc.serving.endpoint).
+ENDPOINT_CPUS = 0.1
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: bool = True) -> None:
     """Check a serving config (``nercc.serve``, and the shared part of ``nercc.loadtest``).
 
     The code (N >= K), S <= N - 1, the schemes served (``serving.scheme``, or ``schemes``) and
@@ -1002,12 +1008,36 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None) -> None:
     number(cfg, "serving.max_wait_ms", 0.0)
     integer(cfg, "serving.kill_every", 1, optional=True)
     address = get(cfg, "serving.address", None)
-    if address is not None and (not isinstance(address, str) or not address.strip()):
+    if address is not None and not (
+        address == "auto"
+        or (isinstance(address, str) and re.fullmatch(r"(ray://)?[\w.\-\[\]:]+:\d+", address))
+    ):
         raise ConfigError(
-            "serving.address", "must be null (a local instance), auto or ray://host:port", address
+            "serving.address",
+            "must be null (a local instance), auto, host:port or ray://host:port",
+            address,
         )
-    integer(cfg, "serving.num_cpus", 1, optional=True)
-    number(cfg, "serving.worker_cpus", 0.0, low_open=True)
+    cpus = integer(cfg, "serving.num_cpus", 1, optional=True)
+    if address is not None and cpus is not None:
+        raise ConfigError(
+            "serving.num_cpus",
+            f"sizes a local instance; the cluster at serving.address={address} has its own, "
+            "use null",
+            cpus,
+        )
+    share = number(cfg, "serving.worker_cpus", 0.0, low_open=True)
+    assert share is not None
+    if address is None:
+        total = cpus or os.cpu_count() or 1
+        need = n * share + (ENDPOINT_CPUS if http else 0.0)
+        if need > total + 1e-9:
+            raise ConfigError(
+                "serving.worker_cpus",
+                f"N={n} workers of {share:g} CPU{' and the HTTP replica' if http else ''} need "
+                f"{need:g} CPUs, more than the {total} of the local instance (lower it, or raise "
+                "serving.num_cpus: a share is a reservation, not a limit)",
+                share,
+            )
     host = get(cfg, "serving.host")
     if not isinstance(host, str) or not host:
         raise ConfigError("serving.host", "must be an address to bind, e.g. 127.0.0.1", host)
@@ -1041,8 +1071,14 @@ def check_loadtest(cfg: DictConfig) -> None:
         )
     if len(set(items)) != len(items):
         raise ConfigError("loadtest.schemes", "must not repeat a scheme", names)
-    check_serve(cfg, items)
-    choice(cfg, "loadtest.target", ("frontend", "http"))
+    target = choice(cfg, "loadtest.target", ("frontend", "http"))
+    check_serve(cfg, items, http=target == "http")
+    if target == "http" and get(cfg, "serving.host") not in LOOPBACK:
+        raise ConfigError(
+            "serving.host",
+            f"a load test sends on loopback only: use one of {', '.join(LOOPBACK)}",
+            get(cfg, "serving.host"),
+        )
     integer(cfg, "loadtest.num_queries", 1)
     integer(cfg, "loadtest.warmup", 0, default=0)
     number(cfg, "loadtest.rate", 0.0, low_open=True)

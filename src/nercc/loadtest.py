@@ -88,7 +88,10 @@ def _queries(data: Any, split: str, count: int) -> tuple[Any, Any]:
 
 
 def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tuple[list, dict]:
+    import ray
+
     from nercc.serving import (
+        READY_TIMEOUT_S,
         freeze_startup_heap,
         latency_summary,
         poisson_arrivals,
@@ -121,6 +124,8 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
         freeze_startup_heap()
         try:
             for name in plan.schemes:
+                # every worker up (a killed one restarted) before the next scheme's load
+                ray.get([worker.ready.remote() for worker in workers], timeout=READY_TIMEOUT_S)
                 scheme, policy = plan.schemes[name], plan.policies[name]
                 log.info(
                     f"{name}: {len(labels)} queries at {load.rate}/s to the {load.target} "
@@ -157,7 +162,9 @@ def _one_scheme(
     }
     warmup = int(load.warmup)
     if load.target == "frontend":
-        with Frontend(workers, scheme, name, policy, **options) as frontend:
+        with Frontend(
+            workers, scheme, name, policy, image_shape=images.shape[1:], **options
+        ) as frontend:
             for i in range(warmup):  # not recorded: Ray's paths, worker threads, decoders
                 frontend.predict(images[i % len(images)], timeout=load.timeout_s)
             return run_load(
@@ -168,7 +175,7 @@ def _one_scheme(
     with (
         http_endpoint(
             workers, scheme, name, policy, image_shape(cfg), host=serving.host,
-            port=serving.port, **options,
+            port=serving.port, shutdown=serving.address is None, **options,
         ) as url,
         ThreadPoolExecutor(64, thread_name_prefix="client") as pool,
     ):  # fmt: skip
@@ -248,7 +255,8 @@ def _report(
         table.add_column(header, justify="right")
     for name, row in summaries.items():
         table.add_row(name, str(settings["workers"][name]), *(_cell(row[k]) for k in COLUMNS))
-    Console().print(table)
+    natural = Console(width=1000).measure(table).maximum  # as wide as the table needs
+    Console(width=max(Console().width, natural)).print(table)
     for logger in build_all(cfg.get("logger")):
         logger.log_hyperparams({**plain(cfg), "classifier": model_info})
         logger.log_metrics(

@@ -118,8 +118,11 @@ def image_shape(cfg: DictConfig) -> tuple[int, int, int]:
     return expected_input(cfg)["image_shape"]
 
 
-def serve(cfg: DictConfig, ready: threading.Event | None = None) -> None:
-    """Serve ``serving.scheme`` over HTTP until interrupted or ``serving.duration_s`` passes.
+def serve(
+    cfg: DictConfig, ready: threading.Event | None = None, stop: threading.Event | None = None
+) -> None:
+    """Serve ``serving.scheme`` over HTTP until interrupted (Ctrl-C, SIGTERM), ``stop`` is set
+    or ``serving.duration_s`` passes, then shut everything down.
 
     ``ready`` is set once the endpoint answers (for callers that run this on a thread)."""
     check_serve(cfg)
@@ -133,7 +136,7 @@ def serve(cfg: DictConfig, ready: threading.Event | None = None) -> None:
 
     scheme = plan.schemes[name]
     serving = cfg.serving
-    stop = threading.Event()
+    stop = stop or threading.Event()
     previous = signal.getsignal(signal.SIGTERM) if _main_thread() else None
     if _main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -158,6 +161,7 @@ def serve(cfg: DictConfig, ready: threading.Event | None = None) -> None:
                     max_wait_ms=serving.max_wait_ms,
                     kill_every=serving.kill_every,
                     seed=cfg.seed,
+                    shutdown=serving.address is None,
                 ) as url:
                     log.info(
                         f"serving {name} (K={scheme.num_inputs}, N={scheme.num_workers}) of "

@@ -106,3 +106,81 @@ def test_loadtest_compares_the_four_schemes_and_writes_its_results(
     contents = run_contents(path)
     assert {"latency/nercc/p99_ms", "latency/uncoded/agreement"} <= set(contents["history"])
     assert contents["config"]["serving"]["num_stragglers"] == 2
+
+
+def test_loadtest_over_http(compose_config, checkpoints, tmp_path):
+    from nercc.loadtest import loadtest
+
+    cfg = compose_config(
+        "loadtest",
+        [
+            "data=synthetic",
+            f"paths.checkpoint_dir={checkpoints}",
+            "coding.num_inputs=2",
+            "coding.num_workers=4",
+            "serving.num_stragglers=1",
+            "serving.port=18266",
+            "delay=none",
+            "loadtest.target=http",
+            "loadtest.schemes=[uncoded,nercc]",
+            "loadtest.num_queries=24",
+            "loadtest.warmup=1",
+            "loadtest.rate=100",
+            "logger=none",
+        ],
+    )
+    summary = loadtest(cfg)
+    assert summary["settings"]["target"] == "http"
+    for scheme in summary["schemes"].values():
+        assert (scheme["sent"], scheme["answered"], scheme["failed"]) == (24, 24, 0)
+    assert summary["schemes"]["uncoded"]["agreement"] == 1.0  # exact over HTTP (PNG pixels)
+    rows = list(csv.DictReader((tmp_path / "run" / "latency.csv").open()))
+    assert {int(r["answered_by"]) for r in rows if r["scheme"] == "nercc"} <= {3, 4}
+
+
+def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints):
+    import threading
+    import urllib.request
+
+    import numpy as np
+
+    from nercc.serve import serve
+    from nercc.serving.images import image_to_png
+
+    cfg = compose_config(
+        "serve",
+        [
+            "data=synthetic",
+            f"paths.checkpoint_dir={checkpoints}",
+            "coding.num_inputs=2",
+            "coding.num_workers=4",
+            "serving.num_stragglers=1",
+            "serving.port=18267",
+            "delay=none",
+        ],
+    )
+    ready, stop, errors = threading.Event(), threading.Event(), []
+
+    def run():
+        try:
+            serve(cfg, ready=ready, stop=stop)
+        except BaseException as error:  # reported by the test below
+            errors.append(error)
+            ready.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert ready.wait(120) and not errors, errors
+        body = image_to_png(np.random.default_rng(0).random((28, 28)))
+        request = urllib.request.Request(
+            "http://127.0.0.1:18267/predict", data=body, headers={"Content-Type": "image/png"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        assert answer["scheme"] == "nercc" and 0 <= answer["class"] < 10
+        assert len(answer["logits"]) == 10 and len(answer["workers"]) >= 3
+    finally:
+        stop.set()
+        thread.join(120)
+    assert not thread.is_alive() and not errors

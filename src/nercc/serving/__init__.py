@@ -7,9 +7,16 @@ Builds on :mod:`nercc.coding` (the codes), :mod:`nercc.stragglers` (delays and w
 from nercc.serving.cluster import freeze_startup_heap, ray_cluster
 from nercc.serving.frontend import Answer, Frontend, GroupTrace, QueryFailed, waits_for_every_input
 from nercc.serving.load import QueryRecord, latency_summary, poisson_arrivals, run_load
-from nercc.serving.workers import Worker, delay_seed, start_workers, stop_workers
+from nercc.serving.workers import (
+    READY_TIMEOUT_S,
+    Worker,
+    delay_seed,
+    start_workers,
+    stop_workers,
+)
 
 __all__ = [
+    "READY_TIMEOUT_S",
     "Answer",
     "Frontend",
     "GroupTrace",

@@ -1,4 +1,4 @@
-"""Start a local Ray instance on loopback, or join a running cluster, and always leave cleanly."""
+"""Start a local Ray instance or join a running cluster, and always leave cleanly."""
 
 from __future__ import annotations
 
@@ -17,18 +17,23 @@ __all__ = ["freeze_startup_heap", "ray_cluster"]
 def ray_cluster(
     address: str | None = None, num_cpus: int | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Ray for the duration of the block: a new local instance bound to 127.0.0.1 (``address``
-    None), or the cluster at ``address`` (``auto``, ``ray://host:port``). A local instance is
-    shut down at the end; a joined cluster is only disconnected from.
+    """Ray for the duration of the block: a new local instance with ``num_cpus`` CPUs (all of
+    this machine's by default) when ``address`` is None, or the cluster at ``address`` (``auto``,
+    ``ray://host:port``, ``host:port``). A local instance is shut down at the end; a joined
+    cluster is only disconnected from.
+
+    Ray's own services listen where Ray decides: on Ray 2.60 its GCS, raylet and workers listen
+    on every interface (it turns 127.0.0.1 into the node's address), protected by Ray's token
+    authentication unless ``RAY_AUTH_MODE=disabled``. What nercc serves itself, the HTTP
+    endpoint, binds to ``serving.host`` (127.0.0.1 by default).
 
     Yields Ray's resources as seen at the start.
     """
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token files for a local instance
     if ray.is_initialized():
         raise RuntimeError("Ray is already initialised in this process; shut it down first")
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     if address is None:
-        options |= {"num_cpus": num_cpus or os.cpu_count() or 1, "_node_ip_address": "127.0.0.1"}
+        options["num_cpus"] = num_cpus or os.cpu_count() or 1
     else:
         options["address"] = address
     ray.init(**options)

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from nercc.coding import CodingScheme
 from nercc.serving.cluster import freeze_startup_heap
 from nercc.serving.frontend import Frontend, QueryFailed
-from nercc.serving.images import parse_image
+from nercc.serving.images import MAX_BODY_BYTES, parse_image
 from nercc.stragglers import WaitPolicy
 
 __all__ = ["PredictEndpoint", "http_endpoint"]
@@ -44,7 +44,14 @@ class PredictEndpoint:
     ) -> None:
         self.image_shape = tuple(image_shape)
         self.frontend = Frontend(
-            workers, scheme, name, policy, max_wait_ms=max_wait_ms, kill_every=kill_every, seed=seed
+            workers,
+            scheme,
+            name,
+            policy,
+            max_wait_ms=max_wait_ms,
+            kill_every=kill_every,
+            seed=seed,
+            image_shape=self.image_shape,
         )
         freeze_startup_heap()
 
@@ -58,9 +65,14 @@ class PredictEndpoint:
             return _error(404, f"no route {method} {path}: use POST /predict or GET /healthz")
         if method != "POST":
             return _error(405, f"use POST /predict with an image body, got {method}")
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return _error(413, f"body too large: {length} bytes, at most {MAX_BODY_BYTES}")
         body = await request.body()
-        try:
-            image = parse_image(body, request.headers.get("content-type"), self.image_shape)
+        try:  # off the event loop: a large body must not stall the other requests
+            image = await asyncio.to_thread(
+                parse_image, body, request.headers.get("content-type"), self.image_shape
+            )
         except ValueError as error:
             return _error(400, str(error))
         try:
@@ -110,9 +122,13 @@ def http_endpoint(
     kill_every: int | None = None,
     seed: int = 0,
     num_cpus: float = 0.1,
+    shutdown: bool = True,
 ) -> Iterator[str]:
     """Serve ``POST /predict`` and ``GET /healthz`` at ``http://<host>:<port>`` for the duration of
-    the block (Ray must be initialised); yields the base URL. Serve is shut down at the end."""
+    the block (Ray must be initialised); yields the base URL.
+
+    At the end the application is deleted, and Serve shut down when ``shutdown`` (a local
+    instance; on a joined cluster, Serve may hold other people's applications)."""
     serve.start(http_options={"host": host, "port": port})
     try:
         deployment = serve.deployment(PredictEndpoint, name="predict").options(
@@ -124,4 +140,7 @@ def http_endpoint(
         serve.run(app, name=APP_NAME, route_prefix="/")
         yield f"http://{host}:{port}"
     finally:
-        serve.shutdown()
+        with contextlib.suppress(Exception):
+            serve.delete(APP_NAME)
+        if shutdown:
+            serve.shutdown()

@@ -12,12 +12,13 @@ When the wait ends:
 - Schemes that lose an input when its workers straggle (uncoded, replication) stop as soon as no
   input is lost: uncoded waits for all K, replication takes the first answer of each input.
 
-A worker that fails (crashed, killed, restarting) counts as a straggler. When the answers cannot
-meet the policy any more and an input would be lost (uncoded, replication; a coded scheme with no
-answer at all), the failed workers get their coded input again, with a growing pause for Ray to
-restart them, for up to ``retry_s`` seconds; a query whose input cannot be estimated by then
-fails with :class:`QueryFailed`. Every query is answered exactly once, with an answer or with
-that error.
+A worker that fails (crashed, killed, restarting) counts as a straggler, and is not asked again
+until it answers a probe. A scheme that would lose the input of a failed worker (uncoded,
+replication with every copy failed; a code with no answer at all) sends that coded input to a
+live worker instead (workers are interchangeable: each computes f of what it gets), or, when
+every worker failed, to its own worker again after a pause for Ray to restart it, for up to
+``retry_s`` seconds; a query whose input cannot be estimated by then fails with
+:class:`QueryFailed`. Every query is answered exactly once, with an answer or with that error.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ class QueryFailed(RuntimeError):
 class Answer:
     """The answer to one query.
 
-    ``logits`` (classes,) float32 and ``prediction`` their argmax; ``workers`` the workers whose
-    answers were decoded, ``failed`` those that failed (crashed or killed) for this group;
-    ``group`` the group's number and ``position`` the query's place in it.
+    ``logits`` (classes,) float32 and ``prediction`` their argmax; ``workers`` the coded inputs
+    (by worker: n is worker n's) whose answers were decoded, ``failed`` the workers that failed
+    (crashed, killed, or known down) for this group: a failed worker's input is decoded only
+    when another worker computed it instead (uncoded, replication); ``group`` the group's number
+    and ``position`` the query's place in it.
     """
 
     logits: np.ndarray
@@ -104,8 +107,9 @@ class Frontend:
     max_wait_ms : float
         How long the first query of a partial group waits for the rest.
     kill_every : int, optional
-        Fault injection: as every ``kill_every``-th group is sent, kill one of its workers
-        (drawn from ``seed``); Ray restarts it. :attr:`killed` lists ``(group, worker)``.
+        Fault injection: once every ``kill_every``-th group is sent, kill one of its workers
+        (drawn from ``seed``) while it computes; Ray restarts it. :attr:`killed` lists
+        ``(group, worker)``.
     seed : int
         Seeds the choice of killed workers.
     retry_s : float
@@ -115,6 +119,9 @@ class Frontend:
         Groups in flight at once (each waits on its own thread).
     keep_traces : bool
         Keep a :class:`GroupTrace` per group in :attr:`traces`.
+    image_shape : (channels, height, width), optional
+        What every query must be; another shape is refused by :meth:`submit` (without it, the
+        first query's shape is taken).
     """
 
     def __init__(
@@ -129,6 +136,7 @@ class Frontend:
         retry_s: float = 60.0,
         max_groups: int = 256,
         keep_traces: bool = False,
+        image_shape: tuple[int, ...] | None = None,
     ) -> None:
         if len(workers) < scheme.num_workers:
             raise ValueError(
@@ -146,6 +154,7 @@ class Frontend:
         self.kill_every = kill_every
         self.retry_s = retry_s
         self.every_input = waits_for_every_input(scheme)
+        self._health = _Health(self.workers)
         self.traces: list[GroupTrace] = []
         self.killed: list[tuple[int, int]] = []  # (group, worker) of each injected fault
         self._keep_traces = keep_traces
@@ -156,17 +165,26 @@ class Frontend:
         self._groups = itertools.count()
         self._pool = ThreadPoolExecutor(max_groups, thread_name_prefix=f"{name}-group")
         self._closed = False
+        self._lock = threading.Lock()  # submit and close: nothing queued behind the sentinel
+        self.image_shape = None if image_shape is None else tuple(image_shape)
         self._batcher = threading.Thread(target=self._batch, name=f"{name}-batcher", daemon=True)
         self._batcher.start()
 
     # -- public -------------------------------------------------------------------------------
     def submit(self, image: Any) -> Future[Answer]:
         """Queue one image (C, H, W) in [0, 1]; the future gives its :class:`Answer` (or raises
-        :class:`QueryFailed`)."""
-        if self._closed:
-            raise RuntimeError("the frontend is closed")
+        :class:`QueryFailed`). An image of another shape than :attr:`image_shape` raises
+        ``ValueError`` here, so that it cannot fail the group it would join."""
+        image = np.asarray(image, dtype=np.float32)
         future: Future[Answer] = Future()
-        self._queue.put((np.asarray(image, dtype=np.float32), future))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the frontend is closed")
+            if self.image_shape is None:
+                self.image_shape = image.shape
+            if image.shape != self.image_shape:
+                raise ValueError(f"image must have shape {self.image_shape}, got {image.shape}")
+            self._queue.put((image, future))
         return future
 
     def predict(self, image: Any, timeout: float | None = None) -> Answer:
@@ -175,10 +193,11 @@ class Frontend:
 
     def close(self) -> None:
         """Answer what is queued, then stop the batcher and wait for the groups in flight."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
         self._batcher.join()
         self._pool.shutdown(wait=True)
 
@@ -230,13 +249,10 @@ class Frontend:
         size = len(images)
         batch = np.stack([images[i % size] for i in range(k)])  # pad by repeating, as eval does
         coded = np.ascontiguousarray(self.scheme.encode(batch), dtype=np.float32)
+        victim = None
         if self.kill_every is not None and group % self.kill_every == self.kill_every - 1:
-            # The fault lands while this group is in flight: its victim never answers it.
             victim = int(self._kill_rng.integers(n))
-            ray.kill(self.workers[victim], no_restart=False)
-            self.killed.append((group, victim))
-        calls = {self._send(worker, group, coded): worker for worker in range(n)}
-        outputs, available, failed = self._gather(group, coded, calls)
+        outputs, available, failed = self._gather(group, coded, victim)
         lost = self.scheme.lost(available) if available.any() else np.ones(k, dtype=bool)
         if available.any():
             estimates = self.scheme.decode(outputs, available)
@@ -247,8 +263,8 @@ class Frontend:
             if lost[position]:
                 future.set_exception(
                     QueryFailed(
-                        f"group {group}: input {position} lost, its workers {sorted(failed)} "
-                        f"failed for {self.retry_s:g} s"
+                        f"group {group}: input {position} lost, no worker computed it within "
+                        f"{self.retry_s:g} s (failed: {sorted(failed)})"
                     )
                 )
                 continue
@@ -265,62 +281,103 @@ class Frontend:
                 )
             )
 
-    def _send(self, worker: int, group: int, coded: np.ndarray) -> Any:
-        row = coded[worker : worker + 1]
-        return self.workers[worker].compute.remote(group, row.tobytes(), row.shape)
+    def _call(self, worker: int, row: int, group: int, coded: np.ndarray, attempt: int) -> Any:
+        """Send coded input ``row`` of ``group`` to ``worker`` (its own row on a first try)."""
+        data = coded[row : row + 1]
+        return self.workers[worker].compute.remote(group, data.tobytes(), data.shape, attempt)
 
     def _gather(
-        self, group: int, coded: np.ndarray, calls: dict[Any, int]
+        self, group: int, coded: np.ndarray, victim: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, set[int]]:
-        """Wait for answers until the policy is met; return the outputs (N, classes) with zero
-        rows where none was taken, the mask of answers taken, and the workers that failed."""
+        """Send the coded inputs and wait until the policy is met; kill worker ``victim`` (fault
+        injection) once its input is sent: the frontend finds out as Ray tells it.
+
+        Returns the outputs (N, classes) with zero rows where none was taken, the mask of the
+        rows taken, and the workers that failed for this group (or were known to be down and
+        not asked).
+        """
         n = self.scheme.num_workers
         answers: dict[int, np.ndarray] = {}
         available = np.zeros(n, dtype=bool)
-        failed: set[int] = set()
+        down = self._health.down()
+        failed = set(down)  # workers that failed (or are down): their rows are stragglers
+        unsent = set(down)  # rows of failed workers not yet sent elsewhere
         quorum = self.policy.quorum(n)
-        deadline = None
-        if self.policy.deadline is not None:
-            deadline = time.monotonic() + self.policy.deadline / 1000.0
-        attempts = 0
-        give_up = time.monotonic() + self.retry_s
-        pending = dict(calls)
-        while True:
-            if self._satisfied(available, quorum, deadline):
-                break
-            if not pending:
-                if not failed or time.monotonic() >= give_up or self._decodable(available):
+        start = time.monotonic()
+        deadline = None if self.policy.deadline is None else start + self.policy.deadline / 1e3
+        give_up = start + self.retry_s
+        pending = {
+            self._call(row, row, group, coded, 0): (row, row) for row in range(n) if row not in down
+        }
+        if victim is not None:
+            ray.kill(self.workers[victim], no_restart=False)
+            self.killed.append((group, victim))
+        attempt = 0
+        while not self._satisfied(available, quorum, deadline):
+            rows = self._to_resend(available, pending, unsent)
+            if rows:
+                if time.monotonic() >= give_up:
                     break
-                # An input would be lost: send the failed workers' inputs again once Ray has had
-                # a moment to restart them.
-                time.sleep(min(0.02 * 2**attempts, 1.0, max(give_up - time.monotonic(), 0.0)))
-                attempts += 1
-                pending = {self._send(worker, group, coded): worker for worker in sorted(failed)}
-                failed = set()
+                attempt += 1
+                busy = failed | self._health.down()
+                live = [w for w in range(n) if w not in busy]
+                if not live:  # every worker failed: give Ray a moment to restart them
+                    time.sleep(min(0.02 * 2**attempt, 1.0))
+                    live = sorted(rows)
+                for i, row in enumerate(rows):
+                    worker = live[i % len(live)]
+                    pending[self._call(worker, row, group, coded, attempt)] = (row, worker)
+                    unsent.discard(row)
                 continue
-            need = n if self.every_input else max(quorum - int(available.sum()), 1)
-            timeout = None
-            if deadline is not None and not self.every_input and available.any():
-                timeout = max(deadline - time.monotonic(), 0.0)
-            ready, _ = ray.wait(
-                list(pending),
-                num_returns=min(need if not self.every_input else 1, len(pending)),
-                timeout=timeout,
-            )
+            if not pending:
+                break
+            if self.every_input or not available.any():
+                need, timeout = 1, None  # the first answer, however long it takes
+            else:
+                need = max(quorum - int(available.sum()), 1)
+                timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            ready, _ = ray.wait(list(pending), num_returns=min(need, len(pending)), timeout=timeout)
             for ref, result in zip(ready, _results(ready), strict=True):
-                worker = pending.pop(ref)
+                row, worker = pending.pop(ref)
                 if result is None:
                     failed.add(worker)
-                    continue
-                answers[worker] = np.frombuffer(result[1], dtype=np.float32)
-                available[worker] = True
-            if not ready and timeout is not None:
-                break  # the deadline passed with at least one answer
+                    unsent.add(row)
+                    self._health.mark_down(worker)
+                elif not available[row]:
+                    answers[row] = np.frombuffer(result[1], dtype=np.float32)
+                    available[row] = True
         classes = next(iter(answers.values())).shape[0] if answers else 1
         outputs = np.zeros((n, classes), dtype=np.float32)
-        for worker, logits in answers.items():
-            outputs[worker] = logits
+        for row, logits in answers.items():
+            outputs[row] = logits
         return outputs, available, failed
+
+    def _to_resend(self, available: np.ndarray, pending: dict, unsent: set[int]) -> list[int]:
+        """The failed rows to send to another worker now: for a scheme that loses inputs, those
+        that bring back an input no answer or pending call covers; for a code, all of them once
+        nothing is pending and nothing answered."""
+        if not unsent:
+            return []
+        if not self.every_input:
+            return sorted(unsent) if not pending and not available.any() else []
+        covered = available.copy()
+        for row, _ in pending.values():
+            covered[row] = True
+        rows = []
+        for row in sorted(unsent):
+            if not covered.any():
+                covered[row] = True
+                rows.append(row)
+                continue
+            lost = int(self.scheme.lost(covered).sum())
+            if lost == 0:
+                break
+            covered[row] = True
+            if int(self.scheme.lost(covered).sum()) < lost:
+                rows.append(row)
+            else:
+                covered[row] = False
+        return rows
 
     def _satisfied(self, available: np.ndarray, quorum: int, deadline: float | None) -> bool:
         if not available.any():
@@ -330,12 +387,6 @@ class Frontend:
         if int(available.sum()) >= quorum:
             return True
         return deadline is not None and time.monotonic() >= deadline
-
-    def _decodable(self, available: np.ndarray) -> bool:
-        """A coded scheme decodes from any answer; the others need every input answered."""
-        if not available.any():
-            return False
-        return not self.every_input or not self.scheme.lost(available).any()
 
 
 def _results(refs: list[Any]) -> list[Any]:
@@ -350,3 +401,36 @@ def _results(refs: list[Any]) -> list[Any]:
             except ray.exceptions.RayError:
                 results.append(None)
         return results
+
+
+class _Health:
+    """The workers known to be down: a call to one failed, and no probe has answered since.
+
+    A group does not send to them (their rows count as failed at once, and a scheme that would
+    lose an input sends it to a live worker); each check of :meth:`down` looks, without waiting,
+    whether a worker's probe (``ready``) has answered, and probes again after a failure.
+    """
+
+    def __init__(self, workers: list[Any]) -> None:
+        self._workers = workers
+        self._probes: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def mark_down(self, worker: int) -> None:
+        with self._lock:
+            if worker not in self._probes:
+                self._probes[worker] = self._workers[worker].ready.remote()
+
+    def down(self) -> set[int]:
+        with self._lock:
+            if not self._probes:
+                return set()
+            by_ref = {ref: worker for worker, ref in self._probes.items()}
+            ready, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
+            for ref, result in zip(ready, _results(ready), strict=True):
+                worker = by_ref[ref]
+                if result is None:
+                    self._probes[worker] = self._workers[worker].ready.remote()
+                else:
+                    del self._probes[worker]
+            return set(self._probes)

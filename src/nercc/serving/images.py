@@ -20,6 +20,10 @@ def parse_image(body: bytes, content_type: str | None, shape: tuple[int, int, in
     """The image in ``body``: PNG bytes, or a JSON array (or ``{"image": array}``) of values in
     [0, 1] with shape (C, H, W), or (H, W) for one channel.
 
+    A PNG must have the classifier's height and width (it is refused, not resized, and refused
+    before its pixels are decoded) and 8 bits per channel; grey, RGB and palette images are
+    converted to the classifier's channels (grey: luminance; RGB: the grey replicated).
+
     Parameters
     ----------
     body : bytes
@@ -27,7 +31,7 @@ def parse_image(body: bytes, content_type: str | None, shape: tuple[int, int, in
     content_type : str or None
         The request's Content-Type; PNG is recognised by its signature whatever it says.
     shape : (channels, height, width)
-        What the classifier takes; a PNG of another size or mode is refused, not resized.
+        What the classifier takes.
 
     Returns
     -------
@@ -44,7 +48,7 @@ def parse_image(body: bytes, content_type: str | None, shape: tuple[int, int, in
     if len(body) > MAX_BODY_BYTES:
         raise ValueError(f"body too large: {len(body)} bytes, at most {MAX_BODY_BYTES}")
     if body.startswith(PNG_SIGNATURE):
-        image = _from_png(body, channels)
+        image = _from_png(body, channels, (height, width))
     elif (content_type or "").split(";")[0].strip() in ("application/json", "") or body[:1] in (
         b"[",
         b"{",
@@ -64,17 +68,37 @@ def parse_image(body: bytes, content_type: str | None, shape: tuple[int, int, in
     return image
 
 
-def _from_png(body: bytes, channels: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+#: PNG modes with 8 bits per channel that convert to grey or RGB.
+PNG_MODES = ("L", "LA", "P", "PA", "RGB", "RGBA", "1")
+
+
+def _from_png(body: bytes, channels: int, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(body)) as png:
+            height, width = png.height, png.width
+            if (height, width) != size:  # checked before the pixels are decoded
+                raise _Refused(
+                    f"image must be {size[1]}x{size[0]} pixels (width x height), "
+                    f"got {width}x{height}"
+                )
+            if png.mode not in PNG_MODES:
+                raise _Refused(f"PNG must have 8 bits per channel, got mode {png.mode!r}")
             png.load()
-            mode = "L" if channels == 1 else "RGB"
-            pixels = np.asarray(png.convert(mode), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"not a readable PNG image ({' '.join(str(error).split())})") from None
-    return pixels if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
+            pixels = np.asarray(png.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+    except _Refused as error:
+        raise ValueError(str(error)) from None
+    except Exception as error:
+        # Exception: PIL's DecompressionBombError and whatever else a broken file raises
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise ValueError(f"not a readable PNG image ({reason})") from None
+    pixels /= 255.0
+    return pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
+
+
+class _Refused(Exception):
+    """A readable PNG that is not what the classifier takes."""
 
 
 def _from_json(body: bytes) -> np.ndarray:
@@ -82,14 +106,18 @@ def _from_json(body: bytes) -> np.ndarray:
         data: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError("not valid JSON (nested too deeply)") from None
     if isinstance(data, dict):
         if "image" not in data:
             raise ValueError(f"a JSON object must have the key 'image', got keys {sorted(data)}")
         data = data["image"]
     try:
         image = np.array(data, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise ValueError("the image must be a rectangular array of numbers") from None
+    if image.size == 0:
+        raise ValueError(f"the image is empty (shape {image.shape})")
     if image.ndim not in (2, 3):
         raise ValueError(f"the image must be an array of 2 or 3 dimensions, got {image.ndim}")
     if not np.all(np.isfinite(image)) or image.min() < 0.0 or image.max() > 1.0:

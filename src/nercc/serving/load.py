@@ -25,7 +25,8 @@ PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p99_ms": 99.0, "p99_9_ms": 99.9}
 
 @dataclass
 class QueryRecord:
-    """One query: when it was sent (seconds from the start), its latency, what came back."""
+    """One query: when it was sent (seconds from the start, as it happened, not as scheduled),
+    its latency, what came back."""
 
     scheme: str
     query: int
@@ -36,8 +37,8 @@ class QueryRecord:
     label: int = -1
     base_prediction: int = -1
     group: int = -1
-    answered_by: int = 0  # how many workers' answers were decoded
-    failed_workers: int = 0
+    answered_by: int = 0  # how many coded inputs' answers were decoded
+    failed_workers: int = 0  # workers that failed (or were down) while its group was served
     error: str = ""
 
     def row(self) -> dict[str, Any]:
@@ -85,17 +86,23 @@ def run_load(
     """
     records = [QueryRecord(scheme, i, float(t)) for i, t in enumerate(arrivals)]
     remaining = threading.Semaphore(0)
+    lock = threading.Lock()
+    over = False  # after the timeout, late answers leave their records pending
     start = time.perf_counter()
 
     def finish(record: QueryRecord, sent: float, future: Future) -> None:
-        record.latency_ms = (time.perf_counter() - sent) * 1000.0
-        error = future.exception()
-        if error is None:
-            record.status = "ok"
-            read(record, future.result())
-        else:
-            record.status = "failed"
-            record.error = " ".join(str(error).split())[:300] or type(error).__name__
+        now = time.perf_counter()
+        with lock:
+            if over:
+                return
+            record.latency_ms = (now - sent) * 1000.0
+            error = future.exception()
+            if error is None:
+                record.status = "ok"
+                read(record, future.result())
+            else:
+                record.status = "failed"
+                record.error = " ".join(str(error).split())[:300] or type(error).__name__
         remaining.release()
 
     for record in records:
@@ -103,6 +110,7 @@ def run_load(
         if wait > 0:
             time.sleep(wait)
         sent = time.perf_counter()
+        record.sent_s = sent - start
         try:
             future = send(record.query)
         except Exception as error:  # a send that cannot even start fails its query
@@ -113,6 +121,8 @@ def run_load(
     for _ in records:
         if not remaining.acquire(timeout=max(end - time.monotonic(), 0.0)):
             break
+    with lock:
+        over = True
     return records
 
 
@@ -122,7 +132,8 @@ def latency_summary(records: Sequence[QueryRecord], duration_s: float | None = N
     Latencies are of the answered queries. ``throughput_qps`` is answered queries per second over
     the time from the first send to the last answer (or over ``duration_s``). ``accuracy`` is
     against the labels, ``agreement`` against the base model's own predictions, both over the
-    queries sent (an unanswered query counts as wrong).
+    queries sent (an unanswered query counts as wrong). ``worker_failures`` counts, over the
+    groups answered, the workers that failed (or were down) while each group was served.
     """
     sent = len(records)
     ok = [r for r in records if r.status == "ok"]
@@ -144,6 +155,7 @@ def latency_summary(records: Sequence[QueryRecord], duration_s: float | None = N
     summary["mean_answers_decoded"] = (
         float(np.mean([r.answered_by for r in ok])) if ok else math.nan
     )
+    # each group once: the workers that failed (or were down) while it was served
     by_group = {r.group: r.failed_workers for r in ok}
-    summary["failed_worker_calls"] = int(sum(by_group.values()))
+    summary["worker_failures"] = int(sum(by_group.values()))
     return summary

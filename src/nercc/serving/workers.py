@@ -24,15 +24,20 @@ import torch
 from nercc.serving.cluster import freeze_startup_heap
 from nercc.stragglers import DelayModel
 
-__all__ = ["Worker", "delay_seed", "start_workers", "stop_workers"]
+__all__ = ["READY_TIMEOUT_S", "Worker", "delay_seed", "start_workers", "stop_workers"]
+
+#: Seconds to wait for the workers to start (or restart) before giving up.
+READY_TIMEOUT_S = 300.0
 
 #: Coded inputs a worker holds at once (each sleeping its delay on a thread of its own).
 MAX_CONCURRENCY = 256
 
 
-def delay_seed(seed: int, worker: int, group: int) -> int:
-    """The seed of worker ``worker``'s delay for group ``group`` (a 63-bit integer)."""
-    state = np.random.SeedSequence([seed, worker, group]).generate_state(2, dtype=np.uint32)
+def delay_seed(seed: int, worker: int, group: int, attempt: int = 0) -> int:
+    """The seed of worker ``worker``'s delay for group ``group`` (a 63-bit integer); a coded
+    input sent again (``attempt`` >= 1) draws from a stream of its own."""
+    entropy = [seed, worker, group] + ([attempt] if attempt else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
@@ -71,20 +76,24 @@ class Worker:
         self.seed = seed
         freeze_startup_heap()
 
-    def delay_ms(self, group: int) -> float:
+    def delay_ms(self, group: int, attempt: int = 0) -> float:
         """This worker's delay for ``group`` in milliseconds (0 without a delay model)."""
         if self.delays is None:
             return 0.0
-        generator = torch.Generator().manual_seed(delay_seed(self.seed, self.index, group))
+        seed = delay_seed(self.seed, self.index, group, attempt)
+        generator = torch.Generator().manual_seed(seed)
         return float(self.delays.times(1, 1, generator, slow=self.slow)[0, 0])
 
-    def compute(self, group: int, coded: bytes, shape: tuple[int, ...]) -> tuple[int, bytes, float]:
+    def compute(
+        self, group: int, coded: bytes, shape: tuple[int, ...], attempt: int = 0
+    ) -> tuple[int, bytes, float]:
         """Sleep this worker's delay for ``group``, then return ``(index, logits, delay_ms)``.
 
-        ``coded`` is the worker's coded input, float32 bytes of ``shape`` (rows, C, H, W); the
-        logits come back as float32 bytes of shape (rows, classes).
+        ``coded`` is a coded input (this worker's own, or, when ``attempt`` >= 1, one sent again
+        after its worker failed), float32 bytes of ``shape`` (rows, C, H, W); the logits come
+        back as float32 bytes of shape (rows, classes).
         """
-        delay = self.delay_ms(group)
+        delay = self.delay_ms(group, attempt)
         if delay > 0:
             time.sleep(delay / 1000.0)
         inputs = torch.frombuffer(bytearray(coded), dtype=torch.float32).reshape(shape)
@@ -135,7 +144,15 @@ def start_workers(
     workers = [
         actor.remote(n, load_model, delays, bool(is_slow[n]), seed) for n in range(num_workers)
     ]
-    ray.get([worker.ready.remote() for worker in workers])
+    try:
+        ray.get([worker.ready.remote() for worker in workers], timeout=READY_TIMEOUT_S)
+    except ray.exceptions.GetTimeoutError:
+        stop_workers(workers)
+        resources = ray.available_resources().get("CPU", 0.0)
+        raise RuntimeError(
+            f"the {num_workers} workers did not start within {READY_TIMEOUT_S:g} s (each asks "
+            f"num_cpus={num_cpus}; Ray has {resources:g} CPUs free)"
+        ) from None
     return workers
 
 

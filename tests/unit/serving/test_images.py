@@ -61,5 +61,32 @@ def test_bad_bodies_raise_one_line(body, content_type, message):
 
 
 def test_png_of_another_size_is_refused_not_resized():
-    with pytest.raises(ValueError, match=r"shape \(1, 3, 4\) or \(3, 4\), got \(1, 4, 4\)"):
+    with pytest.raises(ValueError, match=r"must be 4x3 pixels \(width x height\), got 4x4"):
         parse_image(image_to_png(np.zeros((4, 4))), "image/png", (1, 3, 4))
+
+
+def test_sixteen_bit_png_is_refused():
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((3, 4), 40000, dtype=np.uint16)).save(buffer, format="PNG")
+    with pytest.raises(ValueError, match="8 bits per channel, got mode 'I;16'"):
+        parse_image(buffer.getvalue(), "image/png", (1, 3, 4))
+
+
+def test_decompression_bomb_and_deep_json_are_bad_requests(monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4)  # a 3x4 image is then a "bomb"
+    with pytest.raises(ValueError, match="not a readable PNG image"):
+        parse_image(image_to_png(np.zeros((3, 4))), "image/png", (1, 3, 4))
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(ValueError, match="not valid JSON|rectangular array"):
+        parse_image(deep, "application/json", (1, 3, 4))
+
+
+def test_empty_json_array_says_so():
+    with pytest.raises(ValueError, match=r"the image is empty \(shape \(1, 0\)\)"):
+        parse_image(b"[[]]", "application/json", (1, 3, 4))
