@@ -88,16 +88,14 @@ def _queries(data: Any, split: str, count: int) -> tuple[Any, Any]:
 
 
 def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tuple[list, dict]:
-    import ray
-
     from nercc.serving import (
-        READY_TIMEOUT_S,
         freeze_startup_heap,
         latency_summary,
         poisson_arrivals,
         ray_cluster,
         start_workers,
         stop_workers,
+        wait_ready,
     )
 
     serving, load = cfg.serving, cfg.loadtest
@@ -125,7 +123,7 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
         try:
             for name in plan.schemes:
                 # every worker up (a killed one restarted) before the next scheme's load
-                ray.get([worker.ready.remote() for worker in workers], timeout=READY_TIMEOUT_S)
+                wait_ready(workers)
                 scheme, policy = plan.schemes[name], plan.policies[name]
                 log.info(
                     f"{name}: {len(labels)} queries at {load.rate}/s to the {load.target} "

@@ -13,6 +13,7 @@ from nercc.serving.workers import (
     delay_seed,
     start_workers,
     stop_workers,
+    wait_ready,
 )
 
 __all__ = [
@@ -31,5 +32,6 @@ __all__ = [
     "run_load",
     "start_workers",
     "stop_workers",
+    "wait_ready",
     "waits_for_every_input",
 ]

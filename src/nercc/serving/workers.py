@@ -24,7 +24,14 @@ import torch
 from nercc.serving.cluster import freeze_startup_heap
 from nercc.stragglers import DelayModel
 
-__all__ = ["READY_TIMEOUT_S", "Worker", "delay_seed", "start_workers", "stop_workers"]
+__all__ = [
+    "READY_TIMEOUT_S",
+    "Worker",
+    "delay_seed",
+    "start_workers",
+    "stop_workers",
+    "wait_ready",
+]
 
 #: Seconds to wait for the workers to start (or restart) before giving up.
 READY_TIMEOUT_S = 300.0
@@ -145,8 +152,8 @@ def start_workers(
         actor.remote(n, load_model, delays, bool(is_slow[n]), seed) for n in range(num_workers)
     ]
     try:
-        ray.get([worker.ready.remote() for worker in workers], timeout=READY_TIMEOUT_S)
-    except ray.exceptions.GetTimeoutError:
+        wait_ready(workers)
+    except TimeoutError:
         stop_workers(workers)
         resources = ray.available_resources().get("CPU", 0.0)
         raise RuntimeError(
@@ -154,6 +161,34 @@ def start_workers(
             f"num_cpus={num_cpus}; Ray has {resources:g} CPUs free)"
         ) from None
     return workers
+
+
+def wait_ready(workers: list[Any], timeout: float = READY_TIMEOUT_S) -> None:
+    """Wait until every worker answers ``ready``; a worker that Ray is restarting is asked again.
+
+    Raises
+    ------
+    TimeoutError
+        Some worker did not answer within ``timeout`` seconds.
+    """
+    end = time.monotonic() + timeout
+    waiting = list(range(len(workers)))
+    while waiting:
+        refs = {workers[n].ready.remote(): n for n in waiting}
+        left = max(end - time.monotonic(), 0.0)
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=left)
+        answered = set()
+        for ref in ready:
+            try:
+                ray.get(ref)
+                answered.add(refs[ref])
+            except ray.exceptions.RayError:
+                pass
+        waiting = [n for n in waiting if n not in answered]
+        if waiting and time.monotonic() >= end:
+            raise TimeoutError(f"workers {waiting} did not answer within {timeout:g} s")
+        if waiting:
+            time.sleep(0.1)
 
 
 def stop_workers(workers: list[Any]) -> None:
