@@ -216,6 +216,7 @@ def _report(
     from rich.table import Table
 
     from nercc.serving.plots import plot_latency_cdf
+    from nercc.serving.workers import slow_workers
     from nercc.utils.io import write_csv, write_json
 
     out = Path(cfg.paths.output_dir)
@@ -236,6 +237,7 @@ def _report(
         "seed": int(cfg.seed),
         "params": {name: scheme.params() for name, scheme in plan.schemes.items()},
         "workers": {name: scheme.num_workers for name, scheme in plan.schemes.items()},
+        "slow_workers": slow_workers(plan.delays, plan.num_workers, int(cfg.seed)),
     }
     summary = {"settings": settings, "schemes": summaries}
     write_csv(out / "latency.csv", [r.row() for r in records])

@@ -28,6 +28,7 @@ __all__ = [
     "READY_TIMEOUT_S",
     "Worker",
     "delay_seed",
+    "slow_workers",
     "start_workers",
     "stop_workers",
     "wait_ready",
@@ -138,10 +139,7 @@ def start_workers(
         The workers, in beta order.
     """
     is_slow = torch.zeros(num_workers, dtype=torch.bool)
-    if slow is not None:
-        is_slow[list(slow)] = True
-    elif delays is not None and delays.slow_count(num_workers) > 0:
-        is_slow = delays.slow_workers(num_workers, torch.Generator().manual_seed(seed))
+    is_slow[list(slow_workers(delays, num_workers, seed) if slow is None else slow)] = True
     actor = ray.remote(Worker).options(
         num_cpus=num_cpus,
         max_restarts=max_restarts,
@@ -161,6 +159,15 @@ def start_workers(
             f"num_cpus={num_cpus}; Ray has {resources:g} CPUs free)"
         ) from None
     return workers
+
+
+def slow_workers(delays: DelayModel | None, num_workers: int, seed: int) -> list[int]:
+    """The workers that a run with ``seed`` makes slow (``delays.slow_fraction`` of them, drawn
+    once; the same in every scheme of a load test, so uncoded's K may hold more or fewer)."""
+    if delays is None or delays.slow_count(num_workers) == 0:
+        return []
+    mask = delays.slow_workers(num_workers, torch.Generator().manual_seed(seed))
+    return [int(n) for n in torch.nonzero(mask).flatten()]
 
 
 def wait_ready(workers: list[Any], timeout: float = READY_TIMEOUT_S) -> None:
