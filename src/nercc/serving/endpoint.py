@@ -29,7 +29,8 @@ APP_NAME = "nercc"
 
 
 class PredictEndpoint:
-    """The Serve deployment's class: routes requests to the frontend."""
+    """The Serve deployment's class: routes requests to a :class:`Frontend` built in its replica
+    from the same arguments (``options``: ``max_wait_ms``, ``kill_every``, ``seed``, ...)."""
 
     def __init__(
         self,
@@ -38,20 +39,11 @@ class PredictEndpoint:
         name: str,
         policy: WaitPolicy,
         image_shape: tuple[int, int, int],
-        max_wait_ms: float = 5.0,
-        kill_every: int | None = None,
-        seed: int = 0,
+        **options: Any,
     ) -> None:
         self.image_shape = tuple(image_shape)
         self.frontend = Frontend(
-            workers,
-            scheme,
-            name,
-            policy,
-            max_wait_ms=max_wait_ms,
-            kill_every=kill_every,
-            seed=seed,
-            image_shape=self.image_shape,
+            workers, scheme, name, policy, image_shape=self.image_shape, **options
         )
         freeze_startup_heap()
 
@@ -118,14 +110,13 @@ def http_endpoint(
     image_shape: tuple[int, int, int],
     host: str = "127.0.0.1",
     port: int = 8000,
-    max_wait_ms: float = 5.0,
-    kill_every: int | None = None,
-    seed: int = 0,
     num_cpus: float = 0.1,
     shutdown: bool = True,
+    **options: Any,
 ) -> Iterator[str]:
     """Serve ``POST /predict`` and ``GET /healthz`` at ``http://<host>:<port>`` for the duration of
-    the block (Ray must be initialised); yields the base URL.
+    the block (Ray must be initialised); yields the base URL. ``options`` go to the
+    :class:`Frontend` (``max_wait_ms``, ``kill_every``, ``seed``, ...).
 
     At the end the application is deleted, and Serve shut down when ``shutdown`` (a local
     instance; on a joined cluster, Serve may hold other people's applications)."""
@@ -134,9 +125,7 @@ def http_endpoint(
         deployment = serve.deployment(PredictEndpoint, name="predict").options(
             ray_actor_options={"num_cpus": num_cpus}, max_ongoing_requests=1024
         )
-        app = deployment.bind(
-            workers, scheme, name, policy, tuple(image_shape), max_wait_ms, kill_every, seed
-        )
+        app = deployment.bind(workers, scheme, name, policy, tuple(image_shape), **options)
         serve.run(app, name=APP_NAME, route_prefix="/")
         yield f"http://{host}:{port}"
     finally:
