@@ -13,10 +13,12 @@ It serves until Ctrl-C (or ``serving.duration_s``), then shuts everything down. 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,53 +139,58 @@ def serve(
     scheme = plan.schemes[name]
     serving = cfg.serving
     stop = stop or threading.Event()
-    previous = signal.getsignal(signal.SIGTERM) if _main_thread() else None
-    if _main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        with ray_cluster(serving.address, serving.num_cpus):
-            workers = start_workers(
-                model_loader(cfg),
-                scheme.num_workers,
-                plan.delays,
+    # SIGTERM stops the service cleanly from here on (installed after ray.init, which installs
+    # its own handler)
+    with ray_cluster(serving.address, serving.num_cpus), _stop_on_sigterm(stop):
+        workers = start_workers(
+            model_loader(cfg),
+            scheme.num_workers,
+            plan.delays,
+            seed=cfg.seed,
+            num_cpus=serving.worker_cpus,
+        )
+        try:
+            with http_endpoint(
+                workers,
+                scheme,
+                name,
+                plan.policies[name],
+                image_shape(cfg),
+                host=serving.host,
+                port=serving.port,
+                max_wait_ms=serving.max_wait_ms,
+                kill_every=serving.kill_every,
                 seed=cfg.seed,
-                num_cpus=serving.worker_cpus,
-            )
-            try:
-                with http_endpoint(
-                    workers,
-                    scheme,
-                    name,
-                    plan.policies[name],
-                    image_shape(cfg),
-                    host=serving.host,
-                    port=serving.port,
-                    max_wait_ms=serving.max_wait_ms,
-                    kill_every=serving.kill_every,
-                    seed=cfg.seed,
-                    shutdown=serving.address is None,
-                ) as url:
-                    log.info(
-                        f"serving {name} (K={scheme.num_inputs}, N={scheme.num_workers}) of "
-                        f"{cfg.model_name} on {cfg.data.name} at {url}: POST {url}/predict "
-                        f"(PNG or JSON), GET {url}/healthz; Ctrl-C stops"
-                    )
-                    if ready is not None:
-                        ready.set()
-                    try:
-                        stop.wait(serving.duration_s)
-                    except KeyboardInterrupt:
-                        pass
-            finally:
-                stop_workers(workers)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+                shutdown=serving.address is None,
+            ) as url:
+                log.info(
+                    f"serving {name} (K={scheme.num_inputs}, N={scheme.num_workers}) of "
+                    f"{cfg.model_name} on {cfg.data.name} at {url}: POST {url}/predict "
+                    f"(PNG or JSON), GET {url}/healthz; Ctrl-C stops"
+                )
+                if ready is not None:
+                    ready.set()
+                try:
+                    stop.wait(serving.duration_s)
+                except KeyboardInterrupt:
+                    pass
+        finally:
+            stop_workers(workers)
     log.info("stopped; Ray shut down")
 
 
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+@contextlib.contextmanager
+def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM sets ``stop`` (a clean shutdown) for the duration of the block, on the main
+    thread; elsewhere signals are not ours to handle."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
