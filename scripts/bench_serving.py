@@ -71,8 +71,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--published", action="store_true", help="the published LeNet5")
     args = parser.parse_args()
+    import ray
+
     from nercc.coding import BACC, NeRCC, Replication, Uncoded
     from nercc.serving import Frontend, ray_cluster, start_workers, stop_workers
+    from nercc.serving.workers import pack_input
     from nercc.stragglers import WaitPolicy
 
     k, n, s = 4, 12, 4
@@ -87,10 +90,9 @@ def main() -> None:
     result["model"] = "published lenet5" if args.published else "lenet5 stand-in"
     with ray_cluster():
         workers = start_workers(published if args.published else stand_in, n, None)
-        row = images[:1]
+        message = pack_input(0, 0, images[:1])
         result["call_ms"] = median_ms(
-            lambda: __import__("ray").get(workers[0].compute.remote(0, row.tobytes(), row.shape)),
-            args.repeats,
+            lambda: ray.get(workers[0].compute.remote(message)), args.repeats
         )
         for name, (scheme, policy) in schemes.items():
             with Frontend(workers, scheme, name, policy, max_wait_ms=0) as frontend:
@@ -98,7 +100,8 @@ def main() -> None:
                     frontend.predict(image)
                 cycle = iter(range(10**9))
                 result[f"{name}_group_ms"] = median_ms(
-                    lambda f=frontend: f.predict(images[next(cycle) % len(images)]), args.repeats
+                    lambda f=frontend, c=cycle: f.predict(images[next(c) % len(images)]),
+                    args.repeats,
                 )
         stop_workers(workers)
     for name in schemes:

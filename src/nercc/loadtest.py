@@ -129,13 +129,15 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
                     f"{name}: {len(labels)} queries at {load.rate}/s to the {load.target} "
                     f"(K={scheme.num_inputs}, N={scheme.num_workers})"
                 )
-                done = _one_scheme(cfg, name, scheme, policy, workers, images, arrivals, read)
+                done, kills = _one_scheme(
+                    cfg, name, scheme, policy, workers, images, arrivals, read
+                )
                 for record in done:
                     if record.status != "ok":
                         record.label = int(labels[record.query])
                         record.base_prediction = int(base[record.query])
                 records += done
-                summaries[name] = latency_summary(done)
+                summaries[name] = latency_summary(done) | {"kills": kills}
                 if summaries[name]["failed"] or summaries[name]["pending"]:
                     log.warning(
                         f"{name}: {summaries[name]['failed']} queries failed, "
@@ -149,7 +151,9 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
 def _one_scheme(
     cfg: DictConfig, name: str, scheme: Any, policy: Any, workers: list, images: Any,
     arrivals: Any, read: Any,
-) -> list:  # fmt: skip
+) -> tuple[list, int | None]:  # fmt: skip
+    """The records of one scheme's load, and how many workers it killed (fault injection; None
+    over HTTP, where the frontend lives in the Serve replica)."""
     from nercc.serving import Frontend, run_load
 
     serving, load = cfg.serving, cfg.loadtest
@@ -165,9 +169,10 @@ def _one_scheme(
         ) as frontend:
             for i in range(warmup):  # not recorded: Ray's paths, worker threads, decoders
                 frontend.predict(images[i % len(images)], timeout=load.timeout_s)
-            return run_load(
+            records = run_load(
                 lambda i: frontend.submit(images[i]), arrivals, name, read, load.timeout_s
             )
+        return records, len(frontend.killed)
     from nercc.serving.endpoint import http_endpoint
 
     with (
@@ -180,13 +185,14 @@ def _one_scheme(
         bodies = [_png(image) for image in images]
         for i in range(warmup):
             _post(f"{url}/predict", bodies[i % len(bodies)], load.timeout_s)
-        return run_load(
+        records = run_load(
             lambda i: pool.submit(_post, f"{url}/predict", bodies[i], load.timeout_s),
             arrivals,
             name,
             read,
             load.timeout_s,
         )
+    return records, None
 
 
 def _png(image: Any) -> bytes:

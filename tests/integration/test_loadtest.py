@@ -91,6 +91,7 @@ def test_loadtest_compares_the_four_schemes_and_writes_its_results(
         assert sorted(int(r["query"]) for r in mine) == list(range(40))
         assert all(r["status"] == "ok" for r in mine)
         assert (scheme["sent"], scheme["answered"], scheme["failed"]) == (40, 40, 0)
+        assert scheme["kills"] == 0 and scheme["worker_failures"] == 0
         assert scheme["p50_ms"] <= scheme["p90_ms"] <= scheme["p99_ms"] <= scheme["p99_9_ms"]
         agree = sum(r["prediction"] == r["base_prediction"] for r in mine) / 40
         assert scheme["agreement"] == pytest.approx(agree)

@@ -36,6 +36,7 @@ import numpy as np
 import ray
 
 from nercc.coding import CodingScheme
+from nercc.serving.workers import pack_input
 from nercc.stragglers import WaitPolicy
 
 __all__ = ["Answer", "Frontend", "GroupTrace", "QueryFailed", "waits_for_every_input"]
@@ -283,8 +284,7 @@ class Frontend:
 
     def _call(self, worker: int, row: int, group: int, coded: np.ndarray, attempt: int) -> Any:
         """Send coded input ``row`` of ``group`` to ``worker`` (its own row on a first try)."""
-        data = coded[row : row + 1]
-        return self.workers[worker].compute.remote(group, data.tobytes(), data.shape, attempt)
+        return self.workers[worker].compute.remote(pack_input(group, attempt, coded[row : row + 1]))
 
     def _gather(
         self, group: int, coded: np.ndarray, victim: int | None = None
@@ -344,7 +344,7 @@ class Frontend:
                     unsent.add(row)
                     self._health.mark_down(worker)
                 elif not available[row]:
-                    answers[row] = np.frombuffer(result[1], dtype=np.float32)
+                    answers[row] = np.frombuffer(result, dtype=np.float32)
                     available[row] = True
         classes = next(iter(answers.values())).shape[0] if answers else 1
         outputs = np.zeros((n, classes), dtype=np.float32)

@@ -8,11 +8,12 @@ the same delays, and a worker that Ray restarts after a crash draws what it woul
 Workers are threaded actors (``max_concurrency``): a sleeping worker takes the next coded input
 at once (a delay is a response time, not a queue); torch runs on one thread per worker. Coded
 inputs and logits travel as raw float32 bytes, the cheapest message Ray sends (a quarter less
-time per call than numpy arrays on a 2-core machine, scripts/bench_serving.py).
+time per call than numpy arrays on a 2-core machine).
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,9 +29,11 @@ __all__ = [
     "READY_TIMEOUT_S",
     "Worker",
     "delay_seed",
+    "pack_input",
     "slow_workers",
     "start_workers",
     "stop_workers",
+    "unpack_input",
     "wait_ready",
 ]
 
@@ -39,6 +42,26 @@ READY_TIMEOUT_S = 300.0
 
 #: Coded inputs a worker holds at once (each sleeping its delay on a thread of its own).
 MAX_CONCURRENCY = 256
+
+
+_HEADER = struct.Struct("<qqq")  # group, attempt, number of dimensions
+
+
+def pack_input(group: int, attempt: int, coded: np.ndarray) -> bytes:
+    """One message for :meth:`Worker.compute`: a header (group, attempt, shape) and the coded
+    input's float32 values."""
+    coded = np.ascontiguousarray(coded, dtype=np.float32)
+    shape = struct.pack(f"<{coded.ndim}q", *coded.shape)
+    return _HEADER.pack(group, attempt, coded.ndim) + shape + coded.tobytes()
+
+
+def unpack_input(message: bytes) -> tuple[int, int, np.ndarray]:
+    """``(group, attempt, coded input)`` of a :func:`pack_input` message (a writable copy)."""
+    group, attempt, ndim = _HEADER.unpack_from(message)
+    shape = struct.unpack_from(f"<{ndim}q", message, _HEADER.size)
+    start = _HEADER.size + 8 * ndim
+    values = np.frombuffer(message, dtype=np.float32, offset=start).reshape(shape)
+    return group, attempt, values.copy()
 
 
 def delay_seed(seed: int, worker: int, group: int, attempt: int = 0) -> int:
@@ -92,22 +115,22 @@ class Worker:
         generator = torch.Generator().manual_seed(seed)
         return float(self.delays.times(1, 1, generator, slow=self.slow)[0, 0])
 
-    def compute(
-        self, group: int, coded: bytes, shape: tuple[int, ...], attempt: int = 0
-    ) -> tuple[int, bytes, float]:
-        """Sleep this worker's delay for ``group``, then return ``(index, logits, delay_ms)``.
+    def compute(self, message: bytes) -> bytes:
+        """Sleep this worker's delay for the message's group, then return the classifier's
+        logits on its coded input, as float32 bytes of shape (rows, classes).
 
-        ``coded`` is a coded input (this worker's own, or, when ``attempt`` >= 1, one sent again
-        after its worker failed), float32 bytes of ``shape`` (rows, C, H, W); the logits come
-        back as float32 bytes of shape (rows, classes).
+        ``message`` is :func:`pack_input` of (group, attempt, coded input): this worker's own
+        coded input, or, when ``attempt`` >= 1, one sent again after its worker failed. One
+        bytes argument and one bytes result are the cheapest call Ray makes (a quarter less time
+        than separate arguments and a tuple on a 2-core machine).
         """
+        group, attempt, inputs = unpack_input(message)
         delay = self.delay_ms(group, attempt)
         if delay > 0:
             time.sleep(delay / 1000.0)
-        inputs = torch.frombuffer(bytearray(coded), dtype=torch.float32).reshape(shape)
         with torch.inference_mode():
-            logits = self.model(inputs)
-        return self.index, logits.float().numpy().tobytes(), delay
+            logits = self.model(torch.from_numpy(inputs))
+        return logits.float().numpy().tobytes()
 
     def ready(self) -> tuple[int, float]:
         """``(index, wall-clock time)``: answers once the worker has started."""

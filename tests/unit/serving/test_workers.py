@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nercc.serving import workers as workers_module
-from nercc.serving.workers import Worker, delay_seed, slow_workers
+from nercc.serving.workers import Worker, delay_seed, pack_input, slow_workers, unpack_input
 from nercc.stragglers import DelayModel
 
 
@@ -47,9 +47,16 @@ def test_no_delay_model_answers_at_once_and_computes_the_model(make_worker):
     worker = make_worker()
     assert worker.delay_ms(0) == 0.0
     coded = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
-    index, logits, delay = worker.compute(0, coded.tobytes(), coded.shape)
-    assert (index, delay) == (0, 0.0)
+    logits = worker.compute(pack_input(4, 0, coded))
     np.testing.assert_array_equal(np.frombuffer(logits, dtype=np.float32), coded.ravel())
+
+
+def test_messages_round_trip():
+    coded = np.random.default_rng(0).random((1, 3, 5, 7)).astype(np.float32)
+    group, attempt, back = unpack_input(pack_input(123456789, 2, coded))
+    assert (group, attempt) == (123456789, 2)
+    np.testing.assert_array_equal(back, coded)
+    assert back.flags.writeable
 
 
 def test_slow_workers_are_drawn_once_from_the_seed():
