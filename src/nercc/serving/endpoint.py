@@ -30,21 +30,14 @@ APP_NAME = "nercc"
 
 class PredictEndpoint:
     """The Serve deployment's class: routes requests to a :class:`Frontend` built in its replica
-    from the same arguments (``options``: ``max_wait_ms``, ``kill_every``, ``seed``, ...)."""
+    from ``frontend_args`` (workers, scheme, name, policy) and ``options`` (``max_wait_ms``,
+    ``kill_every``, ``seed``, ...), taking images of ``image_shape`` (channels, height, width)."""
 
     def __init__(
-        self,
-        workers: list[Any],
-        scheme: CodingScheme,
-        name: str,
-        policy: WaitPolicy,
-        image_shape: tuple[int, int, int],
-        **options: Any,
+        self, image_shape: tuple[int, int, int], *frontend_args: Any, **options: Any
     ) -> None:
         self.image_shape = tuple(image_shape)
-        self.frontend = Frontend(
-            workers, scheme, name, policy, image_shape=self.image_shape, **options
-        )
+        self.frontend = Frontend(*frontend_args, image_shape=self.image_shape, **options)
         freeze_startup_heap()
 
     async def __call__(self, request: Request) -> JSONResponse:
@@ -125,7 +118,7 @@ def http_endpoint(
         deployment = serve.deployment(PredictEndpoint, name="predict").options(
             ray_actor_options={"num_cpus": num_cpus}, max_ongoing_requests=1024
         )
-        app = deployment.bind(workers, scheme, name, policy, tuple(image_shape), **options)
+        app = deployment.bind(tuple(image_shape), workers, scheme, name, policy, **options)
         serve.run(app, name=APP_NAME, route_prefix="/")
         yield f"http://{host}:{port}"
     finally:
