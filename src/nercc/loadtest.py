@@ -102,10 +102,10 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
     arrivals = poisson_arrivals(len(labels), float(load.rate), int(cfg.seed))
     records: list = []
     summaries: dict[str, dict[str, Any]] = {}
+    # over HTTP each image travels as PNG: encoded once for every scheme
+    bodies = [_png(image) for image in images] if load.target == "http" else None
 
     def read(record: Any, answer: Any) -> None:
-        record.label = int(labels[record.query])
-        record.base_prediction = int(base[record.query])
         if isinstance(answer, dict):  # HTTP
             record.prediction, record.group = int(answer["class"]), int(answer["group"])
             record.answered_by = len(answer["workers"])
@@ -130,12 +130,11 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
                     f"(K={scheme.num_inputs}, N={scheme.num_workers})"
                 )
                 done, kills = _one_scheme(
-                    cfg, name, scheme, policy, workers, images, arrivals, read
+                    cfg, name, scheme, policy, workers, images, bodies, arrivals, read
                 )
                 for record in done:
-                    if record.status != "ok":
-                        record.label = int(labels[record.query])
-                        record.base_prediction = int(base[record.query])
+                    record.label = int(labels[record.query])
+                    record.base_prediction = int(base[record.query])
                 records += done
                 summaries[name] = latency_summary(done) | {"kills": kills}
                 if summaries[name]["failed"] or summaries[name]["pending"]:
@@ -150,7 +149,7 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
 
 def _one_scheme(
     cfg: DictConfig, name: str, scheme: Any, policy: Any, workers: list, images: Any,
-    arrivals: Any, read: Any,
+    bodies: list[bytes] | None, arrivals: Any, read: Any,
 ) -> tuple[list, int | None]:  # fmt: skip
     """The records of one scheme's load, and how many workers it killed (fault injection; None
     over HTTP, where the frontend lives in the Serve replica)."""
@@ -182,7 +181,7 @@ def _one_scheme(
         ) as url,
         ThreadPoolExecutor(64, thread_name_prefix="client") as pool,
     ):  # fmt: skip
-        bodies = [_png(image) for image in images]
+        assert bodies is not None
         for i in range(warmup):
             _post(f"{url}/predict", bodies[i % len(bodies)], load.timeout_s)
         records = run_load(

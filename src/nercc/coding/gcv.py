@@ -217,9 +217,7 @@ def gcv_scores(sites: object, values: object, lams: object = None) -> np.ndarray
     ndarray of shape (L,) or (P, L)
     """
     rows, one, columns, grid = _check_fit("sites", sites, values, lams)
-    d, vectors = _spectrum(rows, vectors=True)
-    energy = _energy(vectors, columns)
-    result = _gcv(d, energy, np.broadcast_to(grid, (rows.shape[0], grid.size)))
+    result = _gcv_of(rows, columns, grid)
     return result[0] if one else result
 
 
@@ -240,12 +238,15 @@ def choose_lam_gcv(sites: object, values: object, lams: object = None) -> np.nda
     float or ndarray of shape (P,)
     """
     rows, one, columns, grid = _check_fit("sites", sites, values, lams)
-    order = np.argsort(grid, kind="stable")
-    grid = grid[order]
-    d, vectors = _spectrum(rows, vectors=True)
-    scores = _gcv(d, _energy(vectors, columns), np.broadcast_to(grid, (rows.shape[0], grid.size)))
-    chosen = grid[_argmin(scores)]
+    grid = np.sort(grid, kind="stable")
+    chosen = grid[_argmin(_gcv_of(rows, columns, grid))]
     return float(chosen[0]) if one else chosen
+
+
+def _gcv_of(rows: np.ndarray, columns: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """GCV scores (P, L) of checked site sets (P, n), their values (P, n, m) and a grid (L,)."""
+    d, vectors = _spectrum(rows, vectors=True)
+    return _gcv(d, _energy(vectors, columns), np.broadcast_to(grid, (rows.shape[0], grid.size)))
 
 
 def loo_scores(sites: object, values: object, lams: object = None) -> np.ndarray:

@@ -411,7 +411,7 @@ class CodingScheme(ABC):
         cache = self._decoders
         with self._lock:
             found = {key: cache[key] for key in keys if key in cache}
-            if len(found) == len(keys) or all(key in found for key in keys):
+            if all(key in found for key in keys):
                 return self._refresh(keys, found)
         missing = {k: row for k, row in zip(keys, masks, strict=True) if k not in found}
         built = self._build_decoders(np.stack(list(missing.values())))
@@ -429,11 +429,17 @@ class CodingScheme(ABC):
             if key not in cache:
                 cache[key] = found[key]
         result = [cache[key] for key in keys]
+        self._mark_used(keys)
+        return result
+
+    def _mark_used(self, keys: list[bytes]) -> None:
+        """Under the lock: move ``keys`` to the most recent end of the decoder cache and drop
+        the least recently used beyond :data:`DECODER_CACHE_SIZE`."""
+        cache = self._decoders
         for key in keys:
             cache.move_to_end(key)
         while len(cache) > DECODER_CACHE_SIZE:
             cache.popitem(last=False)
-        return result
 
     def _decoder_operand(self, masks: np.ndarray, like: Any) -> Any:
         """The decoders of valid patterns (N,) or (P, N), (K, N) or (P, K, N), in the type, dtype
@@ -447,9 +453,7 @@ class CodingScheme(ABC):
                 if entry is not None:
                     tensor = entry.tensors.get((like.dtype, like.device))
                     if tensor is not None:
-                        cache.move_to_end(key)
-                        while len(cache) > DECODER_CACHE_SIZE:
-                            cache.popitem(last=False)
+                        self._mark_used([key])
                         return tensor
         entries = self._entries(masks[None] if masks.ndim == 1 else masks)
         if not _is_tensor(like):

@@ -14,9 +14,7 @@ __all__ = ["freeze_startup_heap", "ray_cluster"]
 
 
 @contextlib.contextmanager
-def ray_cluster(
-    address: str | None = None, num_cpus: int | None = None
-) -> Iterator[dict[str, Any]]:
+def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
     """Ray for the duration of the block: a new local instance with ``num_cpus`` CPUs (all of
     this machine's by default) when ``address`` is None, or the cluster at ``address`` (``auto``,
     ``ray://host:port``, ``host:port``). A local instance is shut down at the end; a joined
@@ -27,7 +25,6 @@ def ray_cluster(
     authentication unless ``RAY_AUTH_MODE=disabled``. What nercc serves itself, the HTTP
     endpoint, binds to ``serving.host`` (127.0.0.1 by default).
 
-    Yields Ray's resources as seen at the start.
     """
     if ray.is_initialized():
         raise RuntimeError("Ray is already initialised in this process; shut it down first")
@@ -38,7 +35,7 @@ def ray_cluster(
         options["address"] = address
     ray.init(**options)
     try:
-        yield ray.cluster_resources()
+        yield
     finally:
         ray.shutdown()
 

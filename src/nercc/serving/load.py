@@ -126,11 +126,11 @@ def run_load(
     return records
 
 
-def latency_summary(records: Sequence[QueryRecord], duration_s: float | None = None) -> dict:
+def latency_summary(records: Sequence[QueryRecord]) -> dict:
     """Tail latency, throughput, accuracy and counts of one scheme's records.
 
     Latencies are of the answered queries. ``throughput_qps`` is answered queries per second over
-    the time from the first send to the last answer (or over ``duration_s``). ``accuracy`` is
+    the time from the first send to the last answer. ``accuracy`` is
     against the labels, ``agreement`` against the base model's own predictions, both over the
     queries sent (an unanswered query counts as wrong). ``worker_failures`` counts, over the
     groups answered, the workers that failed (or were down) while each group was served.
@@ -144,11 +144,11 @@ def latency_summary(records: Sequence[QueryRecord], duration_s: float | None = N
     for key, q in PERCENTILES.items():
         summary[key] = float(np.percentile(latencies, q)) if len(ok) else math.nan
     summary["mean_ms"] = float(latencies.mean()) if len(ok) else math.nan
-    if duration_s is None and ok:
-        duration_s = max(r.sent_s + r.latency_ms / 1000.0 for r in ok) - min(
-            r.sent_s for r in records
-        )
-    summary["throughput_qps"] = len(ok) / duration_s if ok and duration_s else 0.0
+    duration_s = 0.0
+    if ok:
+        last = max(r.sent_s + r.latency_ms / 1000.0 for r in ok)
+        duration_s = last - min(r.sent_s for r in records)
+    summary["throughput_qps"] = len(ok) / duration_s if duration_s > 0 else 0.0
     if sent:
         summary["accuracy"] = sum(r.prediction == r.label for r in ok) / sent
         summary["agreement"] = sum(r.prediction == r.base_prediction for r in ok) / sent

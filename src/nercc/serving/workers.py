@@ -132,9 +132,9 @@ class Worker:
             logits = self.model(torch.from_numpy(inputs))
         return logits.float().numpy().tobytes()
 
-    def ready(self) -> tuple[int, float]:
-        """``(index, wall-clock time)``: answers once the worker has started."""
-        return self.index, time.time()
+    def ready(self) -> int:
+        """The worker's index: answers once the worker has started."""
+        return self.index
 
 
 def start_workers(
