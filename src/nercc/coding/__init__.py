@@ -14,7 +14,14 @@ from nercc.coding.gcv import (
     loo_scores,
 )
 from nercc.coding.points import LAYOUTS, make_points
-from nercc.coding.schemes import BACC, CodingScheme, NeRCC, Replication, Uncoded
+from nercc.coding.schemes import (
+    BACC,
+    CodingScheme,
+    FewAnswersWarning,
+    NeRCC,
+    Replication,
+    Uncoded,
+)
 from nercc.coding.splines import lam_bound, smoothing_spline_matrix
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
     "DEFAULT_LAM_GRID",
     "LAYOUTS",
     "CodingScheme",
+    "FewAnswersWarning",
     "NeRCC",
     "Replication",
     "Uncoded",

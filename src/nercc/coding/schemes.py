@@ -12,12 +12,18 @@ by a lock of its own (not pickled: a copy or an unpickled scheme starts with emp
 - :class:`BACC`: Berrut's interpolant for both.
 - :class:`Uncoded`: N = K, each worker gets one input; a straggler's input is lost.
 - :class:`Replication`: N = r K; an input is recovered when any of its r replicas answers.
+
+NeRCC and BACC decode any pattern with at least one answer, but with fewer answers than inputs the
+estimates are underdetermined (a fit through fewer points than it must reproduce): their public
+decoding methods then warn once per call with :class:`FewAnswersWarning` (Uncoded and Replication
+never do: they report the inputs they lose through :meth:`CodingScheme.lost` instead).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import warnings
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any
@@ -30,7 +36,7 @@ from nercc.coding.gcv import DEFAULT_LAM_GRID, _argmin, _df, _energy, _gcv, _lam
 from nercc.coding.points import LAYOUTS, make_points
 from nercc.coding.splines import _lam_bound, smoothing_spline_matrices, smoothing_spline_values
 
-__all__ = ["BACC", "CodingScheme", "NeRCC", "Replication", "Uncoded"]
+__all__ = ["BACC", "CodingScheme", "FewAnswersWarning", "NeRCC", "Replication", "Uncoded"]
 
 #: How many decoder matrices a scheme keeps (least recently used are dropped first, with their
 #: torch copies). At K = 20, N = 100 one holds 16 kB, and 8 kB more per float32 copy.
@@ -45,6 +51,21 @@ SPECTRUM_CHUNK = 256
 
 #: Stands for :data:`DEFAULT_LAM_GRID` in a pickled NeRCC (which keeps it by identity).
 _DEFAULT_GRID = "default"
+
+
+class FewAnswersWarning(RuntimeWarning):
+    """Fewer workers answered than there are inputs (K): the estimates are underdetermined.
+
+    Issued once per call by the decoding methods of NeRCC and BACC; the estimates are returned all
+    the same. An evaluation or a server that counts such patterns itself can silence this category
+    (``warnings.catch_warnings`` with ``simplefilter("ignore", FewAnswersWarning)``) and count them
+    with :meth:`CodingScheme.underdetermined`.
+    """
+
+
+#: How far :meth:`CodingScheme._warn_few_answers` is below the caller of a public decoding method
+#: (warn <- _warn_few_answers <- the checked body <- the public method <- its caller).
+_STACKLEVEL = 4
 
 
 def _is_tensor(value: Any) -> bool:
@@ -230,6 +251,59 @@ class CodingScheme(ABC):
         result = ~np.any(self._lookup(rows) != 0.0, axis=2)
         return result if mask.ndim == 2 else result[0]
 
+    #: Whether decoding a pattern with fewer answers than inputs is underdetermined (point
+    #: schemes); Uncoded and Replication lose inputs instead (:meth:`lost`).
+    _FEW_ANSWERS_UNDERDETERMINED = False
+
+    def underdetermined(self, available: Any) -> np.ndarray | bool:
+        """Return which patterns are decoded from fewer answers than inputs, for a scheme where
+        that leaves the estimates underdetermined (NeRCC, BACC; always False for Uncoded and
+        Replication, which report lost inputs through :meth:`lost`).
+
+        These are the patterns for which the decoding methods warn :class:`FewAnswersWarning`.
+
+        Parameters
+        ----------
+        available : array_like of bool, shape (N,) or (P, N)
+
+        Returns
+        -------
+        bool, or ndarray of bool of shape (P,)
+        """
+        mask = self._check_available(available)
+        result = self._few_answers(mask)
+        return bool(result) if mask.ndim == 1 else result
+
+    def _few_answers(self, mask: np.ndarray) -> np.ndarray:
+        """Per valid pattern (N,) or (P, N): fewer answers than inputs, where that matters."""
+        if not self._FEW_ANSWERS_UNDERDETERMINED:
+            return np.zeros(mask.shape[:-1], dtype=bool)
+        return np.count_nonzero(mask, axis=-1) < self.num_inputs
+
+    def _warn_few_answers(self, mask: np.ndarray) -> None:
+        """Warn :class:`FewAnswersWarning` once for a valid pattern (N,) or patterns (P, N) with
+        fewer answers than inputs; called by the checked body of a public decoding method, so
+        that the warning points at that method's caller."""
+        if not self._FEW_ANSWERS_UNDERDETERMINED or self.num_inputs == 1:
+            return
+        counts = np.count_nonzero(mask, axis=-1)
+        few = counts < self.num_inputs
+        if not np.any(few):
+            return
+        k, n = self.num_inputs, self.num_workers
+        if mask.ndim == 1:
+            message = (
+                f"only {int(counts)} of the N={n} workers answered, fewer than K={k} inputs: "
+                f"the estimates are underdetermined"
+            )
+        else:
+            message = (
+                f"{int(np.count_nonzero(few))} of {mask.shape[0]} patterns had fewer answers "
+                f"than K={k} inputs (as few as {int(counts.min())} of the N={n} workers): "
+                f"their estimates are underdetermined"
+            )
+        warnings.warn(message, FewAnswersWarning, stacklevel=_STACKLEVEL)
+
     # -- application --------------------------------------------------------------------------
     def encode(self, inputs: Any) -> Any:
         """Return the coded inputs ``E @ X``.
@@ -267,9 +341,25 @@ class CodingScheme(ABC):
         Returns
         -------
         Same type, dtype and device as ``outputs``, shape (K, ...) or (P, K, ...).
+
+        Warns
+        -----
+        FewAnswersWarning
+            Once per call, from NeRCC and BACC, when fewer than K workers answer (in any of the
+            patterns): the estimates are returned but underdetermined. See
+            :meth:`underdetermined`.
         """
+        return self._decode_checked(outputs, available)
+
+    def _decode_checked(self, outputs: Any, available: Any) -> Any:
+        """The checked body of :meth:`decode` (the warning's stack level counts on this frame)."""
         outputs, shape = self._check_outputs(outputs)
         mask = self._check_available(available)
+        self._warn_few_answers(mask)
+        return self._decode(outputs, shape, mask)
+
+    def _decode(self, outputs: Any, shape: tuple[int, ...], mask: np.ndarray) -> Any:
+        """:meth:`decode` of checked ``outputs`` (N, ...) of ``shape`` and a valid ``mask``."""
         decoders = self._decoder_operand(mask, outputs)  # (K, N) or (P, K, N)
         flat = outputs if len(shape) == 2 else outputs.reshape(self.num_workers, -1)
         if not _all_finite(flat):
@@ -297,6 +387,11 @@ class CodingScheme(ABC):
         Returns
         -------
         Same type, dtype and device as ``outputs``, shape (P, K, ...).
+
+        Warns
+        -----
+        FewAnswersWarning
+            As :meth:`decode`: once per call when some pattern has fewer than K answers.
         """
         return self._decode_each_checked(outputs, available, with_params=False)[0]
 
@@ -321,6 +416,11 @@ class CodingScheme(ABC):
             As :meth:`decode_each`: the type, dtype and device of ``outputs``, shape (P, K, ...).
         params : dict of str to ndarray of shape (P,), float64
             The parameters by name, one value per pattern (empty for a scheme without any).
+
+        Warns
+        -----
+        FewAnswersWarning
+            As :meth:`decode`: once per call when some pattern has fewer than K answers.
         """
         return self._decode_each_checked(outputs, available, with_params=True)
 
@@ -336,6 +436,7 @@ class CodingScheme(ABC):
                 f"outputs must have shape (P, {self.num_workers}, ...) matching available "
                 f"{mask.shape}, got shape {shape}"
             )
+        self._warn_few_answers(mask)
         flat = outputs.reshape(shape[0], self.num_workers, -1)
         estimates, params = self._decode_each(flat, mask, with_params)
         return estimates.reshape((shape[0], self.num_inputs, *shape[2:])), params
@@ -507,6 +608,8 @@ class CodingScheme(ABC):
 
 class _PointScheme(CodingScheme, ABC):
     """A scheme that places inputs at ``alphas`` and workers at ``betas`` (NeRCC, BACC)."""
+
+    _FEW_ANSWERS_UNDERDETERMINED = True
 
     def __init__(self, num_inputs: int, num_workers: int, points: str) -> None:
         num_inputs = check_int("num_inputs", num_inputs, 1)
@@ -874,21 +977,19 @@ class NeRCC(_PointScheme):
         lam, _ = self._decoder_setting(masks, sites, None, with_df=False)
         return smoothing_spline_matrices(sites, self.alphas, lam)
 
-    def decode(self, outputs: Any, available: Any) -> Any:
+    def _decode(self, outputs: Any, shape: tuple[int, ...], mask: np.ndarray) -> Any:
         if self.lam_dec != "gcv":
-            return super().decode(outputs, available)
+            return super()._decode(outputs, shape, mask)
         # Data-dependent: every pattern chooses its lambda from these outputs.
-        outputs, shape = self._check_outputs(outputs)
-        mask = self._check_available(available)
         rows = np.atleast_2d(mask)
+        count = rows.shape[0]
         if _is_tensor(outputs):
-            stacked = outputs.unsqueeze(0).expand(rows.shape[0], *shape)
+            stacked = outputs.unsqueeze(0).expand(count, *shape)
         else:
-            stacked = np.broadcast_to(outputs, (rows.shape[0], *shape))
-        estimates = self.decode_each(stacked, rows)
+            stacked = np.broadcast_to(outputs, (count, *shape))
+        estimates, _ = self._decode_each(stacked.reshape(count, self.num_workers, -1), rows)
+        estimates = estimates.reshape((count, self.num_inputs, *shape[1:]))
         return estimates[0] if mask.ndim == 1 else estimates
-
-    decode.__doc__ = CodingScheme.decode.__doc__
 
     def _decode_each(
         self, outputs: Any, available: np.ndarray, with_params: bool = False

@@ -5,6 +5,8 @@ References: the fixed-lambda NeRCC and smoothing_spline_matrix (validated elsewh
 scipy), with the lambdas from nercc.coding.gcv computed pattern by pattern in Python loops.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ import torch
 import nercc.coding.schemes as schemes
 from nercc.coding import (
     BACC,
+    FewAnswersWarning,
     NeRCC,
     Replication,
     choose_lam_gcv,
@@ -87,13 +90,13 @@ def test_df_dec_gives_each_pattern_its_own_lambda():
     assert scheme.decoder_df(masks[0]) == pytest.approx(6.0)
     # decode_each fits the splines directly: the same as the matrices
     outputs = smooth_outputs(scheme.betas, len(masks))
+    with pytest.warns(FewAnswersWarning, match="2 of 6 patterns"):  # 5 and 2 answers < K = 8
+        estimates = scheme.decode_each(outputs, masks)
     np.testing.assert_allclose(
-        scheme.decode_each(outputs, masks),
-        np.einsum("pkn,pnc->pkc", decoders, outputs),
-        rtol=1e-9,
-        atol=1e-12,
+        estimates, np.einsum("pkn,pnc->pkc", decoders, outputs), rtol=1e-9, atol=1e-12
     )
-    _, params = scheme.decode_each_with_params(outputs, masks)
+    with pytest.warns(FewAnswersWarning):
+        _, params = scheme.decode_each_with_params(outputs, masks)
     np.testing.assert_allclose(params["df_dec"], [6, 6, 6, 6, 5, 2], rtol=1e-10)
     assert params["lam_dec"][-2:].tolist() == [0.0, 0.0]
     lams = [lam_for_df(scheme.betas[mask], 6.0) for mask in masks[:4]]
@@ -109,7 +112,9 @@ def reference_gcv(scheme, outputs, masks, grid=None):
         answers = output[mask].reshape(sites.size, -1)
         lam = choose_lam_gcv(sites, answers, grid) if sites.size >= 3 else 0.0
         fixed = NeRCC(scheme.num_inputs, scheme.num_workers, lam_enc=scheme.lam_enc, lam_dec=lam)
-        estimates.append(fixed.decode(output, mask))
+        with warnings.catch_warnings():  # the caller's test asserts the warning of its own call
+            warnings.simplefilter("ignore", FewAnswersWarning)
+            estimates.append(fixed.decode(output, mask))
         lams.append(lam)
     return np.stack(estimates), np.array(lams)
 
@@ -118,7 +123,8 @@ def test_gcv_decodes_each_pattern_at_its_chosen_lambda():
     scheme = NeRCC(K, N, lam_enc=1e-4, lam_dec="gcv")
     masks = patterns([28, 28, 20, 13, 9, 3, 2, 1], seed=1)
     outputs = smooth_outputs(scheme.betas, len(masks), seed=1, shape=(2, 3))  # m = 6 columns
-    estimates, params = scheme.decode_each_with_params(outputs, masks)
+    with pytest.warns(FewAnswersWarning, match="3 of 8 patterns"):  # 3, 2 and 1 answers < K
+        estimates, params = scheme.decode_each_with_params(outputs, masks)
     expected, lams = reference_gcv(scheme, outputs, masks)
     assert estimates.shape == (len(masks), K, 2, 3)
     np.testing.assert_allclose(estimates, expected, rtol=1e-9, atol=1e-12)
@@ -132,7 +138,8 @@ def test_gcv_decodes_each_pattern_at_its_chosen_lambda():
     assert params["lam_dec"][-2:].tolist() == [0.0, 0.0]
     np.testing.assert_array_equal(params["lam_enc"], np.full(len(masks), 1e-4))
     np.testing.assert_allclose(params["df_enc"], scheme.encoder_df())
-    np.testing.assert_array_equal(scheme.decode_each(outputs, masks), estimates)
+    with pytest.warns(FewAnswersWarning):
+        np.testing.assert_array_equal(scheme.decode_each(outputs, masks), estimates)
 
 
 def test_gcv_in_smaller_chunks_and_from_the_cache(monkeypatch):
@@ -219,8 +226,9 @@ def test_fixed_lambdas_report_their_df_per_pattern():
     scheme = NeRCC(K, N, lam_enc=1e-3, lam_dec=1e-4)
     masks = patterns([30, 22, 10, 2], seed=6)
     outputs = smooth_outputs(scheme.betas, 4, seed=6)
-    estimates, params = scheme.decode_each_with_params(outputs, masks)
-    np.testing.assert_array_equal(estimates, scheme.decode_each(outputs, masks))
+    with pytest.warns(FewAnswersWarning, match="1 of 4 patterns"):  # 2 answers < K = 8
+        estimates, params = scheme.decode_each_with_params(outputs, masks)
+        np.testing.assert_array_equal(estimates, scheme.decode_each(outputs, masks))
     assert set(params) == {"lam_enc", "lam_dec", "df_enc", "df_dec"}
     assert all(v.shape == (4,) and v.dtype == np.float64 for v in params.values())
     np.testing.assert_array_equal(params["lam_dec"], np.full(4, 1e-4))
