@@ -9,20 +9,25 @@ Only entry points import this module; instantiating configs is :mod:`nercc.utils
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import math
 import os
+import secrets
 import shutil
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,11 +39,16 @@ __all__ = [
     "FAILED_FILE",
     "FILE_ONLY",
     "ConsoleFilter",
+    "Interrupted",
+    "JobFailed",
     "check_objective_finite",
+    "disk_full",
+    "disk_full_line",
     "error_line",
     "failure_line",
     "is_multirun",
     "mark_failed",
+    "run_stamp",
     "task_wrapper",
     "wandb_group",
 ]
@@ -61,6 +71,23 @@ if not OmegaConf.has_resolver("nercc_root"):
     OmegaConf.register_new_resolver("nercc_root", lambda: str(project_root()))
 if not OmegaConf.has_resolver("nercc_div"):  # integer division, e.g. replicas = N // K
     OmegaConf.register_new_resolver("nercc_div", lambda a, b: int(a) // int(b))
+
+
+def run_stamp() -> str:
+    """A run folder's name: the local time to the second and 8 random hex digits.
+
+    ``2026-12-05_21-30-12_3fa85f64``: runs started in the same second, in several processes or on
+    several hosts sharing a file system, get distinct folders (a collision needs the same
+    32 random bits in the same second). Registered as the resolver ``nercc_run_stamp`` with
+    Hydra's cache on, so every ``${nercc_run_stamp:}`` of one config, and of every job of a
+    multirun (Hydra copies the primary config's resolver cache into each job's config, also when
+    a launcher ships it to another process), reads the same value.
+    """
+    return f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{secrets.token_hex(4)}"
+
+
+if not OmegaConf.has_resolver("nercc_run_stamp"):
+    OmegaConf.register_new_resolver("nercc_run_stamp", run_stamp, use_cache=True)
 
 
 def is_multirun() -> bool:
@@ -157,27 +184,110 @@ def check_objective_finite(value: Any, name: Any = None) -> Any:
     return value
 
 
+class Interrupted(BaseException):
+    """A task stopped by a signal: SIGTERM (a scheduler's preemption, ``timeout``, ``kill``) or
+    SIGINT (Ctrl-C). Like ``KeyboardInterrupt`` it is no ``Exception``, so that no ``except
+    Exception`` of the task swallows it; the process then exits with ``128 + signal``.
+
+    Parameters
+    ----------
+    signum : int
+        The signal's number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(f"interrupted by {signal.Signals(self.signum).name}")
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's status of a process ended by the signal: 143 for SIGTERM, 130 for SIGINT."""
+        return 128 + self.signum
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.signum,))
+
+
+class JobFailed(CompactHydraException):
+    """What a failed job of a multirun raises to Hydra: the job's error line, kept for its
+    ``job.json``, and one line for the sweep's end instead of a traceback (Hydra prints a
+    ``CompactHydraException`` as its message alone). It pickles, so parallel launchers (joblib,
+    submitit) ship it back to the sweep.
+
+    Parameters
+    ----------
+    line : str
+        The job's failure as :func:`failure_line` writes it (``ConfigError: ...``).
+    folder : str
+        The job's folder, named in the message.
+    """
+
+    def __init__(self, line: str, folder: str) -> None:
+        self.line = line
+        self.folder = folder
+        if folder:
+            job, table = Path(folder).name, Path(folder).parent / "multirun.csv"
+            message = f"error: job {job} of the sweep failed ({line}); every job: {table}"
+        else:
+            message = f"error: a job of the sweep failed ({line})"
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.line, self.folder))
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(error: BaseException) -> OSError | None:
+    """The ``OSError`` of a full disk or quota behind ``error`` (itself, its cause or its
+    context), or None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _DISK_FULL:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def disk_full_line(error: OSError) -> str:
+    """One line for a full disk, naming the folder that could not be written."""
+    name = error.filename or error.filename2
+    where = Path(str(name)).parent if name else _run_dir()
+    what = "no space left on the device" if error.errno == errno.ENOSPC else "disk quota exceeded"
+    where = f"cannot write in {where}" if where is not None else "cannot write"
+    return f"{where}: {what} (files written before this one are kept whole)"
+
+
 def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Wrap a ``@hydra.main`` task function: one clear line for bad input, never a silent NaN,
-    the W&B run always finished, and a failed run's folder never looking finished.
+    never an interrupted run reported as a success, the W&B run always finished, and a failed
+    run's folder never looking finished.
 
     A known user error (``ValueError``, ``FileNotFoundError`` with the missing-data error,
-    Hydra's ``InstantiationException``) prints one line ``error: <message>`` to stderr (and logs
-    it to the run's log file only). In a single run the process then exits with status 1
-    (``SystemExit``). In a multirun the exception is re-raised, so that Hydra's launcher records
-    the job as failed and the sweep goes on with the other jobs (the basic sweeper raises after
-    its batch; the Optuna sweeper with ``max_failure_rate: 1.0`` counts a failed trial). Any
-    other exception (``KeyboardInterrupt`` included) is logged with its traceback to the log
-    file and re-raised as it is. A returned number that is NaN or infinite raises
-    ``ValueError`` naming ``cfg.optimized_metric``.
+    Hydra's ``InstantiationException``) or a full disk prints one line ``error: <message>`` to
+    stderr (and logs it to the run's log file only). In a single run the process then exits with
+    status 1 (``SystemExit``). In a multirun the job raises :class:`JobFailed`, so that Hydra's
+    launcher records the job as failed and the sweep goes on with the other jobs (the basic
+    sweeper then ends with that one line and status 1; the Optuna sweeper with
+    ``max_failure_rate: 1.0`` counts a failed trial). Any other exception is logged with its
+    traceback to the log file and re-raised as it is. A returned number that is NaN or infinite
+    raises ``ValueError`` naming ``cfg.optimized_metric``.
+
+    SIGTERM (and SIGINT, Ctrl-C) interrupt the task (:class:`Interrupted`, also Lightning's
+    ``SIGTERMException``): the run is marked failed with the signal's name, a multirun job gets
+    its row in ``multirun.csv``, and the process exits with status 143 (130 for SIGINT). A
+    multirun job whose folder already holds a ``job.json`` that says it completed with the same
+    overrides is not run again (a sweep resumed into its folder, ``hydra.sweep.dir=...``): its
+    recorded objective is returned.
 
     Whatever happens, a started W&B run is finished (marked failed with exit code 1 when the
     task failed). Then, under Hydra, the run's folder (``hydra.runtime.output_dir``) of a failed
     task is marked with :func:`mark_failed`, or, in a single run refused by the config checks
     (:class:`~nercc.utils.errors.ConfigError`: nothing was done) whose folder holds nothing but
     Hydra's ``.hydra/`` and the log file, and no other process's ``.running-<pid>`` marker,
-    removed. Called
-    without Hydra (tests), the wrapper touches no folder.
+    removed. Called without Hydra (tests), the wrapper touches no folder.
 
     Parameters
     ----------
@@ -196,18 +306,28 @@ def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
 
         from nercc.data.sources import DataNotFoundError
 
+        done = _completed_before()
+        if done is not None:
+            return done["objective"]
         _claim_run_dir()
         try:
-            value = check_objective_finite(task(cfg), cfg.get("optimized_metric"))
+            with _signals_interrupt():
+                value = check_objective_finite(task(cfg), cfg.get("optimized_metric"))
         except (DataNotFoundError, FileNotFoundError, ValueError, InstantiationException) as error:
-            line = f"error: {error_line(error)}"
-            print(line, file=sys.stderr, flush=True)
-            _log_to_file(line)
-            _after_failure(error)
-            if is_multirun():
+            _fail_in_one_line(error_line(error), error)
+        except OSError as error:
+            full = disk_full(error)
+            if full is None:
+                _fail_with_traceback(error)
                 raise
-            raise SystemExit(1) from None
+            _fail_in_one_line(disk_full_line(full), error)
+        except KeyboardInterrupt as error:
+            _interrupted(Interrupted(signal.SIGINT), error, cfg)
+        except Interrupted as error:
+            _interrupted(error, error, cfg)
         except SystemExit as error:
+            if _is_sigterm_exception(error):  # Lightning's, raised at the end of a step
+                _interrupted(Interrupted(signal.SIGTERM), error, cfg)
             if error.code in (None, 0):  # a task may end early on purpose
                 _after_success()
             else:
@@ -215,13 +335,93 @@ def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
                 _after_failure(error)
             raise
         except BaseException as error:
-            _log_to_file(f"error: {failure_line(error)}", error)
-            _after_failure(error)
+            full = disk_full(error)
+            if full is not None:
+                _fail_in_one_line(disk_full_line(full), error)
+            _fail_with_traceback(error)
             raise
         _after_success()
         return value
 
     return wrapped
+
+
+def _fail_in_one_line(line: str, error: BaseException) -> NoReturn:
+    """Print ``error: <line>``, mark the run failed, and exit 1 (a single run) or raise
+    :class:`JobFailed` (a multirun job)."""
+    line = f"error: {line}"
+    print(line, file=sys.stderr, flush=True)
+    _log_to_file(line)
+    _after_failure(error)
+    if is_multirun():
+        run_dir = _run_dir()
+        raise JobFailed(failure_line(error), str(run_dir or "")) from error
+    raise SystemExit(1) from None
+
+
+def _fail_with_traceback(error: BaseException) -> None:
+    _log_to_file(f"error: {failure_line(error)}", error)
+    _after_failure(error)
+
+
+def _interrupted(interruption: Interrupted, error: BaseException, cfg: DictConfig) -> NoReturn:
+    """Mark the run failed by the signal, record a multirun job's row, exit ``128 + signal``."""
+    line = f"error: {interruption} (the run did not finish)"
+    print(line, file=sys.stderr, flush=True)
+    _log_to_file(line)
+    _after_failure(interruption)
+    if is_multirun():
+        from nercc.multirun import record_failed_job  # here: nercc.multirun imports this module
+
+        with contextlib.suppress(OSError):
+            record_failed_job(
+                HydraConfig.get(), failure_line(interruption), cfg.get("optimized_metric")
+            )
+    raise SystemExit(interruption.exit_code) from error
+
+
+def _is_sigterm_exception(error: SystemExit) -> bool:
+    exceptions = sys.modules.get("pytorch_lightning.utilities.exceptions")
+    return exceptions is not None and isinstance(error, exceptions.SIGTERMException)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Interrupted` while the task runs (the main thread only: signal
+    handlers cannot be set elsewhere). The handler is one-shot: a second SIGTERM during the
+    clean-up ends the process as by default. The previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _completed_before() -> dict[str, Any] | None:
+    """The ``job.json`` of this multirun job when it records a completed run with the same
+    overrides (a resumed sweep), else None."""
+    if not is_multirun():
+        return None
+    run_dir = _run_dir()
+    if run_dir is None:
+        return None
+    from nercc.multirun import completed_record  # here: nercc.multirun imports this module
+
+    record = completed_record(HydraConfig.get(), run_dir)
+    if record is not None:
+        log.info(
+            "job %s completed before (objective %s, %s): not run again",
+            record["job"], record["objective"], run_dir / "job.json",
+        )  # fmt: skip
+    return record
 
 
 def _log_to_file(line: str, error: BaseException | None = None) -> None:

@@ -38,10 +38,19 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nercc.config import FAILED_FILE, error_line, failure_line, mark_failed
+from nercc.config import FAILED_FILE, JobFailed, error_line, failure_line, mark_failed
 from nercc.utils.io import write_csv, write_json
 
-__all__ = ["JOB_FILE", "LOCK_FILE", "SUMMARY_FILE", "MultirunSummary", "job_record", "summarize"]
+__all__ = [
+    "JOB_FILE",
+    "LOCK_FILE",
+    "SUMMARY_FILE",
+    "MultirunSummary",
+    "completed_record",
+    "job_record",
+    "record_failed_job",
+    "summarize",
+]
 
 JOB_FILE = "job.json"
 SUMMARY_FILE = "multirun.csv"
@@ -52,6 +61,19 @@ LAST_COLUMNS = ("error", "dir")
 
 class MultirunSummary(Callback):
     """Hydra callback writing each job's ``job.json`` and the sweep's ``multirun.csv``."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Record a job as ``running`` when it starts, so that a job killed outright (SIGKILL,
+        a lost node) still has its row; a job that completed before (a resumed sweep) keeps
+        its record."""
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        folder = Path(str(config.hydra.runtime.output_dir)).absolute()
+        if completed_record(config.hydra, folder) is not None:
+            return
+        record = _record(config.hydra, config.get("optimized_metric"), "running", None, None)
+        write_json(folder / JOB_FILE, record)
+        summarize(_sweep_dir(config))
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         """Record one finished job (completed or failed) and rebuild the sweep's table."""
@@ -88,22 +110,79 @@ def job_record(config: DictConfig, job_return: JobReturn) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``job`` (int), ``status`` (``"completed"`` or ``"failed"``), ``objective`` (float or
-        None), ``optimized_metric`` (str or None), ``overrides`` (dict of override key to
-        value), ``error`` (one line, or None) and ``dir`` (absolute path of the job's folder).
+        ``job`` (int), ``status`` (``"completed"``, ``"failed"``, or ``"running"`` while a job
+        runs or after it was killed outright), ``objective`` (float or None),
+        ``optimized_metric`` (str or None), ``overrides`` (dict of override key to value),
+        ``error`` (one line, or None) and ``dir`` (absolute path of the job's folder).
     """
     completed = job_return.status == JobStatus.COMPLETED
     # JobReturn.return_value re-raises a failed job's exception: read the stored value instead.
     value = job_return._return_value
+    return _record(
+        config.hydra,
+        config.get("optimized_metric"),
+        "completed" if completed else "failed",
+        _number(value) if completed else None,
+        None if completed else _failure(value),  # as in the FAILED marker
+        job_return.overrides,
+    )
+
+
+def _record(
+    hydra: DictConfig,
+    optimized_metric: Any,
+    status: str,
+    objective: float | None,
+    error: str | None,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    if overrides is None:
+        overrides = list(hydra.overrides.task)
     return {
-        "job": int(config.hydra.job.num),
-        "status": "completed" if completed else "failed",
-        "objective": _number(value) if completed else None,
-        "optimized_metric": config.get("optimized_metric"),
-        "overrides": _overrides_dict(job_return.overrides or []),
-        "error": None if completed else _failure(value),  # as in the FAILED marker
-        "dir": str(Path(str(config.hydra.runtime.output_dir)).absolute()),
+        "job": int(hydra.job.num),
+        "status": status,
+        "objective": objective,
+        "optimized_metric": optimized_metric,
+        "overrides": _overrides_dict(overrides),
+        "error": error,
+        "dir": str(Path(str(hydra.runtime.output_dir)).absolute()),
     }
+
+
+def record_failed_job(hydra: DictConfig, line: str, optimized_metric: Any = None) -> Path:
+    """Record a job that ends without returning to Hydra (interrupted by a signal: Hydra's
+    ``on_job_end`` never runs then) as failed, and rebuild the sweep's table.
+
+    Parameters
+    ----------
+    hydra : DictConfig
+        The job's ``hydra`` node (``HydraConfig.get()``).
+    line : str
+        The failure, as in its ``FAILED`` marker.
+    optimized_metric : str, optional
+        The metric the job would have returned.
+
+    Returns
+    -------
+    Path
+        The ``job.json`` written.
+    """
+    record = _record(hydra, optimized_metric, "failed", None, line)
+    path = write_json(Path(record["dir"]) / JOB_FILE, record)
+    summarize(Path(str(hydra.sweep.dir)).absolute())
+    return path
+
+
+def completed_record(hydra: DictConfig, folder: str | Path) -> dict[str, Any] | None:
+    """The ``job.json`` in ``folder`` when it records a completed job with the overrides of
+    this one (the job ran before in this sweep folder), else None; an unreadable record is
+    None (the job runs again)."""
+    try:
+        record = json.loads((Path(folder) / JOB_FILE).read_text())
+        same = record["overrides"] == _overrides_dict(list(hydra.overrides.task))
+        return record if record["status"] == "completed" and same else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _number(value: Any) -> float | None:
@@ -117,6 +196,8 @@ def _number(value: Any) -> float | None:
 
 
 def _failure(value: Any) -> str:
+    if isinstance(value, JobFailed):  # the task wrapper's: the job's own error line
+        return value.line
     if isinstance(value, BaseException):
         return failure_line(value)
     return error_line(Exception(str(value)))

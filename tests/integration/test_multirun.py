@@ -161,7 +161,10 @@ def test_a_failing_job_is_recorded_and_the_others_complete(checkpoints, tmp_path
     result, sweep_dir = sweep(["scheme=nercc", f"{LAM_DEC}=0,-1"], checkpoints, tmp_path)
     assert result.returncode != 0  # the basic sweeper raises once its batch is done
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and BAD_LAM_DEC.search(errors[0])
+    assert len(errors) == 2 and BAD_LAM_DEC.search(errors[0])  # the job's line, then the sweep's
+    assert errors[1].startswith("error: job 1 of the sweep failed (ConfigError: ")
+    assert errors[1].endswith(f"every job: {sweep_dir / 'multirun.csv'}")
+    assert "Traceback" not in result.stderr
     good, bad = read_table(sweep_dir)
     check_completed(sweep_dir, good)
     assert (bad["status"], bad["objective"], bad[LAM_DEC]) == ("failed", "", "-1")
@@ -179,6 +182,31 @@ def test_a_failing_job_is_recorded_and_the_others_complete(checkpoints, tmp_path
     assert "Tip:" not in good_log + result.stdout + result.stderr
     bad_log = (sweep_dir / bad["dir"] / "eval.log").read_text()
     assert f"[nercc.config][ERROR] - {errors[0]}\n" in bad_log  # the line printed on stderr
+
+
+def bad_line(result):
+    """The failed job's error as the job printed it, with its type (as job.json records it)."""
+    (line,) = [line for line in result.stderr.splitlines() if BAD_LAM_DEC.search(line)][:1]
+    return "ConfigError: " + line.removeprefix("error: ")
+
+
+def test_a_joblib_sweep_survives_its_worst_job(checkpoints, tmp_path):
+    # The bad job's error crosses a process boundary (loky pickles it): every exception the
+    # project raises must unpickle, or the pool breaks and the good jobs are lost.
+    args = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "scheme=nercc",
+            f"{LAM_DEC}=0,-1,1e-9"]  # fmt: skip
+    result, sweep_dir = sweep(args, checkpoints, tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "BrokenProcessPool" not in result.stderr and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("error: job")] == [
+        f"error: job 1 of the sweep failed ({bad_line(result)}); every job: "
+        f"{sweep_dir / 'multirun.csv'}"
+    ]
+    first, bad, last = read_table(sweep_dir)
+    check_completed(sweep_dir, first)
+    check_completed(sweep_dir, last)
+    assert bad["status"] == "failed" and BAD_LAM_DEC.search(bad["error"])
+    assert failed_marker(sweep_dir / bad["dir"]) == bad["error"]
 
 
 @pytest.mark.slow

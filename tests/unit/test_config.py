@@ -1,12 +1,18 @@
 """The task wrapper, the console filter of the jobs' logging and the W&B group resolver, in a single
 run and in one job of a multirun."""
 
+import errno
 import logging
 import math
+import os
+import pickle
 import re
+import signal
+import time
 
 import pytest
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 
@@ -14,6 +20,8 @@ from nercc.config import (
     FAILED_FILE,
     FILE_ONLY,
     ConsoleFilter,
+    Interrupted,
+    JobFailed,
     check_objective_finite,
     error_line,
     failure_line,
@@ -75,13 +83,22 @@ def test_single_run_prints_one_line_and_exits_1(hydra_mode, capsys, mode):
     assert capsys.readouterr().err == "error: scheme.nercc.lam_dec must be >= 0, got -1.0\n"
 
 
-def test_multirun_reraises_the_known_error_after_one_line(hydra_mode, capsys):
+def test_multirun_raises_one_compact_line_for_the_sweep_after_the_jobs_line(hydra_mode, capsys):
     cfg = hydra_mode(RunMode.MULTIRUN)
     error = FileNotFoundError("no checkpoint lenet5_synthetic.ckpt")
-    with pytest.raises(FileNotFoundError) as raised:
+    with pytest.raises(JobFailed) as raised:
         failing(error)(cfg)
-    assert raised.value is error
+    assert raised.value.__cause__ is error
+    assert raised.value.line == "FileNotFoundError: no checkpoint lenet5_synthetic.ckpt"
+    assert isinstance(raised.value, CompactHydraException)  # Hydra prints its message alone
+    assert "\n" not in str(raised.value) and raised.value.line in str(raised.value)
     assert capsys.readouterr().err == "error: no checkpoint lenet5_synthetic.ckpt\n"
+    shipped = pickle.loads(pickle.dumps(raised.value))  # as joblib and submitit ship it back
+    assert (type(shipped), str(shipped), shipped.line) == (
+        JobFailed,
+        str(raised.value),
+        raised.value.line,
+    )
 
 
 @pytest.mark.parametrize("mode", [None, RunMode.RUN, RunMode.MULTIRUN])
@@ -95,10 +112,10 @@ def test_unknown_errors_are_reraised_as_they_are(hydra_mode, capsys, mode):
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_a_non_finite_objective_never_reaches_a_sweeper(hydra_mode, capsys, value):
     cfg = hydra_mode(RunMode.MULTIRUN)
-    with pytest.raises(ValueError, match="must be a finite number") as raised:
+    with pytest.raises(JobFailed, match="must be a finite number") as raised:
         returning(value)(cfg)
     expected = f"optimized_metric 'coded/nercc/mse' must be a finite number, got {value}"
-    assert str(raised.value) == expected
+    assert str(raised.value.__cause__) == expected
     assert capsys.readouterr().err == f"error: {expected}\n"
     cfg = hydra_mode(RunMode.RUN)
     with pytest.raises(SystemExit):
@@ -122,7 +139,7 @@ def test_the_wandb_run_is_finished_and_marked_failed(hydra_mode, tmp_path):
         wandb.init(mode="offline", dir=str(tmp_path), project="nercc")
         raise ValueError("bad")
 
-    with pytest.raises(ValueError):
+    with pytest.raises(JobFailed):
         task(cfg)
     assert wandb.run is None
     (run,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
@@ -245,7 +262,7 @@ def test_the_error_line_is_logged_past_the_console(hydra_mode, caplog, capsys):
         (FileNotFoundError("no checkpoint lenet5_synthetic.ckpt"),
          "FileNotFoundError: no checkpoint lenet5_synthetic.ckpt"),
         (RuntimeError("CUDA out of\nmemory"), "RuntimeError: CUDA out of memory"),
-        (KeyboardInterrupt(), "KeyboardInterrupt"),
+        (KeyboardInterrupt(), "Interrupted: interrupted by SIGINT"),
         (SystemExit("stopped"), "SystemExit: stopped"),
     ],
 )  # fmt: skip
@@ -296,7 +313,7 @@ def test_the_working_folder_is_never_removed(hydra_mode, tmp_path, monkeypatch):
 def test_a_multirun_job_keeps_its_folder_and_marks_it(hydra_mode, tmp_path):
     cfg = hydra_mode(RunMode.MULTIRUN)
     folder = run_folder(tmp_path)
-    with pytest.raises(ValueError, match="bad"):
+    with pytest.raises(JobFailed, match="bad"):
         failing(ValueError("bad"))(cfg)
     assert sorted(p.name for p in folder.iterdir()) == [".hydra", FAILED_FILE, "app.log"]
     assert MARKER.fullmatch((folder / FAILED_FILE).read_text())["error"] == "ValueError: bad"
@@ -312,3 +329,82 @@ def test_success_clears_a_stale_marker_and_no_folder_is_touched_outside_hydra(hy
     with pytest.raises(SystemExit):
         failing(ValueError("bad"))(cfg)
     assert sorted(p.name for p in folder.iterdir()) == [".hydra", "app.log"]
+
+
+def test_sigterm_interrupts_the_task_marks_the_run_and_exits_143(hydra_mode, tmp_path, capsys):
+    cfg = hydra_mode(RunMode.RUN)
+    folder = run_folder(tmp_path, "results.csv")
+    before = signal.getsignal(signal.SIGTERM)
+
+    @task_wrapper
+    def task(cfg):
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler's preemption or `timeout` sends
+        time.sleep(5)  # never reached: the handler raises at once
+        return 1.0
+
+    with pytest.raises(SystemExit) as exit_info:
+        task(cfg)
+    assert exit_info.value.code == 143
+    assert MARKER.fullmatch((folder / FAILED_FILE).read_text())["error"] == (
+        "Interrupted: interrupted by SIGTERM"
+    )
+    assert (folder / "results.csv").is_file()  # what was done before the signal is kept
+    assert capsys.readouterr().err == "error: interrupted by SIGTERM (the run did not finish)\n"
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+
+
+def test_lightnings_sigterm_exception_is_a_failure_not_a_success(hydra_mode, tmp_path):
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    cfg = hydra_mode(RunMode.RUN)
+    folder = run_folder(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        failing(SIGTERMException())(cfg)  # a SystemExit whose code is None
+    assert exit_info.value.code == 143
+    assert "SIGTERM" in (folder / FAILED_FILE).read_text()
+
+
+def test_sigint_exits_130(hydra_mode, tmp_path):
+    cfg = hydra_mode(RunMode.RUN)
+    run_folder(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        failing(KeyboardInterrupt())(cfg)
+    assert exit_info.value.code == 130
+
+
+def test_interrupted_pickles_and_names_its_signal():
+    error = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
+    assert (str(error), error.exit_code) == ("interrupted by SIGTERM", 143)
+    assert not isinstance(error, Exception)  # no `except Exception` swallows it
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_a_full_disk_is_one_line_naming_the_folder(hydra_mode, tmp_path, capsys, wrap):
+    cfg = hydra_mode(RunMode.RUN)
+    folder = run_folder(tmp_path, "results.csv")
+    full = OSError(errno.ENOSPC, "No space left on device", str(folder / "plot.png"))
+    error = full
+    if wrap:  # as libraries re-raise it (torch.save: RuntimeError from the OSError)
+        try:
+            try:
+                raise full
+            except OSError as inner:
+                raise RuntimeError("PytorchStreamWriter failed writing file") from inner
+        except RuntimeError as outer:
+            error = outer
+    with pytest.raises(SystemExit) as exit_info:
+        failing(error)(cfg)
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot write in {folder}: no space left on the device "
+        "(files written before this one are kept whole)\n"
+    )
+    assert (folder / "results.csv").is_file() and (folder / FAILED_FILE).is_file()
+
+
+def test_other_os_errors_keep_their_traceback(hydra_mode, tmp_path, capsys):
+    cfg = hydra_mode(RunMode.RUN)
+    run_folder(tmp_path)
+    with pytest.raises(PermissionError):
+        failing(PermissionError(errno.EACCES, "Permission denied"))(cfg)
+    assert capsys.readouterr().err == ""
