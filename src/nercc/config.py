@@ -365,8 +365,14 @@ def _fail_with_traceback(error: BaseException) -> None:
 
 
 def _interrupted(interruption: Interrupted, error: BaseException, cfg: DictConfig) -> NoReturn:
-    """Mark the run failed by the signal, record a multirun job's row, exit ``128 + signal``."""
-    line = f"error: {interruption} (the run did not finish)"
+    """Mark the run failed by the signal, record a multirun job's row, exit ``128 + signal``.
+
+    The line names what the run had finished and keeps (the best epoch's checkpoint, the
+    files written so far), so that a preempted run's work is found, not redone."""
+    run_dir = _run_dir()
+    kept = _kept_files(run_dir) if run_dir is not None else []
+    line = f"error: {interruption} (the run did not finish"
+    line += f"; kept in {run_dir}: {', '.join(kept)})" if kept else ")"
     print(line, file=sys.stderr, flush=True)
     _log_to_file(line)
     _after_failure(interruption)
@@ -378,6 +384,24 @@ def _interrupted(interruption: Interrupted, error: BaseException, cfg: DictConfi
                 HydraConfig.get(), failure_line(interruption), cfg.get("optimized_metric")
             )
     raise SystemExit(interruption.exit_code) from error
+
+
+def _kept_files(run_dir: Path, most: int = 8) -> list[str]:
+    """The files a run wrote into its folder (relative paths, sorted), without Hydra's, the log
+    files and the markers; at most ``most``, then how many more."""
+    skip = {FAILED_FILE, "job.json"}
+    found = sorted(
+        str(path.relative_to(run_dir))
+        for path in run_dir.rglob("*")
+        if path.is_file()
+        and not path.name.startswith(".")
+        and path.suffix != ".log"
+        and path.name not in skip
+        and not any(part.startswith(".") for part in path.relative_to(run_dir).parts)
+    )
+    if len(found) > most:
+        found = [*found[:most], f"{len(found) - most} more"]
+    return found
 
 
 def _is_sigterm_exception(error: SystemExit) -> bool:

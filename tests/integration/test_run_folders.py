@@ -251,7 +251,10 @@ def test_a_signal_ends_the_run_as_failed_with_its_status(probe, tmp_path, signum
     out, err = process.communicate(timeout=120)
     assert process.returncode == code, err
     name = signal.Signals(signum).name
-    assert errors(err) == [f"error: interrupted by {name} (the run did not finish)"]
+    assert errors(err) == [
+        f"error: interrupted by {name} (the run did not finish; kept in {folder}: ready, "
+        "results.txt)"
+    ]
     assert "Traceback" not in err
     assert marker(folder) == f"Interrupted: interrupted by {name}"
     assert (folder / "results.txt").read_text() == "work\n"  # what was done is kept

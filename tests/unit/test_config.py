@@ -349,7 +349,9 @@ def test_sigterm_interrupts_the_task_marks_the_run_and_exits_143(hydra_mode, tmp
         "Interrupted: interrupted by SIGTERM"
     )
     assert (folder / "results.csv").is_file()  # what was done before the signal is kept
-    assert capsys.readouterr().err == "error: interrupted by SIGTERM (the run did not finish)\n"
+    assert capsys.readouterr().err == (
+        f"error: interrupted by SIGTERM (the run did not finish; kept in {folder}: results.csv)\n"
+    )
     assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
 
 
