@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,24 @@ HEADER = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
-def records(path: str | Path) -> list[Any]:
-    """Every protobuf Record of an offline run file, in order."""
+def records(path: str | Path, finished: bool = True, timeout: float = 120.0) -> list[Any]:
+    """Every protobuf Record of an offline run file, in order.
+
+    wandb's core writes the file in its own process: ``wandb.finish()`` returns once the run's
+    exit is handled, which can be before the last records reach the file (seen under load: a
+    summary or the exit record missing). With ``finished`` (a run the test has finished), the
+    file is read again until it holds the exit record, for at most ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = _read_records(path)
+        if not finished or any(r.WhichOneof("record_type") == "exit" for r in found):
+            return found
+        assert time.monotonic() < deadline, f"{path} never got its exit record"
+        time.sleep(0.05)
+
+
+def _read_records(path: str | Path) -> list[Any]:
     data = Path(path).read_bytes()
     assert data[:4] == b":W&B", f"{path} is not a W&B run file"
     offset, pending, found = HEADER, b"", []
