@@ -333,3 +333,145 @@ def test_a_missing_classifier_is_found_before_the_data(compose_config):
         checks.check_checkpoint_exists(cfg)
     _published(cfg)
     assert checks.check_checkpoint_exists(cfg).name == "vit_fashion_mnist.ckpt"
+
+
+# -- boundaries: the last value accepted and the first refused ---------------------------------
+def _eval_check(compose_config, overrides):
+    cfg = compose_config("eval", overrides)
+    _published(cfg)
+    checks.check_eval(cfg)
+    return cfg
+
+
+@pytest.mark.parametrize("k", [1, 20])
+def test_n_equal_to_k_is_accepted_and_one_fewer_refused(compose_config, no_wandb_key, k):
+    """N = K (every worker needed, no straggler tolerated) is a code; N = K - 1 cannot carry the
+    inputs. Through check_eval, and through the whole eval check for N = K = 20."""
+    same = [f"coding.num_inputs={k}", f"coding.num_workers={k}", "stragglers=[0]"]
+    if k == 20:
+        check_config(compose_config("eval", same))  # the published file is not read here
+    cfg = _eval_check(compose_config, same)
+    assert cfg.coding.num_workers == cfg.coding.num_inputs == k
+    if k > 1:
+        fewer = [f"coding.num_inputs={k}", f"coding.num_workers={k - 1}", "stragglers=[0]"]
+        with pytest.raises(ValueError) as error:
+            _eval_check(compose_config, fewer)
+        _assert_names(error, "coding.num_workers", f"got {k - 1}")
+        assert f"K={k}" in str(error.value)
+
+
+def test_s_up_to_n_minus_one_is_accepted_and_n_refused(compose_config, no_wandb_key):
+    _eval_check(compose_config, ["coding.num_workers=30", "stragglers=[0,29]"])
+    with pytest.raises(ValueError) as error:
+        _eval_check(compose_config, ["coding.num_workers=30", "stragglers=[0,30]"])
+    _assert_names(error, "stragglers", "[0, 30]")
+    assert "N - 1 = 29" in str(error.value)
+
+
+def test_a_batch_of_k_images_is_accepted_and_k_minus_one_refused(compose_config, no_wandb_key):
+    _eval_check(compose_config, ["eval.batch_size=20"])
+    with pytest.raises(ValueError) as error:
+        _eval_check(compose_config, ["eval.batch_size=19"])
+    _assert_names(error, "eval.batch_size", "got 19")
+
+
+def test_df_bounds_are_inclusive_at_k_and_n(compose_config, no_wandb_key):
+    _eval_check(compose_config, ["scheme.nercc.df_enc=20", "scheme.nercc.df_dec=100"])
+    _eval_check(compose_config, ["scheme.nercc.df_enc=2.001", "scheme.nercc.df_dec=2.001"])
+    for key, value in (("df_enc", "20.001"), ("df_dec", "100.001"), ("df_dec", "2")):
+        with pytest.raises(ValueError) as error:
+            _eval_check(compose_config, [f"scheme.nercc.{key}={value}"])
+        _assert_names(error, f"scheme.nercc.{key}", value)
+
+
+def test_replication_needs_exactly_n_over_k_copies(compose_config, no_wandb_key):
+    _eval_check(compose_config, ["scheme=all", "coding.num_workers=60", "stragglers=[0,10]"])
+    with pytest.raises(ValueError) as error:
+        _eval_check(
+            compose_config,
+            ["scheme=all", "coding.num_workers=60", "scheme.replication.replicas=2",
+             "stragglers=[0,10]"],
+        )  # fmt: skip
+    _assert_names(error, "scheme.replication.replicas", "got 2")
+
+
+def test_demo_and_serve_accept_n_equal_to_k_and_s_up_to_n_minus_one(compose_config):
+    checks.check_demo(_demo_config(["num_inputs=6", "num_workers=6", "stragglers=[0,5]"]))
+    with pytest.raises(ValueError) as error:
+        checks.check_demo(_demo_config(["num_inputs=6", "num_workers=5"]))
+    _assert_names(error, "num_workers", "got 5")
+    with pytest.raises(ValueError) as error:
+        checks.check_demo(_demo_config(["num_inputs=6", "num_workers=6", "stragglers=[6]"]))
+    _assert_names(error, "stragglers", "[6]")
+    serve = ["coding.num_inputs=4", "coding.num_workers=4", "serving.scheme=bacc"]
+    checks.check_serve(compose_config("serve", [*serve, "serving.num_stragglers=3"]))
+    with pytest.raises(ValueError) as error:
+        checks.check_serve(compose_config("serve", [*serve, "serving.num_stragglers=4"]))
+    _assert_names(error, "serving.num_stragglers", "got 4")
+    with pytest.raises(ValueError) as error:
+        checks.check_serve(compose_config("serve", ["coding.num_inputs=4", "coding.num_workers=3"]))
+    _assert_names(error, "coding.num_workers", "got 3")
+
+
+# -- the memory estimate ---------------------------------------------------------------------------
+def test_the_memory_estimate_grows_with_the_encoders_and_the_decoders():
+    args = (20, 100, 1000, 10, 784, 10)
+    one = checks.coded_memory_terms(*args)
+    three = checks.coded_memory_terms(*args, encoders=3)
+    assert sum(three.values()) > sum(one.values())
+    # each encoder codes the batch of its own and runs the classifier on it
+    assert three["eval.batch_size"] == 3 * one["eval.batch_size"]
+    assert three["eval.num_patterns"] > one["eval.num_patterns"]
+    assert three["coding.num_workers"] == one["coding.num_workers"]  # the matrix is built once
+    two_decoders = checks.coded_memory_terms(*args, decoders=2)
+    assert two_decoders["eval.num_patterns"] > one["eval.num_patterns"]
+    assert checks.coded_memory_bytes(*args, encoders=3) == sum(three.values())
+
+
+@pytest.fixture
+def memory(monkeypatch):
+    """Record the estimate check_eval makes, and set the memory it sees as available."""
+    seen: list[int] = []
+    real = checks.coded_memory_terms
+
+    def recording(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        seen.append(sum(terms.values()))
+        return terms
+
+    state = {"available": 2**62}
+    monkeypatch.setattr(checks, "coded_memory_terms", recording)
+    monkeypatch.setattr(checks, "available_memory_bytes", lambda: state["available"])
+    return seen, state
+
+
+def test_the_memory_check_counts_every_encoder(compose_config, no_wandb_key, memory):
+    """Three lam_enc values mean three encoders, three coded batches and three classifier passes
+    held at once: refused where one encoder fits."""
+    seen, state = memory
+    one = ["stragglers=[0]", "scheme.nercc.lam_enc=0", "scheme.nercc.lam_dec=0"]
+    three = ["stragglers=[0]", "scheme.nercc.lam_enc=[0,1e-6,1e-4]", "scheme.nercc.lam_dec=0"]
+    _eval_check(compose_config, one)
+    _eval_check(compose_config, three)
+    need_one, need_three = seen
+    assert need_three > need_one
+    state["available"] = need_one  # exactly enough for one encoder: accepted (the boundary)
+    _eval_check(compose_config, one)
+    with pytest.raises(ValueError) as error:
+        _eval_check(compose_config, three)
+    message = str(error.value)
+    assert "\n" not in message and "GiB" in message and "more than the" in message
+    assert message.split(":")[0] in ("eval.batch_size", "eval.num_patterns", "coding.num_workers")
+    state["available"] = need_one - 1  # one byte short: refused even with one encoder
+    with pytest.raises(ValueError, match="more than the"):
+        _eval_check(compose_config, one)
+    # df_enc lists count as encoders too
+    seen.clear()
+    state["available"] = 2**62
+    _eval_check(compose_config, ["stragglers=[0]", "scheme.nercc.df_enc=[5,10,15]"])
+    assert seen == [need_three]
+
+
+def test_unknown_memory_skips_the_check(compose_config, no_wandb_key, monkeypatch):
+    monkeypatch.setattr(checks, "available_memory_bytes", lambda: None)
+    _eval_check(compose_config, ["eval.num_patterns=100000000", "stragglers=[0]"])
