@@ -59,7 +59,7 @@ log = logging.getLogger("nercc.eval")  # not __main__ under python -m
 #: The row keys logged per S as coded/<variant>/<key> (besides the scheme's parameters).
 LOGGED = (
     "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc", "rel_acc", "rel_acc_se",
-    "rel_acc_lo", "rel_acc_hi", "agreement", "stragglers_mean",
+    "rel_acc_lo", "rel_acc_hi", "agreement", "stragglers_mean", "few_answers",
 )  # fmt: skip
 PLOTS = {"mse": "mse_vs_stragglers.png", "rel_acc": "rel_acc_vs_stragglers.png"}
 

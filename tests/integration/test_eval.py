@@ -20,9 +20,10 @@ SMALL = [
 ]
 COLUMNS = [
     "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "stragglers_mean",
-    "stragglers_max", "lam_enc", "lam_dec", "df_enc", "df_dec", "df_dec_min", "df_dec_max",
-    "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc", "rel_acc",
-    "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement", "num_inputs_evaluated", "num_patterns",
+    "stragglers_max", "few_answers", "lam_enc", "lam_dec", "df_enc", "df_dec", "df_dec_min",
+    "df_dec_max", "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc",
+    "rel_acc", "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement", "num_inputs_evaluated",
+    "num_patterns",
 ]  # fmt: skip
 
 
@@ -151,6 +152,61 @@ def test_two_processes_give_the_one_process_numbers(checkpoints, tmp_path):
                 assert b[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
             else:
                 assert b[key] == value, key
+
+
+def test_a_tampered_cache_entry_is_discarded_and_the_numbers_stay_right(
+    compose_config, checkpoints, tmp_path, caplog
+):
+    import logging
+
+    import numpy as np
+
+    cfg = compose_config("eval", [*SMALL, f"paths.checkpoint_dir={checkpoints}", "logger=none"])
+    cold, _ = evaluate(cfg)  # a cold cache: every output computed
+    cache = tmp_path / "outputs" / "cache"
+    (entry, *_) = sorted(cache.rglob("*.npy"))
+    original = np.load(entry)
+    np.save(entry, original[::-1] * 10 + 1)  # same shape and dtype, other values
+    with caplog.at_level(logging.WARNING, logger="nercc.evaluation.cache"):
+        tampered, _ = evaluate(cfg)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "nercc.evaluation.cache"]
+    assert len(warnings) == 1 and str(entry) in warnings[0], warnings
+    assert tampered["rows"] == cold["rows"]
+    np.testing.assert_array_equal(np.load(entry), original)  # recomputed and rewritten
+
+
+def test_a_classifier_with_non_finite_outputs_fails_in_one_line(checkpoints, tmp_path):
+    # Finite weights, so large that every logit overflows: a diverged model that loads.
+    import torch
+
+    (source,) = checkpoints.glob("lenet5_synthetic.ckpt")
+    payload = torch.load(source, map_location="cpu", weights_only=True)
+    payload["state_dict"] = {
+        name: value * 1e12 if value.is_floating_point() else value
+        for name, value in payload["state_dict"].items()
+    }
+    assert all(torch.isfinite(v).all() for v in payload["state_dict"].values())
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    torch.save(payload, broken / source.name)
+    args = [
+        *SMALL,
+        f"paths.checkpoint_dir={broken}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "optimized_metric=coded/nercc/agreement",
+        "scheme.nercc.lambdas=none",
+    ]
+    result = run_cli(args, tmp_path, "nan")
+    assert result.returncode == 1, result.stderr[-3000:]
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith(
+        f"error: model: the classifier {broken / source.name} returned non-finite outputs"
+    )
+    assert "retrain it (python -m nercc.train" in line and "Traceback" not in result.stderr
+    assert not (tmp_path / "nan" / "results.json").exists()
+    assert list((tmp_path / "cache").rglob("*.npy")) == []  # nothing cached
 
 
 @pytest.mark.parametrize(

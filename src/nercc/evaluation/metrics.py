@@ -63,7 +63,10 @@ class CodedMetrics(Metric):
     scheme lost (a baseline's straggler) counts as wrong. ``patterns`` counts the (group, pattern)
     draws, ``stragglers_mean`` and ``stragglers_max`` the workers that did not answer in them
     (the realised counts: for a model that draws a random number of stragglers they differ from
-    the S asked for). All states are sums, but for the maximum, so DDP reduces them exactly.
+    the S asked for), ``few_answers`` the fraction of draws decoded from fewer answers than
+    inputs (underdetermined: see :meth:`nercc.coding.CodingScheme.underdetermined`). All states
+    are sums, but for the maximum, so DDP reduces them exactly. Estimates or references that are
+    not finite are refused (``ValueError``): a NaN's argmax is class 0, an accuracy from it a lie.
 
     Error bars (method.md, "Error bars"): each (group, pattern) draw is one observation, with
     its mean squared error over its real (non-padded) inputs and logits and its fraction
@@ -95,6 +98,7 @@ class CodedMetrics(Metric):
     #: Sums (all reduced by "sum"): per pair, then per (group, pattern) draw.
     SUMS = (
         "squared_error", "pairs", "correct", "base_correct", "agree", "patterns", "stragglers",
+        "few_answers",
         # per draw d with total squared error E_d, number correct c_d and real inputs n_d:
         # sum E_d^2, sum E_d n_d, sum c_d^2, sum c_d n_d, sum n_d^2
         "draw_squared_error_sq", "draw_squared_error_pairs", "draw_correct_sq",
@@ -117,6 +121,7 @@ class CodedMetrics(Metric):
         lost: torch.Tensor,
         patterns: int,
         stragglers: torch.Tensor | None = None,
+        few_answers: torch.Tensor | None = None,
     ) -> None:
         """Add pairs.
 
@@ -132,6 +137,14 @@ class CodedMetrics(Metric):
         patterns : the number of (group, pattern) draws these pairs come from: the product of
             the leading axes.
         stragglers : (patterns,) optional, how many workers did not answer in each draw.
+        few_answers : (patterns,) bool, optional, which draws were decoded from fewer answers
+            than inputs.
+
+        Raises
+        ------
+        ValueError
+            If ``estimates`` or ``reference`` hold NaN or infinities, or a count has the wrong
+            shape.
         """
         shape = torch.broadcast_shapes(
             estimates.shape[:-1], reference.shape[:-1], labels.shape, valid.shape, lost.shape
@@ -141,6 +154,13 @@ class CodedMetrics(Metric):
                 f"patterns must be the number of draws, the product of the leading axes of the "
                 f"pairs' shape {tuple(shape)} (all but the last, a draw's inputs), got {patterns}"
             )
+        for name, values in (("estimates", estimates), ("reference", reference)):
+            if not bool(torch.isfinite(values).all()):
+                bad = int((~torch.isfinite(values)).sum())
+                raise ValueError(
+                    f"{name} must be finite (no metric is computed from NaN or inf), got {bad} "
+                    f"non-finite of {values.numel()} values"
+                )
         valid = valid.to(torch.float64)
         error = (estimates.double() - reference.double()).pow(2).mean(dim=-1)
         predicted = estimates.argmax(dim=-1)
@@ -172,6 +192,14 @@ class CodedMetrics(Metric):
             if patterns:
                 self.stragglers += stragglers.sum()
                 self.stragglers_max = torch.maximum(self.stragglers_max, stragglers.max())
+        if few_answers is not None:
+            few = torch.as_tensor(few_answers).to(self.few_answers.device)
+            if few.shape != (patterns,) or few.dtype != torch.bool:
+                raise ValueError(
+                    f"few_answers must be a bool tensor of shape ({patterns},) (one per pattern), "
+                    f"got {few.dtype} of shape {tuple(few.shape)}"
+                )
+            self.few_answers += few.sum(dtype=torch.float64)
 
     def compute(self) -> dict[str, float]:
         pairs = self.pairs.clamp_min(1.0)
@@ -202,6 +230,7 @@ class CodedMetrics(Metric):
             "patterns": int(self.patterns),
             "stragglers_mean": float(self.stragglers / self.patterns.clamp_min(1.0)),
             "stragglers_max": int(self.stragglers_max),
+            "few_answers": float(self.few_answers / self.patterns.clamp_min(1.0)),
         }
 
 

@@ -30,7 +30,17 @@ models that draw a random count (Bernoulli, a latency deadline). Right after ``m
 its group's real inputs, so a padded remainder group weighs by its real inputs only.
 
 With an :class:`~nercc.evaluation.cache.OutputCache`, the classifier's outputs of steps 1 and 2 are
-kept on disk and found again by a later evaluation of the same inputs, classifier and encoder.
+kept on disk and found again by a later evaluation of the same inputs, classifier and encoder (the
+key and the record of an entry: :meth:`CodedInferenceModule.cache_description`).
+
+A metric is never computed from outputs that are not finite: a classifier whose outputs on the
+original inputs, or whose decoded outputs, hold NaN or infinities stops the evaluation with
+:class:`NonFiniteOutputsError`, one line naming the classifier (its checkpoint).
+
+Where fewer workers answer than there are inputs (S > N - K), NeRCC and BACC still decode, from an
+underdetermined fit: the module silences their :class:`~nercc.coding.FewAnswersWarning` and reports
+in each row ``few_answers``, the fraction of the row's (group, pattern) draws decoded from fewer
+than K answers (exact under DDP, see :class:`~nercc.evaluation.metrics.CodedMetrics`).
 
 Patterns are drawn from a generator seeded by (seed, S, N, index of the batch's first input), so
 that one process or several evaluating the same batches draw the same patterns.
@@ -39,6 +49,7 @@ that one process or several evaluating the same batches draw the same patterns.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,12 +58,26 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from nercc.coding import FewAnswersWarning
 from nercc.evaluation.cache import OutputCache, fingerprint
 from nercc.evaluation.metrics import CodedMetrics, ParamStats
 from nercc.evaluation.variants import SPREAD_SUFFIXES, SchemeVariant, has_spread
 from nercc.stragglers import StragglerModel
 
-__all__ = ["CodedInferenceModule", "straggler_models"]
+__all__ = ["CodedInferenceModule", "NonFiniteOutputsError", "straggler_models"]
+
+
+class NonFiniteOutputsError(ValueError):
+    """The classifier's outputs, or their decoded estimates, hold NaN or infinities: no metric
+    is computed from them. The message is one line naming the classifier (its checkpoint)."""
+
+
+def _decode(scheme: Any, outputs: Any, available: np.ndarray) -> tuple[Any, dict[str, Any]]:
+    """``scheme.decode_each_with_params`` without its FewAnswersWarning: the rows count the
+    patterns with fewer than K answers themselves (``few_answers``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FewAnswersWarning)
+        return scheme.decode_each_with_params(outputs, available)
 
 
 def _reported(scheme: Any) -> dict[str, float]:
@@ -60,8 +85,16 @@ def _reported(scheme: Any) -> dict[str, float]:
     values on a probe: one pattern where only worker 0 answers, which costs nothing)."""
     available = np.zeros((1, scheme.num_workers), dtype=bool)
     available[0, 0] = True
-    _, params = scheme.decode_each_with_params(np.zeros((1, scheme.num_workers, 1)), available)
+    _, params = _decode(scheme, np.zeros((1, scheme.num_workers, 1)), available)
     return {name: float(np.asarray(values).reshape(-1)[0]) for name, values in params.items()}
+
+
+def _kinds(values: torch.Tensor) -> str:
+    """Which non-finite values ``values`` holds: ``NaN``, ``inf`` or ``NaN, inf``."""
+    kinds = [
+        name for name, found in (("NaN", values.isnan()), ("inf", values.isinf())) if found.any()
+    ]
+    return ", ".join(kinds)
 
 
 def _stable_seed(*parts: int) -> int:
@@ -186,25 +219,119 @@ class CodedInferenceModule(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.classifier(chunk) for chunk in images.split(self.chunk_size)])
 
-    def _classify(self, inputs: torch.Tensor, *origin: torch.Tensor) -> torch.Tensor:
-        """The classifier's outputs on ``inputs``, through the cache when there is one.
+    def classifier_name(self) -> str:
+        """The classifier as error messages name it: its checkpoint file when it was loaded from
+        one (``info["path"]``), else its class."""
+        info = getattr(self.classifier, "info", None) or {}
+        return str(info.get("path") or type(self.classifier).__qualname__)
 
-        ``origin`` is what the inputs are made of (the batch's images, and the encoder matrix
-        for coded inputs): with the classifier's weights, the chunk size, the dtype, the device
-        type and the autocast precision, it keys the cache entry.
+    def _retrain_hint(self) -> str:
+        """What to do about a classifier with non-finite outputs."""
+        info = getattr(self.classifier, "info", None) or {}
+        if info.get("model") and info.get("dataset"):
+            from nercc.models.checkpoints import rebuild_command
+
+            return f"retrain it ({rebuild_command(info['model'], info['dataset'])})"
+        return "retrain it"
+
+    def cache_description(
+        self, inputs: torch.Tensor, images: str, encoder: str | None = None
+    ) -> dict[str, Any]:
+        """Everything the classifier's outputs on ``inputs`` depend on, in readable form: the
+        key of their cache entry is its :func:`~nercc.evaluation.cache.fingerprint`, and the
+        entry's record keeps it.
+
+        Parameters
+        ----------
+        inputs : torch.Tensor
+            What the classifier runs on (only its dtype and device are read).
+        images : str
+            The fingerprint of the batch's images the inputs are made of.
+        encoder : str, optional
+            The fingerprint of the encoder matrix of coded inputs (None for the originals).
+
+        Returns
+        -------
+        dict
+            ``classifier`` (the fingerprint of its class and tensors) and ``classifier_class``,
+            ``inputs`` (``originals`` or ``coded``), ``images``, ``encoder``, ``chunk_size``
+            (a forward on another number of inputs may round differently), ``dtype``,
+            ``device`` (the device type: kernels differ) and ``autocast`` (the precision of a
+            mixed-precision run, or None).
         """
-        if self.cache is None:
-            return self(inputs)
         if self._classifier_digest is None:
             self._classifier_digest = fingerprint(self.classifier)
         device = inputs.device.type
-        autocast = (
-            str(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else None
-        )  # a mixed-precision run computes other outputs from the same float32 inputs
-        key = fingerprint(
-            self._classifier_digest, *origin, self.chunk_size, str(inputs.dtype), device, autocast
+        try:  # a mixed-precision run computes other outputs from the same float32 inputs
+            mixed = torch.is_autocast_enabled(device)
+        except RuntimeError:  # a device type without autocast
+            mixed = False
+        autocast = str(torch.get_autocast_dtype(device)) if mixed else None
+        kind = type(self.classifier)
+        return {
+            "classifier": self._classifier_digest,
+            "classifier_class": f"{kind.__module__}.{kind.__qualname__}",
+            "inputs": "originals" if encoder is None else "coded",
+            "images": images,
+            "encoder": encoder,
+            "chunk_size": self.chunk_size,
+            "dtype": str(inputs.dtype),
+            "device": device,
+            "autocast": autocast,
+        }
+
+    def _classify(
+        self, inputs: torch.Tensor, images: str | None, encoder: str | None = None
+    ) -> torch.Tensor:
+        """The classifier's outputs on ``inputs``, through the cache when there is one.
+
+        ``images`` and ``encoder`` are the fingerprints of what the inputs are made of (the
+        batch's images, and the encoder matrix for coded inputs); with the classifier and the
+        rest of :meth:`cache_description`, they key the cache entry.
+        """
+        if self.cache is None or images is None:
+            return self(inputs)
+        description = self.cache_description(inputs, images, encoder)
+        return self.cache.get_or_compute(
+            fingerprint(description),
+            lambda: self(inputs),
+            device=inputs.device,
+            description=description,
         )
-        return self.cache.get_or_compute(key, lambda: self(inputs), device=inputs.device)
+
+    def _check_reference(self, reference: torch.Tensor, first: int) -> None:
+        """Refuse a classifier whose outputs on the original inputs are not finite."""
+        finite = torch.isfinite(reference).all(dim=-1)
+        if bool(finite.all()):
+            return
+        bad, count = int((~finite).sum()), finite.numel()
+        raise NonFiniteOutputsError(
+            f"model: the classifier {self.classifier_name()} returned non-finite outputs "
+            f"({_kinds(reference)}) on {bad} of the {count} images of the batch from input "
+            f"{first}: no metric is computed from them; {self._retrain_hint()}"
+        )
+
+    def _check_decoded(
+        self, i: int, s: int, estimates: torch.Tensor, outputs: torch.Tensor
+    ) -> None:
+        """Refuse variant i's decoded estimates (G*T, K, C) at S = s when they are not finite;
+        ``outputs`` (G*T, N, C) are the classifier's outputs on its coded inputs."""
+        finite = torch.isfinite(estimates).flatten(1).all(dim=1)
+        if bool(finite.all()):
+            return
+        t = self.num_patterns
+        coded = ~torch.isfinite(outputs[::t]).all(dim=-1)  # each coded input once
+        where = (
+            f"{int(coded.sum())} of its {coded.numel()} outputs on coded inputs are not finite"
+            if bool(coded.any())
+            else "its outputs on the coded inputs are finite: the decoder overflowed"
+        )
+        raise NonFiniteOutputsError(
+            f"model: the classifier {self.classifier_name()} gave finite outputs on the original "
+            f"images, but {self.variants[i].label} at S={s} decoded non-finite estimates "
+            f"({_kinds(estimates)}) in {int((~finite).sum())} of {finite.numel()} (group, "
+            f"pattern) draws ({where}): no metric is computed from them; {self._retrain_hint()}"
+        )
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         images, labels, index = batch
@@ -216,8 +343,11 @@ class CodedInferenceModule(pl.LightningModule):
         valid = valid.expand(groups, t, k)
         grouped = images[take].view(groups, k, *images.shape[1:])
         labels = labels[take].view(groups, 1, k)
-        reference = self._classify(images, images)[take].view(groups, 1, k, -1)
         first = int(index[0])
+        digest = fingerprint(images) if self.cache is not None else None
+        outputs_of_originals = self._classify(images, digest)
+        self._check_reference(outputs_of_originals, first)
+        reference = outputs_of_originals[take].view(groups, 1, k, -1)
 
         # The classifier once per distinct encoder, on the coded inputs of every group.
         outputs = {}
@@ -228,8 +358,9 @@ class CodedInferenceModule(pl.LightningModule):
             matrix = getattr(self, f"encoder_{j}").to(images.dtype)
             coded = (matrix @ grouped.reshape(groups, k, -1)).view(groups * n, *images.shape[1:])
             # pattern g * T + j meets group g
+            encoder = fingerprint(matrix) if digest is not None else None
             outputs[j] = (
-                self._classify(coded, images, matrix).view(groups, n, -1).repeat_interleave(t, 0)
+                self._classify(coded, digest, encoder).view(groups, n, -1).repeat_interleave(t, 0)
             )
 
         counted = (reference, labels, valid)
@@ -245,9 +376,8 @@ class CodedInferenceModule(pl.LightningModule):
                     for i in running:
                         scheme = self.variants[i].scheme
                         available = self._draw(model, scheme, s, groups * t, first, shared)
-                        estimates, params = scheme.decode_each_with_params(
-                            outputs[self.encoder_of[i]], available
-                        )
+                        estimates, params = _decode(scheme, outputs[self.encoder_of[i]], available)
+                        self._check_decoded(i, s, estimates, outputs[self.encoder_of[i]])
                         self._count(i, s_index, estimates, available, counted)
                         self.param_stats[i][s_index].update(params)
                     continue
@@ -259,10 +389,12 @@ class CodedInferenceModule(pl.LightningModule):
                 if encoders not in stacks:
                     stacks[encoders] = torch.stack([outputs[j] for j in encoders], dim=2)
                 # (G*T, K, E, C) and the decoder's parameters per pattern
-                estimates, params = scheme.decode_each_with_params(stacks[encoders], available)
+                estimates, params = _decode(scheme, stacks[encoders], available)
                 for i in running:
                     position = encoders.index(self.encoder_of[i])
-                    self._count(i, s_index, estimates[:, :, position], available, counted)
+                    own = estimates[:, :, position]
+                    self._check_decoded(i, s, own, outputs[self.encoder_of[i]])
+                    self._count(i, s_index, own, available, counted)
                     self.param_stats[i][s_index].update(self._own(i, decoding, params))
 
     def _own(self, i: int, decoding: int, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -304,7 +436,8 @@ class CodedInferenceModule(pl.LightningModule):
         """Add variant i's estimates (G*T, K, C) at S = stragglers[s_index] to its metrics."""
         reference, labels, valid = counted
         groups, t, k = valid.shape
-        lost = torch.as_tensor(self.variants[i].scheme.lost(available), device=estimates.device)
+        scheme = self.variants[i].scheme
+        lost = torch.as_tensor(scheme.lost(available), device=estimates.device)
         # The realised number of non-answering workers of each pattern (random for some models).
         stragglers = torch.as_tensor(available.shape[1] - available.sum(axis=1))
         self.metrics[i][s_index].update(
@@ -315,6 +448,7 @@ class CodedInferenceModule(pl.LightningModule):
             lost.view(groups, t, k),
             groups * t,
             stragglers,
+            few_answers=torch.as_tensor(scheme.underdetermined(available)),
         )
 
     def _param_columns(self) -> list[tuple[str, str, str]]:
@@ -356,7 +490,10 @@ class CodedInferenceModule(pl.LightningModule):
                 patterns = values.pop("patterns")
                 # S as asked, then as realised over this row's patterns (they differ for models
                 # that draw a random count; see StragglerModel.uses_num_stragglers).
-                counts = {key: values.pop(key) for key in ("stragglers_mean", "stragglers_max")}
+                counts = {
+                    key: values.pop(key)
+                    for key in ("stragglers_mean", "stragglers_max", "few_answers")
+                }
                 rows.append(
                     {
                         "scheme": variant.name,

@@ -21,6 +21,7 @@ from nercc.utils.io import save_figure  # noqa: E402
 __all__ = [
     "FIXED_COLUMNS",
     "INTERVAL_METRICS",
+    "few_answers_note",
     "param_columns",
     "plot_vs_stragglers",
     "print_results",
@@ -32,9 +33,9 @@ __all__ = [
 #: The columns of a result row that are not a scheme's parameters.
 FIXED_COLUMNS = (
     "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "stragglers_mean",
-    "stragglers_max", "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc",
-    "rel_acc", "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement", "num_inputs_evaluated",
-    "num_patterns",
+    "stragglers_max", "few_answers", "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc",
+    "base_acc", "rel_acc", "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement",
+    "num_inputs_evaluated", "num_patterns",
 )  # fmt: skip
 
 #: The metrics whose rows carry a 95 % interval (``<metric>_lo``, ``<metric>_hi``).
@@ -126,6 +127,9 @@ def print_results(
     show ``value ± half-width`` of their 95 % interval (1.96 standard errors over the
     (group, pattern) draws, see :class:`~nercc.evaluation.metrics.CodedMetrics`); the value
     alone where a row has none (a single draw).
+
+    Where some rows were decoded from fewer answers than inputs (``few_answers`` > 0), a note
+    line after the table names them, with the fraction of their draws.
     """
     params = param_columns(rows)
     realised = any(
@@ -160,9 +164,30 @@ def print_results(
         natural = Console(width=1000).measure(table).maximum
         console = Console(width=max(120, Console().width, natural))
     console.print(table)
+    note = few_answers_note(rows)
+    if note is not None:
+        console.print(note, soft_wrap=True)
     tuned = (r for r in rows if any(r.get(name) is not None for name in params))
     for scheme, source in dict.fromkeys((r["scheme"], r["params_source"]) for r in tuned):
         console.print(f"{scheme} parameters: {source}", soft_wrap=True)
+
+
+def few_answers_note(rows: Sequence[dict[str, Any]]) -> str | None:
+    """One line naming the rows with draws decoded from fewer answers than inputs (K), with the
+    fraction of their draws, or None when there are none."""
+    few = [r for r in rows if r.get("few_answers")]
+    if not few:
+        return None
+    parts = {}
+    for row in few:
+        parts.setdefault(row["variant"], []).append(
+            f"S={row['num_stragglers']} {row['few_answers']:.0%}"
+        )
+    listed = "; ".join(f"{variant} at {', '.join(cells)}" for variant, cells in parts.items())
+    return (
+        f"few_answers: fewer than K={few[0]['num_inputs']} workers answered (the estimates are "
+        f"underdetermined) in this fraction of the draws: {listed}"
+    )
 
 
 def plot_vs_stragglers(

@@ -195,14 +195,15 @@ def test_adversarial_stragglers_decode_each_scheme_with_its_own_patterns():
 
 
 def test_a_mixed_precision_run_does_not_hit_full_precision_entries(tmp_path):
-    from nercc.evaluation.cache import OutputCache
+    from nercc.evaluation.cache import OutputCache, fingerprint
 
     cache = OutputCache(tmp_path)
     module, _, data = run_module([SchemeVariant("bacc", BACC(8, 20))], [0], cache=cache)
     images = data.images[:24]
-    full = module._classify(images, images)
+    digest = fingerprint(images)
+    full = module._classify(images, digest)
     assert full.dtype == torch.float32 and cache.hits == 1  # the run stored it
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = module._classify(images, images)
-        again = module._classify(images, images)  # bfloat16 is not stored: computed again
+        mixed = module._classify(images, digest)
+        again = module._classify(images, digest)  # bfloat16 is not stored: computed again
     assert mixed.dtype == again.dtype == torch.bfloat16 and cache.hits == 1
