@@ -1,9 +1,13 @@
 """Train a base classifier: ``python -m nercc.train experiment=<name>`` (Hydra, conf/train.yaml).
 
 Checks the config, fits with Lightning, tests the best epoch's weights, then publishes them at
-``outputs/checkpoints/<model>_<dataset>.ckpt`` (with a JSON summary) when they are not worse than
-the published model (the rule: :mod:`nercc.models.publish`; otherwise they are kept in the run
-folder), and writes ``metrics.json`` in the run directory beside Hydra's resolved config.
+``outputs/checkpoints/<model>_<dataset>.ckpt`` (with a JSON summary) when they are healthy, clearly
+above chance and not worse than the published model (the rule: :mod:`nercc.models.publish`;
+otherwise they are kept in the run folder), and writes ``metrics.json`` in the run directory
+beside Hydra's resolved config. A diverged model (weights, test loss or logits not finite) is
+kept in the run folder and the run fails (:class:`~nercc.models.publish.DivergedModelError`, a
+``ValueError``: one ``error:`` line, exit status 1); a model kept for its accuracy (at chance, or
+worse than the published one) is a successful run that says why on one line.
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         ``kept_checkpoint`` (kept in the run folder).
     objects : dict
         ``datamodule``, ``module`` and ``trainer``.
+
+    Raises
+    ------
+    DivergedModelError (a ValueError)
+        The tested weights, the test loss or the test logits are not finite: the model is kept
+        in the run folder (``classifier.ckpt``), ``metrics.json`` is written, nothing published.
     """
     check_config(cfg)
     import pytorch_lightning as pl
@@ -92,6 +102,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "num_classes": int(cfg.data.num_classes),
             "test_acc": metrics.get("test/acc"),
             "val_acc_best": metrics.get("val/acc_best"),
+            "test_loss": metrics.get("test/loss"),
+            "test_nonfinite": metrics.get("test/nonfinite"),
             **_evaluated_images(trainer, datamodule),
             "epochs": trainer.current_epoch,
             "train_seconds": round(train_seconds, 1),
@@ -112,15 +124,21 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             trained_epochs=trainer.current_epoch if trainer.global_step > 0 else 0,
         )
         metrics.update(outcome.metrics())
-        log.info(outcome.message)
+        if outcome.failed:
+            write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+            from nercc.models.publish import DivergedModelError
+
+            raise DivergedModelError(outcome.message)
+        (log.warning if outcome.reason == "chance" else log.info)(outcome.message)
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
 
 
-def _evaluated_images(trainer: Any, datamodule: Any) -> dict[str, int]:
+def _evaluated_images(trainer: Any, datamodule: Any) -> dict[str, Any]:
     """How many test and validation images the accuracies were measured on, and the sizes of
-    the splits: accuracies are compared only on the same images."""
-    out = {}
+    the splits (accuracies are compared only on the same images), and the chance accuracy on
+    those images: the share of their most frequent class (a model must beat it clearly)."""
+    out: dict[str, Any] = {}
     for split, batches, dataset in (
         ("test", trainer.num_test_batches, datamodule.test_set),
         ("val", trainer.num_val_batches, datamodule.val_set),
@@ -128,6 +146,10 @@ def _evaluated_images(trainer: Any, datamodule: Any) -> dict[str, int]:
         size = len(dataset)
         count = sum(int(b) for b in batches) * datamodule.eval_batch_size if batches else 0
         out[f"{split}_images"], out[f"{split}_set_size"] = min(count, size), size
+        labels = getattr(dataset, "tensors", (None, None))[1]
+        if labels is not None and min(count, size) > 0:
+            counts = labels[: min(count, size)].bincount()
+            out[f"{split}_chance"] = round(float(counts.max()) / min(count, size), 6)
     return out
 
 

@@ -1,14 +1,18 @@
 """The publish guard, through ``train``: an untrained or worse run never replaces the published
 classifier (it keeps its model in its run folder and says so), ``publish=force`` does and keeps a
 backup, a first run publishes, the files get the umask's mode, and what is published is the best
-epoch's weights (ModelCheckpoint on val/acc), not the last's."""
+epoch's weights (ModelCheckpoint on val/acc), not the last's. A diverged run (NaN weights) is
+never published, not even by force, and fails with one line; a run at chance is kept and warns."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import pytorch_lightning as pl
@@ -16,6 +20,8 @@ import torch
 from omegaconf import open_dict
 
 from nercc.models import load_classifier, read_checkpoint
+from nercc.models.checkpoints import CheckpointError
+from nercc.models.publish import DivergedModelError
 from nercc.train import train
 
 QUIET = ["data=synthetic", "logger=none", "trainer.enable_progress_bar=false",
@@ -155,7 +161,7 @@ def test_published_weights_are_the_best_epochs(compose_config, tmp_path):
 
 
 def test_accuracies_measured_on_other_images_are_not_compared(tmp_path):
-    # A run tested on one image (test/acc 1.0) must not replace a model tested on the whole split
+    # A run tested on 16 images (test/acc 1.0) must not replace a model tested on the whole split
     from nercc.models import LeNet5
     from nercc.models.publish import publish_run
 
@@ -173,9 +179,68 @@ def test_accuracies_measured_on_other_images_are_not_compared(tmp_path):
         return publish_run(net, config, [0.5], [0.25], info, **kwargs)
 
     assert publish(full).published
-    one = {**full, "test_acc": 1.0, "test_images": 1, "val_acc_best": 0.9, "val_images": 1}
+    one = {**full, "test_acc": 1.0, "test_images": 16, "val_acc_best": 0.9, "val_images": 1}
     outcome = publish(one)
     assert not outcome.published and outcome.reason == "not comparable", outcome.message
     # the test split limited, the validation split whole: compared on validation
     assert not publish({**one, "val_acc_best": 0.4, "val_images": 64}).published
     assert publish({**full, "test_acc": 0.7}).published
+
+
+DIVERGE = ["trainer.max_epochs=1", "model.optimizer.lr=1e8"]  # every weight NaN after a few steps
+
+
+def test_a_diverged_run_is_never_published_not_even_by_force(compose_config, checkpoints,
+                                                             tmp_path, caplog):  # fmt: skip
+    path = published_before(checkpoints, tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(DivergedModelError) as caught:
+        run(compose_config, tmp_path, "diverged", *DIVERGE, "publish=force")
+    kept = tmp_path / "diverged" / "classifier.ckpt"
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("training diverged: its weights are not finite (NaN or inf in ")
+    assert message.endswith(f"; not published (kept in {kept})")
+    assert path.read_bytes() == before and not (path.parent / f"{NAME}.previous.ckpt").exists()
+    recorded = json.loads((tmp_path / "diverged" / "metrics.json").read_text())
+    assert recorded["published"] is False and recorded["publish_reason"] == "not finite"
+    assert recorded["kept_checkpoint"] == str(kept)
+    assert recorded["test/nonfinite"] == 256 and recorded["test/acc"] == 0.0  # NaN answers wrong
+    with pytest.raises(CheckpointError, match=r"its weights are not finite \(NaN or inf in "):
+        read_checkpoint(kept, "lenet5", "synthetic")  # kept to look at, never loaded as a model
+
+
+def test_a_diverged_run_fails_with_one_error_line(tmp_path):
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "nercc.train", *QUIET, *DIVERGE, f"hydra.run.dir={run_dir}",
+         f"paths.checkpoint_dir={tmp_path / 'ck'}", f"paths.data_dir={tmp_path / 'data'}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    kept = run_dir / "classifier.ckpt"
+    assert errors == [
+        f"error: training diverged: {errors[0].split('training diverged: ', 1)[1]}"
+    ] and errors[0].endswith(f"; not published (kept in {kept})")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "ck" / f"{NAME}.ckpt").exists() and kept.is_file()
+    assert "DivergedModelError" in (run_dir / "FAILED").read_text()
+
+
+def test_a_run_at_chance_is_kept_with_a_warning(compose_config, tmp_path, caplog):
+    metrics, _ = run(compose_config, tmp_path, "chance", "trainer.max_epochs=1",
+                     "model.optimizer.lr=1e-9")  # fmt: skip
+    kept = tmp_path / "chance" / "classifier.ckpt"
+    assert metrics["published"] is False and metrics["publish_reason"] == "chance"
+    assert metrics["test/acc"] < 0.15  # the premise: a step of 1e-9 learns nothing
+    chance = read_checkpoint(kept, "lenet5", "synthetic")["info"]["test_chance"]
+    assert 0.1 <= chance < 0.15  # the share of the most frequent class of the 256 test images
+    needs = chance + 3 * math.sqrt(chance * (1 - chance) / 256)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        f"not published: test/acc {metrics['test/acc']:.4f} is not clearly above chance "
+        f"(needs > {needs:.4f}: chance {chance:.4f} + 3 standard errors on 256 images) "
+        f"(kept in {kept}; publish=force replaces it)"
+    ]
+    assert not (tmp_path / "checkpoints" / f"{NAME}.ckpt").exists()

@@ -7,21 +7,27 @@ channels, image size, class count, test accuracy, config hash, date); a JSON fil
 the summary for people and tools.
 
 A file is trusted only after checking: :func:`read_checkpoint` refuses an empty, truncated or
-foreign file, another model's or dataset's weights, or weights for another input shape or class
-count than asked, each with a one-line ``ValueError`` that names the file and the command that
-rebuilds it.
+foreign file, one holding Python objects beyond tensors and plain data (it is read with
+``weights_only=True``: loading never runs code from the file), another model's or dataset's
+weights, weights for another input shape or class count than asked, and weights or a
+normalisation that are not finite (a diverged training run), each with a one-line ``ValueError``
+that names the file and the command that rebuilds it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import math
 import os
 import pickle
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +44,10 @@ __all__ = [
     "checkpoint_path",
     "file_sha256",
     "load_classifier",
+    "nonfinite_summary",
+    "nonfinite_tensors",
     "publish_classifier",
+    "publish_lock",
     "read_checkpoint",
     "rebuild_command",
     "write_classifier",
@@ -56,6 +65,10 @@ class CheckpointError(ValueError):
     def __init__(self, path: str | Path, problem: str, command: str) -> None:
         self.path, self.problem, self.command = Path(path), " ".join(str(problem).split()), command
         super().__init__(f"checkpoint {self.path}: {self.problem}, rebuild it with: {command}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled by joblib and submitit: rebuilt from its three arguments, not its message
+        return (type(self), (self.path, self.problem, self.command))
 
 
 class Classifier(nn.Module):
@@ -100,6 +113,28 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def nonfinite_tensors(tensors: Mapping[str, Any]) -> list[str]:
+    """The names of the floating-point tensors of ``tensors`` (a state dict) that hold a NaN or
+    an infinity, in order."""
+    return [
+        name
+        for name, value in tensors.items()
+        if isinstance(value, torch.Tensor)
+        and (value.is_floating_point() or value.is_complex())
+        and not bool(torch.isfinite(value).all())
+    ]
+
+
+def nonfinite_summary(tensors: Mapping[str, Any]) -> str | None:
+    """``NaN or inf in <n> of <m> tensors: a, b, c and <k> more`` for a state dict holding
+    tensors that are not finite (:func:`nonfinite_tensors`), None when every one is finite."""
+    bad = nonfinite_tensors(tensors)
+    if not bad:
+        return None
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    return f"NaN or inf in {len(bad)} of {len(tensors)} tensors: {', '.join(bad[:3])}{more}"
 
 
 def write_classifier(
@@ -152,26 +187,68 @@ def publish_classifier(
     Unconditional: the rule of when a run may replace a published model is
     :func:`nercc.models.publish.publish_run`'s. A file already there is first kept as
     ``<name>.previous.ckpt`` (and its JSON as ``<name>.previous.json``); the stable path never
-    disappears meanwhile.
+    disappears meanwhile. Everything is written under :func:`publish_lock` of the folder, each
+    file staged under a unique temporary name, fsynced (the checkpoint) and renamed.
 
     ``info`` must hold ``model`` and ``dataset`` (they name the file) and should hold
     ``channels``, ``image_size`` and ``num_classes`` (what :func:`read_checkpoint` checks), and
     anything worth keeping: test accuracy, config hash, date, data source.
 
     Returns the published checkpoint's path (the backup, if any, is :func:`backup_path` of it).
+    Weights that are not finite are never published: ``ValueError``, nothing written.
     """
+    bad = nonfinite_summary(net.state_dict())
+    if bad is not None:
+        raise ValueError(f"net: weights that are not finite are never published, got {bad}")
     path = checkpoint_path(info["model"], info["dataset"], directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        backup = backup_path(path)
-        _keep_copy(path, backup)
-        if path.with_suffix(".json").exists():
-            _keep_copy(path.with_suffix(".json"), backup.with_suffix(".json"))
-        else:
-            backup.with_suffix(".json").unlink(missing_ok=True)
-    write_classifier(path, net, net_config, mean, std, info)
-    write_json(path.with_suffix(".json"), dict(info))
+    with publish_lock(path.parent):  # the backup and the new file are one publisher's
+        if path.exists():
+            backup = backup_path(path)
+            _keep_copy(path, backup)
+            if path.with_suffix(".json").exists():
+                _keep_copy(path.with_suffix(".json"), backup.with_suffix(".json"))
+            else:
+                backup.with_suffix(".json").unlink(missing_ok=True)
+        write_classifier(path, net, net_config, mean, std, info)
+        write_json(path.with_suffix(".json"), dict(info))
     return path
+
+
+LOCK_NAME = ".publish.lock"
+_HELD: dict[Path, tuple[threading.RLock, int]] = {}  # per folder: its thread lock, depth
+_HELD_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def publish_lock(directory: str | Path) -> Iterator[None]:
+    """Hold the publishing lock of ``directory``: an exclusive ``fcntl`` lock on its
+    ``.publish.lock`` file (other processes, on this host or over a file system with POSIX
+    locks, wait), reentrant within a thread (one thread lock per folder serialises threads).
+
+    Whatever decides and writes a published file of the folder does so under it, so that two
+    publishers decide one after the other and never interleave their writes.
+    """
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    with _HELD_GUARD:
+        rlock, _ = _HELD.setdefault(directory, (threading.RLock(), 0))
+    with rlock:
+        with _HELD_GUARD:
+            depth = _HELD[directory][1]
+            _HELD[directory] = (rlock, depth + 1)
+        try:
+            if depth:  # this thread holds the file lock already
+                yield
+                return
+            with open(directory / LOCK_NAME, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            with _HELD_GUARD:
+                _HELD[directory] = (rlock, _HELD[directory][1] - 1)
 
 
 def _keep_copy(source: Path, target: Path) -> None:
@@ -205,7 +282,9 @@ def read_checkpoint(
     version), that it was published for ``model`` and ``dataset``, that its network config is
     ``model``'s network, that its weights fit that network, and, where the file records it (files
     of format 1 record the shape in their network config only), its class count and input shape
-    against ``num_classes`` and ``image_shape`` when given. Loads with ``weights_only=True``.
+    against ``num_classes`` and ``image_shape`` when given, and that every weight and the input
+    normalisation are finite (a diverged run's NaN weights answer class 0 to everything). Loads
+    with ``weights_only=True``: a file holding other Python objects is refused, never run.
 
     Returns
     -------
@@ -305,13 +384,19 @@ def read_checkpoint(
             trained = "x".join("?" if v is None else str(v) for v in (stored_c, stored_s, stored_s))
             raise fail(f"trained on {trained} images, the data has {channels}x{height}x{width}")
     mean, std = payload["mean"], payload["std"]
-    if shape["channels"] is not None and not (
-        isinstance(mean, list)
-        and isinstance(std, list)
-        and len(mean) == len(std)
-        and len(mean) in (1, int(shape["channels"]))
+    if not (isinstance(mean, list) and isinstance(std, list) and len(mean) == len(std)) or (
+        shape["channels"] is not None and len(mean) not in (1, int(shape["channels"]))
     ):
         raise fail("its input normalisation (mean, std) does not fit its channel count")
+    numbers = [v for v in (*mean, *std) if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != 2 * len(mean) or not all(math.isfinite(v) for v in numbers):
+        raise fail(f"its input normalisation is not finite numbers (mean {mean}, std {std})")
+    if not all(v > 0 for v in std):
+        raise fail(f"its input normalisation divides by std {std} (it must be > 0)")
+
+    bad = nonfinite_summary(payload["state_dict"])
+    if bad is not None:
+        raise fail(f"its weights are not finite ({bad})")
 
     try:
         net = build(OmegaConf.create(net_config))

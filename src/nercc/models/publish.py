@@ -1,21 +1,28 @@
 """When a training run may replace the published classifier.
 
+Health first, whatever ``publish`` says: a model whose weights hold a NaN or an infinity, whose
+test loss is not finite, or whose logits are not finite on some test image (a diverged run) is
+never published, not even with ``publish=force``; it is kept in the run folder and the run fails.
+
 The rule (``publish=true``, the default): a run that trained at least one epoch publishes its
-model at ``outputs/checkpoints/<model>_<dataset>.ckpt`` when nothing usable is published there yet
-(no file, or one that cannot be read or is not a classifier for this model, dataset and input
-shape), or when its test accuracy is at least the published one's (on the same dataset; the best
-validation accuracy when either lacks a test accuracy). An untrained model is never published.
-Otherwise its model is kept in its run folder (``<run>/classifier.ckpt``, the same format) and the
-run says why it was not published. ``publish=force`` always publishes (even an untrained model),
-``publish=false`` never does. A replaced file is kept as ``<name>.previous.ckpt`` with its JSON.
+model at ``outputs/checkpoints/<model>_<dataset>.ckpt`` when its accuracy is clearly above chance
+(:func:`chance_problem`) and nothing usable is published there yet (no file, or one that cannot
+be read or is not a classifier for this model, dataset and input shape), or when its test
+accuracy is at least the published one's (on the same dataset; the best validation accuracy when
+either lacks a test accuracy). An untrained model is never published. Otherwise its model is kept
+in its run folder (``<run>/classifier.ckpt``, the same format) and the run says why it was not
+published. ``publish=force`` publishes a healthy model even when these rules would not (an
+untrained one too), ``publish=false`` never does. A replaced file is kept as
+``<name>.previous.ckpt`` with its JSON.
+
+Runs publishing to one folder at once decide and write one after the other
+(:func:`nercc.models.checkpoints.publish_lock`): the second compares itself with what the first
+published, and, when it loses, keeps its model in its own run folder and says so.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,14 +33,31 @@ from nercc.models.checkpoints import (
     CheckpointError,
     backup_path,
     checkpoint_path,
+    nonfinite_summary,
     publish_classifier,
+    publish_lock,
     read_checkpoint,
     write_classifier,
 )
 
-__all__ = ["PublishOutcome", "publish_mode", "publish_run"]
+__all__ = [
+    "CHANCE_MARGIN_SE",
+    "DivergedModelError",
+    "PublishOutcome",
+    "chance_problem",
+    "health_problem",
+    "publish_mode",
+    "publish_run",
+]
 
 KEPT_NAME = "classifier.ckpt"
+#: How many binomial standard errors above chance an accuracy must be (see chance_problem).
+CHANCE_MARGIN_SE = 3.0
+
+
+class DivergedModelError(ValueError):
+    """A training run whose model is not finite (:func:`health_problem`): it was kept in the run
+    folder, not published. The message is the outcome's one line."""
 
 
 def publish_mode(value: Any) -> str:
@@ -60,6 +84,7 @@ class PublishOutcome:
     path: Path  # the stable path (published there or not)
     kept: Path | None = None  # where the model was kept instead
     backup: Path | None = None  # the replaced file's new name
+    failed: bool = False  # the model is broken (not finite): the run must fail
 
     def metrics(self) -> dict[str, Any]:
         """What ``metrics.json`` records of it."""
@@ -76,6 +101,64 @@ def _accuracy(info: dict[str, Any], key: str) -> float | None:
     value = info.get(key)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
+    return None
+
+
+def health_problem(net: nn.Module, info: dict[str, Any]) -> str | None:
+    """Why the model is broken, or None: weights holding a NaN or an infinity, a test loss that
+    is not finite (``info["test_loss"]``), or test images whose logits are not finite
+    (``info["test_nonfinite"]``, a count)."""
+    bad = nonfinite_summary(net.state_dict())
+    if bad is not None:
+        return f"its weights are not finite ({bad})"
+    count = info.get("test_nonfinite")
+    if isinstance(count, int | float) and not isinstance(count, bool) and count != 0:
+        images = info.get("test_images")
+        of = f" of {images}" if images is not None else ""
+        return f"its logits are not finite on {count:g}{of} test images"
+    loss = info.get("test_loss")
+    if isinstance(loss, int | float) and not isinstance(loss, bool) and not math.isfinite(loss):
+        return f"its test loss is {loss}"
+    return None
+
+
+def chance_problem(info: dict[str, Any]) -> str | None:
+    """Why the accuracy is not clearly above chance, or None.
+
+    The accuracy is the test accuracy (else the best validation accuracy) on ``n`` images
+    (``info["<split>_images"]``). Chance ``p`` is the accuracy of always answering the most
+    frequent class of those images (``info["<split>_chance"]``), else ``1 / num_classes``.
+    "Clearly above" means above ``p + 3 * sqrt(p * (1 - p) / n)``: three standard errors of the
+    accuracy of a chance-level classifier on ``n`` images, so that a model at chance passes
+    about once in a thousand runs (with ``n`` unknown: above ``p``). On the 256 synthetic test
+    images with 10 classes that is about 0.16; on 10 000 test images, about 0.11. None also
+    when nothing tells chance (no class count) or no accuracy was measured.
+    """
+    for key, name, split in (
+        ("test_acc", "test/acc", "test"),
+        ("val_acc_best", "val/acc_best", "val"),
+    ):
+        accuracy = _accuracy(info, key)
+        if accuracy is None:
+            continue
+        chance = _accuracy(info, f"{split}_chance")
+        classes = info.get("num_classes")
+        if chance is None and isinstance(classes, int) and not isinstance(classes, bool):
+            chance = 1.0 / classes if classes >= 1 else None
+        if chance is None:
+            return None
+        images = info.get(f"{split}_images")
+        known = isinstance(images, int) and not isinstance(images, bool) and images > 0
+        margin = CHANCE_MARGIN_SE * math.sqrt(chance * (1 - chance) / images) if known else 0.0
+        if accuracy > chance + margin:
+            return None
+        how = (
+            f"chance {chance:.4f} + {CHANCE_MARGIN_SE:g} standard errors on {images} images"
+            if known
+            else f"chance {chance:.4f}"
+        )
+        needs = f"needs > {chance + margin:.4f}: {how}"
+        return f"{name} {accuracy:.4f} is not clearly above chance ({needs})"
     return None
 
 
@@ -136,8 +219,8 @@ def publish_run(
         Complete training epochs of the run (0 for ``trainer.max_epochs=0``).
     """
     mode = publish_mode(mode)
-    Path(directory).mkdir(parents=True, exist_ok=True)
-    with _publish_lock(Path(directory)):  # two runs publishing at once decide one after the other
+    broken = health_problem(net, info)
+    with publish_lock(directory):  # two runs publishing at once decide one after the other
         model, dataset = info["model"], info["dataset"]
         path = checkpoint_path(model, dataset, directory)
         shape = (info.get("channels"), info.get("image_size"), info.get("image_size"))
@@ -163,6 +246,10 @@ def publish_run(
             message = f"published {path} ({acc_name} {score}; nothing was published there before)"
             return PublishOutcome(True, reason, message, path)
 
+        if broken is not None:  # whatever the mode: force never publishes a broken model
+            kept = write_classifier(Path(run_dir) / KEPT_NAME, net, net_config, mean, std, info)
+            message = f"training diverged: {broken}; not published (kept in {kept})"
+            return PublishOutcome(False, "not finite", message, path, kept=kept, failed=True)
         if mode == "never":
             return keep("publish=false", "publish=false")
         if mode == "force":
@@ -172,6 +259,9 @@ def publish_run(
         if trained_epochs < 1 and not path.exists():
             now = "" if new_acc is None else f" ({acc_name} {new_acc:.4f})"
             return keep("untrained", f"the run trained {trained_epochs} epochs{now}")
+        at_chance = chance_problem(info)
+        if trained_epochs >= 1 and at_chance is not None:
+            return keep("chance", at_chance)
         if not path.exists():
             return publish("first", "")
         try:
@@ -204,13 +294,3 @@ def publish_run(
             why = f"{acc_name} {score} < {old_acc:.4f} of the published {path}"
             return keep("worse", why)
         return publish("better", f"the published one ({acc_name} {old_acc:.4f})")
-
-
-@contextlib.contextmanager
-def _publish_lock(directory: Path) -> Iterator[None]:
-    with open(directory / ".publish.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

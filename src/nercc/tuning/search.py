@@ -51,14 +51,17 @@ def best_by_stragglers(
     rows: Sequence[Mapping[str, Any]], scheme: str, params: Sequence[str], objective: str
 ) -> dict[int, dict[str, Any]]:
     """For every S, the row of ``scheme`` with the best ``objective`` (ties: the lower mse, then
-    the first). Returns ``{S: {"params": {...}, "row": row}}``; NaN rows never win."""
+    the first). Returns ``{S: {"params": {...}, "row": row}}``; a row whose objective or mse is
+    NaN or infinite never wins (an S with no other row is left out)."""
     if objective not in OBJECTIVES:
         raise ValueError(
             f"tune.objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}"
         )
     best: dict[int, dict[str, Any]] = {}
     for row in rows:
-        if row["scheme"] != scheme or not math.isfinite(row[objective]):
+        if row["scheme"] != scheme or not (
+            math.isfinite(row[objective]) and math.isfinite(row["mse"])
+        ):
             continue
         s = row["num_stragglers"]
         if s not in best or _key(row, objective) < _key(best[s]["row"], objective):

@@ -4,6 +4,7 @@ umask; the publish rule (nercc.models.publish) decides without training anything
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
@@ -15,7 +16,12 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from nercc.models import ClassifierModule, LeNet5, load_classifier, publish_classifier
-from nercc.models.checkpoints import backup_path, read_checkpoint, write_classifier
+from nercc.models.checkpoints import (
+    CheckpointError,
+    backup_path,
+    read_checkpoint,
+    write_classifier,
+)
 from nercc.models.publish import publish_mode, publish_run
 
 NET_CONFIG = {"_target_": "nercc.models.LeNet5", "in_channels": 1, "num_classes": 10,
@@ -90,6 +96,20 @@ def _make(directory: Path, case: str) -> None:
         forged(directory, payload__format_version=99)
     elif case == "foreign network target":
         forged(directory, net_config___target_="os.system")
+    elif case == "NaN weights":
+        payload = torch.load(publish(directory), weights_only=True)
+        payload["state_dict"]["features.0.bias"][2] = math.nan
+        torch.save(payload, path)
+    elif case == "infinite weights":
+        payload = torch.load(publish(directory), weights_only=True)
+        for name in ("features.0.weight", "features.3.weight", "classifier.1.bias",
+                     "classifier.5.weight"):  # fmt: skip
+            payload["state_dict"][name].view(-1)[0] = -math.inf
+        torch.save(payload, path)
+    elif case == "NaN normalisation":
+        forged(directory, payload__std=[math.nan])
+    elif case == "zero std":
+        forged(directory, payload__std=[0.0])
     elif case == "weights do not fit":
         forged(directory, net_config__num_classes=7, info__num_classes=7)
     elif case == "another model's file under this name":
@@ -117,6 +137,13 @@ BAD = [
     ("future format", "lenet5", "synthetic", {}, "format_version 99"),
     ("foreign network target", "lenet5", "synthetic", {}, "its network is os.system"),
     ("weights do not fit", "lenet5", "synthetic", {}, "weights do not fit its network"),
+    ("NaN weights", "lenet5", "synthetic", {},
+     "its weights are not finite (NaN or inf in 1 of 10 tensors: features.0.bias)"),
+    ("infinite weights", "lenet5", "synthetic", {},
+     "its weights are not finite (NaN or inf in 4 of 10 tensors: features.0.weight, "
+     "features.3.weight, classifier.1.bias and 1 more)"),
+    ("NaN normalisation", "lenet5", "synthetic", {}, "its input normalisation is not finite"),
+    ("zero std", "lenet5", "synthetic", {}, "its input normalisation divides by std [0.0]"),
     ("another model's file under this name", "repvgg", "synthetic", {},
      "holds a 'lenet5' model, not 'repvgg'"),
     ("another model's network, info forged", "repvgg", "synthetic", {},
@@ -149,6 +176,54 @@ def test_untrustworthy_checkpoint_is_one_line_value_error(
     assert "weights_only" not in message
     expected = "experiment=lenet5_mnist" if dataset == "mnist" else f"model={model} data={dataset}"
     assert message.endswith(f", rebuild it with: python -m nercc.train {expected}")
+
+
+class Planted:
+    """An object whose unpickling creates ``marker``: what a crafted checkpoint could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("where", ["info", "state_dict", "whole file"])
+def test_a_checkpoint_holding_python_objects_is_refused_without_running_them(tmp_path, where):
+    # read with weights_only=True: unpickling stops at the object, its code never runs
+    path = publish(tmp_path)
+    marker = tmp_path / "code-ran"
+    payload = torch.load(path, weights_only=True)
+    if where == "info":
+        payload["info"]["note"] = Planted(marker)
+    elif where == "state_dict":
+        payload["state_dict"]["features.0.bias"] = Planted(marker)
+    else:
+        payload = Planted(marker)
+    torch.save(payload, path)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError) as caught:
+        load_classifier("lenet5", "synthetic", tmp_path)
+    assert not marker.exists(), "loading the checkpoint ran code from it"
+    assert str(caught.value) == (
+        f"checkpoint {path}: not a published classifier (it holds Python objects beyond tensors "
+        "and plain data), rebuild it with: python -m nercc.train model=lenet5 data=synthetic"
+    )
+
+
+def test_every_torch_load_of_the_project_passes_weights_only_true():
+    # a torch.load without it (or with False) would unpickle, and run, whatever a file holds
+    import nercc
+
+    root = Path(nercc.__file__).parent
+    calls = [
+        (path.relative_to(root), line)
+        for path in sorted(root.rglob("*.py"))
+        for line in path.read_text().splitlines()
+        if "torch.load(" in line or "weights_only" in line.replace("``weights_only=True``", "")
+    ]
+    assert calls, "no torch.load found: the test looks in the wrong place"
+    assert [c for c in calls if "weights_only=True" not in c[1]] == []
 
 
 def test_missing_checkpoint_is_one_line_file_not_found(tmp_path):
@@ -238,7 +313,7 @@ def run_publish(tmp_path, *, mode=True, epochs=1, seed=9, **info):
 @pytest.mark.parametrize(
     ("case", "published", "mode", "epochs", "new", "publishes", "says"),
     [
-        ("first", None, True, 2, {"test_acc": 0.1}, True, "nothing was published there before"),
+        ("first", None, True, 2, {"test_acc": 0.5}, True, "nothing was published there before"),
         ("untrained first", None, True, 0, {"test_acc": 0.1}, False,
          "not published: the run trained 0 epochs (test/acc 0.1000) (kept in"),
         ("untrained first, forced", None, "force", 0, {"test_acc": 0.1}, True,
@@ -253,10 +328,29 @@ def run_publish(tmp_path, *, mode=True, epochs=1, seed=9, **info):
         ("no test, val compared", {"test_acc": None, "val_acc_best": 0.7}, True, 3,
          {"test_acc": None, "val_acc_best": 0.6}, False, "val/acc_best 0.6000 < 0.7000"),
         ("other class count published", {"num_classes": 7, "seed_classes": 7}, True, 3,
-         {"test_acc": 0.1}, True, "a file that is not usable (trained for 7 classes"),
+         {"test_acc": 0.5}, True, "a file that is not usable (trained for 7 classes"),
         ("force", {"test_acc": 0.9}, "force", 0, {"test_acc": 0.1}, True,
          "replaced the published one as publish=force asks"),
         ("never", None, False, 3, {"test_acc": 0.9}, False, "not published: publish=false"),
+        # chance: 1 / 10 classes, or the measured share of the most frequent class; clearly
+        # above it: above chance + 3 standard errors of a chance-level accuracy on n images
+        ("at chance, first", None, True, 3, {"test_acc": 0.15, "test_images": 256}, False,
+         "not published: test/acc 0.1500 is not clearly above chance (needs > 0.1562: chance "
+         "0.1000 + 3 standard errors on 256 images) (kept in"),
+        ("clearly above chance", None, True, 3, {"test_acc": 0.16, "test_images": 256}, True,
+         "nothing was published there before"),
+        ("at chance, better than the published", {"test_acc": 0.1}, True, 3,
+         {"test_acc": 0.15, "test_images": 256}, False, "is not clearly above chance"),
+        ("most frequent class", None, True, 3,
+         {"test_acc": 0.38, "test_images": 256, "test_chance": 0.3}, False,
+         "(needs > 0.3859: chance 0.3000 + 3 standard errors on 256 images)"),
+        ("no image count: above chance", None, True, 3, {"test_acc": 0.11}, True,
+         "nothing was published there before"),
+        ("no test: val compared with chance", None, True, 3,
+         {"test_acc": None, "val_acc_best": 0.2, "val_images": 64}, False,
+         "val/acc_best 0.2000 is not clearly above chance (needs > 0.2125"),
+        ("at chance, forced", {"test_acc": 0.9}, "force", 3,
+         {"test_acc": 0.1, "test_images": 256}, True, "as publish=force asks"),
     ],
 )  # fmt: skip
 def test_publish_rule(tmp_path, case, published, mode, epochs, new, publishes, says):
@@ -285,6 +379,45 @@ def test_publish_rule(tmp_path, case, published, mode, epochs, new, publishes, s
         if published is not None:
             assert path.read_bytes() == before and not backup_path(path).exists()
             assert outcome.message.endswith("; publish=force replaces it)")
+    assert outcome.failed is False
+
+
+def nan_net(seed: int = 3) -> LeNet5:
+    net = lenet(seed)
+    with torch.no_grad():
+        net.classifier[-1].weight[0, 0] = math.nan
+    return net
+
+
+@pytest.mark.parametrize("mode", [True, "force", False])
+@pytest.mark.parametrize(
+    ("net", "info", "says"),
+    [
+        (nan_net, {}, "its weights are not finite (NaN or inf in 1 of 10 tensors: "
+         "classifier.5.weight)"),
+        (lenet, {"test_loss": math.nan}, "its test loss is nan"),
+        (lenet, {"test_nonfinite": 3.0, "test_images": 256},
+         "its logits are not finite on 3 of 256 test images"),
+    ],
+)  # fmt: skip
+def test_a_model_that_is_not_finite_is_never_published(tmp_path, mode, net, info, says):
+    # not even by force, nor over a published model of lower accuracy; kept and failed
+    published = publish(tmp_path / "published", test_acc=0.2)
+    before = published.read_bytes()
+    outcome = publish_run(net(), NET_CONFIG, [0.5], [0.25], {**INFO, "test_acc": 0.9, **info},
+                          tmp_path / "published", tmp_path / "run", mode=mode,
+                          trained_epochs=3)  # fmt: skip
+    kept = tmp_path / "run" / "classifier.ckpt"
+    assert outcome.failed and not outcome.published and outcome.reason == "not finite"
+    assert outcome.message == f"training diverged: {says}; not published (kept in {kept})"
+    assert outcome.metrics()["kept_checkpoint"] == str(kept) and kept.is_file()
+    assert published.read_bytes() == before and not backup_path(published).exists()
+
+
+def test_publish_classifier_refuses_weights_that_are_not_finite(tmp_path):
+    with pytest.raises(ValueError, match=r"^net: weights that are not finite are never published"):
+        publish(tmp_path, nan_net())
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(
@@ -300,3 +433,19 @@ def test_publish_mode(value, mode):
 def test_publish_mode_refuses_other_values(value):
     with pytest.raises(ValueError, match=r"publish must be true, false or force, got"):
         publish_mode(value)
+
+
+def test_the_errors_of_checkpoints_and_publishing_pickle():
+    # joblib and submitit ship a failed job's exception back by pickle
+    import pickle
+
+    from nercc.models.publish import DivergedModelError
+
+    errors = [
+        CheckpointError(Path("/x/a.ckpt"), "empty file (0 bytes)", "make models"),
+        DivergedModelError("training diverged: its test loss is nan; not published"),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error)
+        assert vars(copy) == vars(error)

@@ -49,3 +49,37 @@ def test_warmup_cosine_schedule():
         scheduler.step()
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert lrs[55] == pytest.approx(0.5, abs=0.02) and lrs[-1] < 0.01
+
+
+class HalfBroken(torch.nn.Module):
+    """Logits that favour class 0 everywhere, and are NaN (or inf) for images whose first pixel
+    is above 0.5: an argmax would still answer class 0 for those."""
+
+    def __init__(self, bad: float) -> None:
+        super().__init__()
+        self.bad = bad
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(len(x), 10) + self.scale * torch.eye(10)[0]
+        return torch.where(x[:, :1, 0, 0] > 0.5, torch.full_like(logits, self.bad), logits)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_an_image_with_logits_that_are_not_finite_counts_as_wrong(bad):
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from nercc.models import ClassifierModule
+
+    images = torch.zeros(8, 1, 28, 28)
+    images[:3, 0, 0, 0] = 1.0  # three broken answers, all of class 0 as labelled
+    labels = torch.tensor([0, 0, 0, 0, 0, 1, 2, 3])
+    module = ClassifierModule(HalfBroken(bad), optimizer=lambda params: None)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False)  # fmt: skip
+    (metrics,) = trainer.test(module, DataLoader(TensorDataset(images, labels), batch_size=4),
+                              verbose=False)  # fmt: skip
+    assert metrics["test/acc"] == pytest.approx(2 / 8)  # not 5 / 8: argmax of NaN is class 0
+    assert metrics["test/nonfinite"] == 3
+    assert not torch.isfinite(torch.tensor(metrics["test/loss"]))  # never dropped from the mean

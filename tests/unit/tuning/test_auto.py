@@ -55,3 +55,26 @@ def test_both_sides_are_chosen_together():
     ]
     best = best_per_stragglers(rows, "nercc", [3], ("lam_enc", "lam_dec"))
     assert best == {3: {"lam_enc": 1e-6, "lam_dec": 1e-6}}
+
+
+def test_a_tie_on_the_mse_goes_to_the_smaller_lambdas_wherever_listed():
+    rows = [
+        {"scheme": "nercc", "num_stragglers": 2, "lam_enc": e, "lam_dec": d, "mse": m}
+        for e, d, m in [(1e-5, 0.0, 1.0), (1e-6, 1e-7, 1.0), (1e-6, 1e-8, 1.0), (1e-4, 0.0, 9.0)]
+    ]
+    best = best_per_stragglers(rows, "nercc", [2], ("lam_enc", "lam_dec"))
+    assert best == {2: {"lam_enc": 1e-6, "lam_dec": 1e-8}}  # the smaller lam_enc, then lam_dec
+    assert best_per_stragglers(rows[::-1], "nercc", [2], ("lam_enc", "lam_dec")) == best
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("at", [0, 1, 3])
+def test_a_row_whose_mse_is_not_finite_is_never_chosen(bad, at):
+    rows = [
+        {"scheme": "nercc", "num_stragglers": 4, "lam_enc": e, "mse": m}
+        for e, m in [(1e-6, 3.0), (1e-5, 2.0), (1e-4, 5.0)]
+    ]
+    rows.insert(at, {"scheme": "nercc", "num_stragglers": 4, "lam_enc": 0.0, "mse": bad})
+    assert best_per_stragglers(rows, "nercc", [4]) == {4: {"lam_enc": 1e-5}}
+    with pytest.raises(ValueError, match=r"auto found no finite mse at S=\[4\]"):
+        best_per_stragglers([rows[at]], "nercc", [4])

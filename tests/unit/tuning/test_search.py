@@ -118,3 +118,68 @@ def test_check_objective():
     assert check_objective("coded/nercc/mse", per_s, [0, 5]) is None
     with pytest.raises(ValueError, match="one S of stragglers"):
         check_objective("coded/nercc/mse", runs, [0, 5], at=3)
+
+
+# --- the choice per S: its tie rules and its NaN filter, each pinned ---------------------------
+
+
+def row(s, enc, dec, mse, rel_acc=None, scheme="nercc"):
+    rel_acc = 1.0 / mse if rel_acc is None else rel_acc
+    return {"scheme": scheme, "num_stragglers": s, "lam_enc": enc, "lam_dec": dec, "mse": mse,
+            "rel_acc": rel_acc}  # fmt: skip
+
+
+def chosen(rows, objective):
+    best = best_by_stragglers(rows, "nercc", ["lam_enc", "lam_dec"], objective)
+    return {s: (b["params"]["lam_enc"], b["params"]["lam_dec"]) for s, b in best.items()}
+
+
+def test_a_tie_on_the_objective_goes_to_the_lower_mse():
+    # rel_acc ties at 0.95 at every S; the lower mse wins wherever it is listed
+    rows = [
+        row(0, 1e-9, 0.0, 2.0, 0.95), row(0, 1e-8, 0.0, 1.0, 0.95),  # the later row: lower mse
+        row(5, 1e-7, 0.0, 1.0, 0.95), row(5, 1e-6, 0.0, 2.0, 0.95),  # the earlier row
+        row(9, 1e-5, 0.0, 3.0, 0.95), row(9, 1e-4, 0.0, 2.0, 0.95), row(9, 1e-3, 0.0, 2.5, 0.95),
+        row(9, 0.0, 0.0, 0.5, 0.90),  # lowest mse, lower objective: never in the tie
+    ]  # fmt: skip
+    assert chosen(rows, "rel_acc") == {0: (1e-8, 0.0), 5: (1e-7, 0.0), 9: (1e-4, 0.0)}
+
+
+def test_a_full_tie_goes_to_the_first_row():
+    rows = [row(0, 1e-9, 0.0, 1.0, 0.9), row(0, 1e-8, 1e-9, 1.0, 0.9), row(0, 0.0, 0.0, 1.0, 0.9)]
+    assert chosen(rows, "rel_acc") == {0: (1e-9, 0.0)}
+    assert chosen(rows, "mse") == {0: (1e-9, 0.0)}
+
+
+@pytest.mark.parametrize("objective", ["mse", "rel_acc"])
+@pytest.mark.parametrize("bad", ["objective", "mse"])
+def test_a_nan_row_never_wins(objective, bad):
+    nan = {"mse": math.nan, "rel_acc": 0.99} if bad == "mse" else {objective: math.nan}
+    nan_row = {**row(0, 1.0, 1.0, 0.5, 0.99), **nan}
+    worse = [row(0, 1e-9, 0.0, 4.0, 0.2), row(0, 1e-8, 0.0, 3.0, 0.3)]
+    assert chosen([nan_row, *worse], objective) == {0: (1e-8, 0.0)}  # first, others worse
+    assert chosen([worse[0], nan_row, worse[1]], objective) == {0: (1e-8, 0.0)}  # between
+    assert chosen([*worse, nan_row], objective) == {0: (1e-8, 0.0)}  # last
+    # an S with nothing but NaN rows has no best: tune then names it
+    assert chosen([nan_row, *worse, {**nan_row, "num_stragglers": 7}], objective) == {
+        0: (1e-8, 0.0)
+    }
+    infinite = {**nan_row, bad if bad == "mse" else objective: math.inf}
+    assert chosen([infinite, *worse], objective) == {0: (1e-8, 0.0)}
+
+
+@pytest.mark.parametrize(
+    ("stragglers", "upper"), [([0, 10, 20], [10, 20]), ([0, 10, 20, 30], [20, 30]), ([5], [5])]
+)
+def test_the_upper_half_of_s_holds_the_middle_s_of_an_odd_list(stragglers, upper):
+    from nercc.tune import _upper_half_ratio
+
+    # the nercc/bacc mse ratio at S is 1 + S: the mean ratio tells which S were averaged
+    rows = [
+        {"scheme": scheme, "num_stragglers": s, "mse": 0.5 * (1 + s if scheme == "nercc" else 1)}
+        for s in stragglers
+        for scheme in ("nercc", "bacc")
+    ]
+    expected = sum(1 + s for s in upper) / len(upper)
+    assert _upper_half_ratio(rows, "nercc", "bacc", stragglers) == pytest.approx(expected)
+    assert _upper_half_ratio(rows, "nercc", None, stragglers) is None

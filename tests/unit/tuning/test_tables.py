@@ -2,10 +2,11 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
-from nercc.tuning import load_table, publish_table, resolve_table, table_path
+from nercc.tuning import ParamTable, load_table, publish_table, resolve_table, table_path
 
 CODE = {"num_inputs": 20, "num_workers": 100, "points": "chebyshev"}
 
@@ -47,9 +48,24 @@ def test_publish_and_load_round_trip_with_a_backup(tmp_path):
     assert path2 == path and backup.read_bytes() == first
     assert json.loads(path.read_text())["found_by"]["run"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".publish.lock",  # the publishing lock (fcntl), left for the next publisher
         "lenet5_fashion_mnist_K20_N100_chebyshev.json",
         "lenet5_fashion_mnist_K20_N100_chebyshev.previous.json",
     ]
+
+
+@pytest.mark.parametrize("order", [(0, 40, 10), (40, 10, 0), (10, 40, 0)])
+def test_the_nearest_tuned_s_on_a_tie_is_the_smaller_one(order):
+    # in whatever order the table lists its S (a table built in memory need not sort them)
+    table = ParamTable(
+        path=Path("t.json"), scheme="nercc", model="lenet5", dataset="fashion_mnist", code=CODE,
+        by_stragglers={s: {"lam_enc": float(s)} for s in order},
+    )  # fmt: skip
+    assert table.params_at(5) == ({"lam_enc": 0.0}, 0)  # 0 and 10 are both 5 away
+    assert table.params_at(25) == ({"lam_enc": 10.0}, 10)  # 10 and 40 are 15 away
+    assert table.params_at(26) == ({"lam_enc": 40.0}, 40)
+    assert table.params_at(40) == ({"lam_enc": 40.0}, 40)
+    assert table.params_at(99) == ({"lam_enc": 40.0}, 40)
 
 
 def _umask():
