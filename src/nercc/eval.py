@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,22 @@ def calibrate_auto(
     return variants, summary
 
 
+#: The output cache of each folder, one per process: a cache that turned itself off (a full or
+#: read-only folder) stays off, with its one warning, for every evaluation of the run (the
+#: calibration of ``auto``, a tuning's searches, the jobs of a multirun in one process).
+_CACHES: dict[str, Any] = {}
+
+
+def _output_cache(folder: str) -> Any:
+    """This process's :class:`~nercc.evaluation.cache.OutputCache` of ``folder``."""
+    from nercc.evaluation.cache import OutputCache
+
+    key = os.path.abspath(folder)
+    if key not in _CACHES:
+        _CACHES[key] = OutputCache(folder)
+    return _CACHES[key]
+
+
 def run_coded(
     cfg: DictConfig,
     variants: list[SchemeVariant],
@@ -238,7 +255,6 @@ def run_coded(
     """Evaluate ``variants`` on ``cfg.eval``'s split with Lightning; return the result rows (on
     every process) and the trainer."""
     from nercc.evaluation import CodedInferenceModule
-    from nercc.evaluation.cache import OutputCache
     from nercc.evaluation.data import CodedEvalData
 
     module = CodedInferenceModule(
@@ -249,7 +265,7 @@ def run_coded(
         num_patterns=cfg.eval.num_patterns,
         chunk_size=cfg.eval.chunk_size,
         seed=cfg.seed,
-        cache=OutputCache(cfg.paths.cache_dir) if cfg.eval.get("cache", True) else None,
+        cache=_output_cache(cfg.paths.cache_dir) if cfg.eval.get("cache", True) else None,
     )
     eval_data = CodedEvalData(data, cfg.eval.split, cfg.eval.batch_size, cfg.eval.get("limit"))
     # CodedEvalData deals whole batches to the processes: Lightning must not re-shard them.

@@ -175,6 +175,29 @@ def test_a_tampered_cache_entry_is_discarded_and_the_numbers_stay_right(
     np.testing.assert_array_equal(np.load(entry), original)  # recomputed and rewritten
 
 
+def test_a_cache_that_cannot_be_written_warns_once_per_process_and_changes_nothing(
+    compose_config, checkpoints, tmp_path, caplog, monkeypatch
+):
+    import errno
+    import logging
+
+    from nercc.evaluation import cache as cache_module
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    overrides = [*SMALL, f"paths.checkpoint_dir={checkpoints}", "logger=none"]
+    plain, _ = evaluate(compose_config("eval", [*overrides, "eval.cache=false"]))
+    monkeypatch.setattr(cache_module, "_write_atomic", full)
+    cfg = compose_config("eval", [*overrides, f"paths.cache_dir={tmp_path / 'full'}"])
+    with caplog.at_level(logging.WARNING, logger="nercc.evaluation.cache"):
+        first, _ = evaluate(cfg)
+        second, _ = evaluate(cfg)  # the same run's cache: already off
+    warnings = [r.getMessage() for r in caplog.records if r.name == "nercc.evaluation.cache"]
+    assert len(warnings) == 1 and str(tmp_path / "full") in warnings[0], warnings
+    assert first["rows"] == second["rows"] == plain["rows"]
+
+
 def test_a_classifier_with_non_finite_outputs_fails_in_one_line(checkpoints, tmp_path):
     # Finite weights, so large that every logit overflows: a diverged model that loads.
     import torch
