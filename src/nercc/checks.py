@@ -424,7 +424,8 @@ def check_eval(cfg: DictConfig) -> None:
     Types and ranges of ``coding``, ``stragglers``, ``eval``, the scheme and straggler nodes and
     the optimised metric; N >= K and integer S <= N - 1; the straggler model's parameters against
     the S list; equal cost for the baselines (every scheme on the same number of workers); the
-    logger's needs; the output and cache folders; the memory the coded batches would need.
+    logger's needs; the output folder (not the cache's: one that cannot be written turns itself
+    off); the memory the coded batches would need.
     """
     check_seed(cfg)
     _, size, classes = check_data(cfg)
@@ -437,7 +438,7 @@ def check_eval(cfg: DictConfig) -> None:
     patterns = integer(cfg, "eval.num_patterns", 1)
     integer(cfg, "eval.chunk_size", 1)
     limit = integer(cfg, "eval.limit", 1, optional=True, default=None)
-    cache = boolean(cfg, "eval.cache", default=True)
+    boolean(cfg, "eval.cache", default=True)
     integer(cfg, "eval.auto_images", 1, default=500)
     workers = _check_schemes(cfg, k)
     stragglers = integer_list(cfg, "stragglers", 0, min(workers) - 1, f"N - 1 = {min(workers) - 1}")
@@ -448,8 +449,8 @@ def check_eval(cfg: DictConfig) -> None:
     check_writable("paths.output_dir", get(cfg, "paths.output_dir"))
     check_loggers(cfg)
     check_trainer(cfg, training=False)
-    if cache:
-        check_writable("paths.cache_dir", get(cfg, "paths.cache_dir"))
+    # paths.cache_dir is not checked: the cache is a speed-up, and one that cannot be written
+    # (full, read-only, not a folder) turns itself off for the run with one warning.
     images = min(v for v in (batch, limit, _split_size(cfg)) if v is not None)
     terms = coded_memory_terms(
         k,

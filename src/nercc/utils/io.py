@@ -35,7 +35,10 @@ def file_mode() -> int:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
 
-    Readers see either the old file or the complete new one, never a partial write.
+    Readers see either the old file or the complete new one, never a partial write; the data
+    reaches the disk (fsync) before the rename, so a crash right after leaves no empty file
+    under the final name. The temporary name is unique (``mkstemp``): concurrent writers of
+    the same path never collide, the last rename wins.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +46,8 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
