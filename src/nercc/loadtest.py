@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 from nercc.checks import check_checkpoint_exists, check_loadtest, expected_input
 from nercc.config import task_wrapper
 from nercc.paths import CONFIG_DIR
-from nercc.serve import image_shape, model_loader, serving_plan
+from nercc.serve import image_shape, model_loader, serving_plan, table_warnings
 from nercc.utils.instantiate import build, build_all, plain
 
 __all__ = ["loadtest"]
@@ -48,7 +48,11 @@ COLUMNS = {
 def loadtest(cfg: DictConfig) -> dict[str, Any]:
     """Run the load test of ``cfg``; return the summary (``schemes``: name to summary)."""
     check_loadtest(cfg)
-    check_checkpoint_exists(cfg)
+    if cfg.loadtest.target == "http" and cfg.serving.address is None:
+        from nercc.serving.address import check_bind
+
+        check_bind(cfg.serving.host, int(cfg.serving.port))
+    checkpoint = check_checkpoint_exists(cfg)
     names = list(cfg.loadtest.schemes)
     plan = serving_plan(cfg, names)
     import torch
@@ -65,6 +69,8 @@ def loadtest(cfg: DictConfig) -> dict[str, Any]:
         base = classifier(torch.from_numpy(images)).argmax(dim=1).numpy()
     for note in plan.notes:
         log.info(f"note: {note}")
+    for warning in table_warnings(plan, checkpoint, classifier.info["sha256"]):
+        log.warning(warning)
     records, summaries = _run(cfg, plan, images, labels, base)
     return _report(cfg, plan, records, summaries, classifier.info)
 
@@ -110,9 +116,11 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
             record.prediction, record.group = int(answer["class"]), int(answer["group"])
             record.answered_by = len(answer["workers"])
             record.failed_workers = len(answer["failed_workers"])
+            record.underdetermined = bool(answer["underdetermined"])
         else:
             record.prediction, record.group = answer.prediction, answer.group
             record.answered_by, record.failed_workers = len(answer.workers), len(answer.failed)
+            record.underdetermined = answer.underdetermined
 
     with ray_cluster(serving.address, serving.num_cpus):
         log.info(f"starting {plan.num_workers} workers")

@@ -4,11 +4,14 @@ Starts a local Ray instance on 127.0.0.1 (or joins ``serving.address``), N worke
 the published classifier, and a Ray Serve endpoint for ``serving.scheme``:
 
 - ``POST /predict``: one image (PNG bytes, or a JSON array (C, H, W) / (H, W) of values in
-  [0, 1]) to ``{"class", "logits", "scheme", "workers", "failed_workers", "group"}``;
+  [0, 1]) to ``{"class", "logits", "scheme", "workers", "failed_workers", "group",
+  "underdetermined"}``; any other answer is JSON ``{"error": ...}`` with its status;
 - ``GET /healthz``: the scheme and the code.
 
-It serves until Ctrl-C (or ``serving.duration_s``), then shuts everything down. The helpers here
-(:func:`serving_plan`, :func:`model_loader`) are shared with :mod:`nercc.loadtest`.
+The HTTP address is checked before Ray starts (a port in use is one error line). It serves until
+Ctrl-C (or ``serving.duration_s``), then shuts everything down. The helpers here
+(:func:`serving_plan`, :func:`model_loader`, :func:`table_warnings`) are shared with
+:mod:`nercc.loadtest`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -49,6 +53,7 @@ class ServingPlan:
     delays: Any
     num_workers: int
     notes: list[str] = field(default_factory=list)
+    tables: dict[str, Any] = field(default_factory=dict)  # name: the ParamTable it took, or None
 
 
 def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
@@ -63,6 +68,7 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
     notes: list[str] = []
     schemes: dict[str, Any] = {}
     policies: dict[str, Any] = {}
+    tables: dict[str, Any] = {}
     for name in names:
         if name == "uncoded":
             schemes[name] = Uncoded(k)
@@ -85,6 +91,7 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
                     f"nercc.tune experiment=paper/{cfg.model_name} coding.num_inputs={k} "
                     f"coding.num_workers={n} stragglers=[{s}]"
                 )
+        tables[name] = table
         try:
             (variant,) = expand_schemes({name: node}, [s], {name: table})
         except ValueError as error:
@@ -98,7 +105,28 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
     delays = None
     if cfg.get("delay") is not None:
         delays = build_checked("delay", cfg.delay)
-    return ServingPlan(schemes, policies, delays, n, notes)
+    return ServingPlan(schemes, policies, delays, n, notes, tables)
+
+
+def table_warnings(
+    plan: ServingPlan, checkpoint: str | Path, sha256: str | None = None
+) -> list[str]:
+    """The warnings for tables of ``plan`` tuned on another checkpoint than ``checkpoint``
+    (its content hash differs), worded as the evaluation's; ``sha256`` is the checkpoint's
+    content hash when the caller has it (else it is read, only when some table records one)."""
+    from nercc.models.checkpoints import file_sha256
+
+    found = []
+    for table in filter(None, plan.tables.values()):
+        if table.checkpoint_sha256 is None:
+            continue
+        sha256 = sha256 or file_sha256(checkpoint)
+        if table.checkpoint_sha256 != sha256:
+            found.append(
+                f"warning: {table.path} was tuned on another checkpoint than {checkpoint} "
+                "(content hash differs): retune with python -m nercc.tune"
+            )
+    return found
 
 
 def model_loader(cfg: DictConfig) -> functools.partial:
@@ -128,13 +156,20 @@ def serve(
 
     ``ready`` is set once the endpoint answers (for callers that run this on a thread)."""
     check_serve(cfg)
-    check_checkpoint_exists(cfg)
+    from nercc.serving.address import check_bind
+
+    if cfg.serving.address is None:  # a local instance: the HTTP server listens here
+        check_bind(cfg.serving.host, int(cfg.serving.port))
+    from nercc.serving import ray_cluster, start_workers, stop_workers
+    from nercc.serving.endpoint import http_endpoint
+
+    checkpoint = check_checkpoint_exists(cfg)
     name = cfg.serving.scheme
     plan = serving_plan(cfg, [name])
     for note in plan.notes:
         log.info(f"note: {note}")
-    from nercc.serving import ray_cluster, start_workers, stop_workers
-    from nercc.serving.endpoint import http_endpoint
+    for warning in table_warnings(plan, checkpoint):
+        log.warning(warning)
 
     scheme = plan.schemes[name]
     serving = cfg.serving

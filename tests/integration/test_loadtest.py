@@ -1,16 +1,26 @@
-"""The serving commands: bad configs refused at once, and a whole load test on a tiny setup."""
+"""The serving commands: bad configs refused at once, and a whole load test on a tiny setup.
+
+The tests that need Ray share one instance (``ray_session``, from the serving tests)."""
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import wandb
 
-from tests.integration.test_serving import nothing_left_running  # noqa: F401 (autouse fixture)
+from tests.integration.test_serving import (  # noqa: F401 (fixtures)
+    free_port,
+    nothing_left_running,
+    ray_session,
+    shared_ray,
+)
 from tests.wandb_offline import run_contents
 
 pytest.importorskip("ray", reason="the serve extra (ray[serve]) is installed by make test")
@@ -54,6 +64,29 @@ def test_bad_settings_fail_at_once_in_one_line(module, args, message, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_serve_refuses_a_port_in_use_in_one_line_before_ray_starts(tmp_path):
+    """The check itself is in tests/unit/serving/test_endpoint.py; here the command's line."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        start = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "nercc.serve", f"serving.port={port}",
+             f"hydra.run.dir={tmp_path / 'run'}"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        took = time.monotonic() - start
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: serving.port: 127.0.0.1:{port} is already in use, got {port}"], (
+        result.stderr
+    )
+    assert "Ray" not in result.stdout + result.stderr  # refused before Ray started
+    print(f"refused in {took:.1f} s")  # (no timing threshold: the machine may be busy)
+
+
+@pytest.mark.usefixtures("ray_session")
 def test_loadtest_compares_the_four_schemes_and_writes_its_results(
     compose_config, checkpoints, tmp_path
 ):
@@ -92,6 +125,7 @@ def test_loadtest_compares_the_four_schemes_and_writes_its_results(
         assert all(r["status"] == "ok" for r in mine)
         assert (scheme["sent"], scheme["answered"], scheme["failed"]) == (40, 40, 0)
         assert scheme["kills"] == 0 and scheme["worker_failures"] == 0
+        assert scheme["underdetermined_groups"] == 0  # a quorum, N - S = 4 >= K = 2
         assert scheme["p50_ms"] <= scheme["p90_ms"] <= scheme["p99_ms"] <= scheme["p99_9_ms"]
         agree = sum(r["prediction"] == r["base_prediction"] for r in mine) / 40
         assert scheme["agreement"] == pytest.approx(agree)
@@ -109,6 +143,7 @@ def test_loadtest_compares_the_four_schemes_and_writes_its_results(
     assert contents["config"]["serving"]["num_stragglers"] == 2
 
 
+@pytest.mark.usefixtures("ray_session")
 def test_loadtest_over_http(compose_config, checkpoints, tmp_path):
     from nercc.loadtest import loadtest
 
@@ -120,7 +155,7 @@ def test_loadtest_over_http(compose_config, checkpoints, tmp_path):
             "coding.num_inputs=2",
             "coding.num_workers=4",
             "serving.num_stragglers=1",
-            "serving.port=18266",
+            f"serving.port={free_port()}",
             "delay=none",
             "loadtest.target=http",
             "loadtest.schemes=[nercc]",
@@ -141,7 +176,9 @@ def test_loadtest_over_http(compose_config, checkpoints, tmp_path):
     assert nercc["agreement"] == pytest.approx(agree) and agree >= 0.5
 
 
-def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints):
+@pytest.mark.usefixtures("ray_session")
+def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints, caplog):
+    """It warns, as the evaluation does, that its table was tuned on another checkpoint."""
     import threading
     import urllib.request
 
@@ -149,7 +186,9 @@ def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints):
 
     from nercc.serve import serve
     from nercc.serving.images import image_to_png
+    from nercc.tuning.tables import table_document, table_path
 
+    port = free_port()
     cfg = compose_config(
         "serve",
         [
@@ -158,10 +197,19 @@ def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints):
             "coding.num_inputs=2",
             "coding.num_workers=4",
             "serving.num_stragglers=1",
-            "serving.port=18267",
+            f"serving.port={port}",
             "delay=none",
         ],
     )
+    code = {"num_inputs": 2, "num_workers": 4, "points": "chebyshev"}
+    table = table_path(cfg.paths.lambdas_dir, "lenet5", "synthetic", code)
+    table.parent.mkdir(parents=True)
+    table.write_text(json.dumps(table_document({
+        "scheme": "nercc", "model": "lenet5", "dataset": "synthetic", "code": code,
+        "params_by_stragglers": {"1": {"lam_enc": 0.0, "lam_dec": 0.0}},
+        "checkpoint_sha256": "0" * 64,
+    })))  # fmt: skip
+    caplog.set_level(logging.INFO, logger="nercc.serve")
     ready, stop, errors = threading.Event(), threading.Event(), []
 
     def run():
@@ -177,7 +225,7 @@ def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints):
         assert ready.wait(120) and not errors, errors
         body = image_to_png(np.random.default_rng(0).random((28, 28)))
         request = urllib.request.Request(
-            "http://127.0.0.1:18267/predict", data=body, headers={"Content-Type": "image/png"}
+            f"http://127.0.0.1:{port}/predict", data=body, headers={"Content-Type": "image/png"}
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())
@@ -187,3 +235,9 @@ def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints):
         stop.set()
         thread.join(120)
     assert not thread.is_alive() and not errors
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    checkpoint = checkpoints / "lenet5_synthetic.ckpt"
+    assert warned == [
+        f"warning: {table} was tuned on another checkpoint than {checkpoint} (content hash "
+        "differs): retune with python -m nercc.tune"
+    ]

@@ -2,36 +2,36 @@
 
 Builds on :mod:`nercc.coding` (the codes), :mod:`nercc.stragglers` (delays and wait policies) and
 :mod:`nercc.models` (the classifiers); not on :mod:`nercc.evaluation`.
+
+The names load on first use, so that Ray Serve's HTTP proxy, which imports
+:mod:`nercc.serving.http_errors` (its middleware), imports neither torch nor the codes.
 """
 
-from nercc.serving.cluster import freeze_startup_heap, ray_cluster
-from nercc.serving.frontend import Answer, Frontend, GroupTrace, QueryFailed, waits_for_every_input
-from nercc.serving.load import QueryRecord, latency_summary, poisson_arrivals, run_load
-from nercc.serving.workers import (
-    READY_TIMEOUT_S,
-    Worker,
-    delay_seed,
-    start_workers,
-    stop_workers,
-    wait_ready,
-)
+from __future__ import annotations
 
-__all__ = [
-    "READY_TIMEOUT_S",
-    "Answer",
-    "Frontend",
-    "GroupTrace",
-    "QueryFailed",
-    "QueryRecord",
-    "Worker",
-    "delay_seed",
-    "freeze_startup_heap",
-    "latency_summary",
-    "poisson_arrivals",
-    "ray_cluster",
-    "run_load",
-    "start_workers",
-    "stop_workers",
-    "wait_ready",
-    "waits_for_every_input",
-]
+from nercc.utils.lazy import lazy_attributes
+
+_WHERE = {
+    "READY_TIMEOUT_S": "nercc.serving.workers",
+    "Answer": "nercc.serving.frontend",
+    "Frontend": "nercc.serving.frontend",
+    "GroupTrace": "nercc.serving.frontend",
+    "NonFiniteOutputs": "nercc.serving.frontend",
+    "QueryFailed": "nercc.serving.frontend",
+    "QueryRecord": "nercc.serving.load",
+    "Worker": "nercc.serving.workers",
+    "delay_seed": "nercc.serving.workers",
+    "freeze_startup_heap": "nercc.serving.cluster",
+    "latency_summary": "nercc.serving.load",
+    "poisson_arrivals": "nercc.serving.load",
+    "ray_cluster": "nercc.serving.cluster",
+    "run_load": "nercc.serving.load",
+    "start_workers": "nercc.serving.workers",
+    "stop_workers": "nercc.serving.workers",
+    "wait_ready": "nercc.serving.workers",
+    "waits_for_every_input": "nercc.serving.frontend",
+}
+
+__all__ = sorted(_WHERE)
+
+__getattr__ = lazy_attributes(__name__, _WHERE)

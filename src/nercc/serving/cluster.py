@@ -25,19 +25,31 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
     authentication unless ``RAY_AUTH_MODE=disabled``. What nercc serves itself, the HTTP
     endpoint, binds to ``serving.host`` (127.0.0.1 by default).
 
+    A local instance's HTTP proxy answers its own errors (no application routed, a replica that
+    died) in JSON, through :mod:`nercc.serving.http_errors`, unless the environment already names
+    another proxy callback.
     """
     if ray.is_initialized():
         raise RuntimeError("Ray is already initialised in this process; shut it down first")
+    from nercc.serving.http_errors import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    previous = os.environ.get(PROXY_CALLBACK_ENV)
     if address is None:
         options["num_cpus"] = num_cpus or os.cpu_count() or 1
+        # Ray's processes take the environment of ray.init's caller
+        os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
     else:
         options["address"] = address
-    ray.init(**options)
     try:
-        yield
+        ray.init(**options)
+        try:
+            yield
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        if previous is None:
+            os.environ.pop(PROXY_CALLBACK_ENV, None)
 
 
 def freeze_startup_heap() -> None:

@@ -18,7 +18,13 @@ replication with every copy failed; a code with no answer at all) sends that cod
 live worker instead (workers are interchangeable: each computes f of what it gets), or, when
 every worker failed, to its own worker again after a pause for Ray to restart it, for up to
 ``retry_s`` seconds; a query whose input cannot be estimated by then fails with
-:class:`QueryFailed`. Every query is answered exactly once, with an answer or with that error.
+:class:`QueryFailed`. A query whose estimate is not finite (the model answered NaN or inf) fails
+with :class:`NonFiniteOutputs`. Every query is answered exactly once, with an answer or with one of
+these errors.
+
+A code that stops at a deadline may decode from fewer answers than inputs (K): the estimates are
+underdetermined. The frontend counts such groups (:attr:`Frontend.underdetermined_groups`, and
+:attr:`Answer.underdetermined`) instead of letting the scheme warn once per group.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import logging
 import queue
 import threading
 import time
+import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -35,17 +42,32 @@ from typing import Any
 import numpy as np
 import ray
 
-from nercc.coding import CodingScheme
+from nercc.coding import CodingScheme, FewAnswersWarning
 from nercc.serving.workers import pack_input
 from nercc.stragglers import WaitPolicy
 
-__all__ = ["Answer", "Frontend", "GroupTrace", "QueryFailed", "waits_for_every_input"]
+__all__ = [
+    "Answer",
+    "Frontend",
+    "GroupTrace",
+    "NonFiniteOutputs",
+    "QueryFailed",
+    "waits_for_every_input",
+]
 
 log = logging.getLogger(__name__)
+
+#: Held while a decode runs with the scheme's FewAnswersWarning silenced: the warning filters are
+#: process-wide, so that two groups do not interleave their changes to them.
+_SILENCE_LOCK = threading.Lock()
 
 
 class QueryFailed(RuntimeError):
     """A query whose input could not be estimated (every worker that holds it failed)."""
+
+
+class NonFiniteOutputs(QueryFailed):
+    """A query whose decoded logits are not finite: the model answered NaN or inf."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +78,8 @@ class Answer:
     (by worker: n is worker n's) whose answers were decoded, ``failed`` the workers that failed
     (crashed, killed, or known down) for this group: a failed worker's input is decoded only
     when another worker computed it instead (uncoded, replication); ``group`` the group's number
-    and ``position`` the query's place in it.
+    and ``position`` the query's place in it; ``underdetermined`` whether a code decoded it from
+    fewer answers than inputs (K), after a deadline.
     """
 
     logits: np.ndarray
@@ -66,6 +89,7 @@ class Answer:
     failed: tuple[int, ...]
     group: int
     position: int
+    underdetermined: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,9 @@ class Frontend:
         self.every_input = waits_for_every_input(scheme)
         self._health = _Health(self.workers)
         self.traces: list[GroupTrace] = []
+        #: Groups decoded from fewer answers than inputs (a code past its deadline).
+        self.underdetermined_groups = 0
+        self._count_lock = threading.Lock()
         self.killed: list[tuple[int, int]] = []  # (group, worker) of each injected fault
         self._keep_traces = keep_traces
         self._kill_rng = np.random.default_rng([seed, 0x6B111])
@@ -255,9 +282,14 @@ class Frontend:
             victim = int(self._kill_rng.integers(n))
         outputs, available, failed = self._gather(group, coded, victim)
         lost = self.scheme.lost(available) if available.any() else np.ones(k, dtype=bool)
+        few = bool(available.any() and self.scheme.underdetermined(available))
         if available.any():
-            estimates = self.scheme.decode(outputs, available)
+            estimates = self._decode(outputs, available, few)
+            finite = np.isfinite(estimates).all(axis=1)
         workers = tuple(int(i) for i in np.flatnonzero(available))
+        if few:
+            with self._count_lock:
+                self.underdetermined_groups += 1
         if self._keep_traces:
             self.traces.append(GroupTrace(group, coded, outputs, available, size))
         for position, future in enumerate(futures):
@@ -266,6 +298,15 @@ class Frontend:
                     QueryFailed(
                         f"group {group}: input {position} lost, no worker computed it within "
                         f"{self.retry_s:g} s (failed: {sorted(failed)})"
+                    )
+                )
+                continue
+            if not finite[position]:
+                bad = [w for w in workers if not np.isfinite(outputs[w]).all()]
+                future.set_exception(
+                    NonFiniteOutputs(
+                        f"group {group}: the model returned non-finite outputs (NaN or inf): "
+                        f"workers {bad} of {list(workers)} answered non-finite logits"
                     )
                 )
                 continue
@@ -279,8 +320,18 @@ class Frontend:
                     failed=tuple(sorted(failed)),
                     group=group,
                     position=position,
+                    underdetermined=few,
                 )
             )
+
+    def _decode(self, outputs: np.ndarray, available: np.ndarray, few: bool) -> np.ndarray:
+        """The scheme's estimates; a group decoded from fewer answers than inputs is counted by
+        the caller, so the scheme's warning is silenced for it."""
+        if not few:
+            return np.asarray(self.scheme.decode(outputs, available))
+        with _SILENCE_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FewAnswersWarning)
+            return np.asarray(self.scheme.decode(outputs, available))
 
     def _call(self, worker: int, row: int, group: int, coded: np.ndarray, attempt: int) -> Any:
         """Send coded input ``row`` of ``group`` to ``worker`` (its own row on a first try)."""

@@ -112,10 +112,19 @@ def _from_json(body: bytes) -> np.ndarray:
         if "image" not in data:
             raise ValueError(f"a JSON object must have the key 'image', got keys {sorted(data)}")
         data = data["image"]
-    try:
-        image = np.array(data, dtype=np.float64)
+    try:  # as objects first: numpy would take true as 1 and "0.5" as 0.5
+        values = np.array(data, dtype=object)
     except (TypeError, ValueError, RecursionError):
         raise ValueError("the image must be a rectangular array of numbers") from None
+    for value in values.flat:
+        if isinstance(value, list):  # a ragged array
+            raise ValueError("the image must be a rectangular array of numbers")
+        if type(value) not in (int, float):  # bool is a subclass of int: refused here
+            raise ValueError(f"pixel values must be numbers, got {_json_name(value)}")
+    try:
+        image = values.astype(np.float64)
+    except (OverflowError, TypeError, ValueError):
+        raise ValueError("pixel values must be numbers in [0, 1], got a number too large") from None
     if image.size == 0:
         raise ValueError(f"the image is empty (shape {image.shape})")
     if image.ndim not in (2, 3):
@@ -125,6 +134,17 @@ def _from_json(body: bytes) -> np.ndarray:
         shown = "non-finite values" if not np.all(np.isfinite(image)) else f"[{low:g}, {high:g}]"
         raise ValueError(f"pixel values must be finite and in [0, 1], got {shown}")
     return image.astype(np.float32)
+
+
+def _json_name(value: Any) -> str:
+    """How a JSON value that is not a number is named in an error: ``true``, ``null``, ..."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the string {json.dumps(value[:20])}"
+    return "an object" if isinstance(value, dict) else type(value).__name__
 
 
 def image_to_png(image: np.ndarray) -> bytes:

@@ -39,6 +39,7 @@ class QueryRecord:
     group: int = -1
     answered_by: int = 0  # how many coded inputs' answers were decoded
     failed_workers: int = 0  # workers that failed (or were down) while its group was served
+    underdetermined: bool = False  # decoded from fewer answers than inputs (after a deadline)
     error: str = ""
 
     def row(self) -> dict[str, Any]:
@@ -133,7 +134,9 @@ def latency_summary(records: Sequence[QueryRecord]) -> dict:
     the time from the first send to the last answer. ``accuracy`` is
     against the labels, ``agreement`` against the base model's own predictions, both over the
     queries sent (an unanswered query counts as wrong). ``worker_failures`` counts, over the
-    groups answered, the workers that failed (or were down) while each group was served.
+    groups answered, the workers that failed (or were down) while each group was served;
+    ``underdetermined_groups`` the groups answered that a code decoded from fewer answers than
+    inputs (K), after its deadline.
     """
     sent = len(records)
     ok = [r for r in records if r.status == "ok"]
@@ -158,4 +161,5 @@ def latency_summary(records: Sequence[QueryRecord]) -> dict:
     # each group once: the workers that failed (or were down) while it was served
     by_group = {r.group: r.failed_workers for r in ok}
     summary["worker_failures"] = int(sum(by_group.values()))
+    summary["underdetermined_groups"] = len({r.group for r in ok if r.underdetermined})
     return summary
