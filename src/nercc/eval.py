@@ -303,12 +303,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg.model_name, cfg.data.name, cfg.paths.checkpoint_dir, **expected_input(cfg)
     )
     for table in filter(None, plan.tables.values()):
-        if table.checkpoint_sha256 not in (None, classifier.info["sha256"]):
-            plan.notes.append(
-                f"warning: {table.path} was tuned on another checkpoint than "
-                f"{classifier.info['path']} (content hash differs): "
-                "retune with python -m nercc.tune"
-            )
+        stale = table.stale_warning(classifier.info["path"], classifier.info["sha256"])
+        if stale is not None:
+            plan.notes.append(stale)
     for note in info["notes"] + plan.notes:
         if note.startswith("warning:"):
             log.warning(note)

@@ -121,11 +121,9 @@ def table_warnings(
         if table.checkpoint_sha256 is None:
             continue
         sha256 = sha256 or file_sha256(checkpoint)
-        if table.checkpoint_sha256 != sha256:
-            found.append(
-                f"warning: {table.path} was tuned on another checkpoint than {checkpoint} "
-                "(content hash differs): retune with python -m nercc.tune"
-            )
+        stale = table.stale_warning(checkpoint, sha256)
+        if stale is not None:
+            found.append(stale)
     return found
 
 

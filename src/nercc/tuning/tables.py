@@ -55,6 +55,17 @@ class ParamTable:
         nearest = min(self.by_stragglers, key=lambda s: (abs(s - num_stragglers), s))
         return dict(self.by_stragglers[nearest]), nearest
 
+    def stale_warning(self, checkpoint: str | Path, sha256: str) -> str | None:
+        """The warning line when this table was tuned on another checkpoint than
+        ``checkpoint`` (whose content hash is ``sha256``), else None (the same checkpoint, or a
+        table that records none). The evaluation and serving print it alike."""
+        if self.checkpoint_sha256 in (None, sha256):
+            return None
+        return (
+            f"warning: {self.path} was tuned on another checkpoint than {checkpoint} "
+            "(content hash differs): retune with python -m nercc.tune"
+        )
+
 
 def table_path(directory: str | Path, model: str, dataset: str, code: Mapping[str, Any]) -> Path:
     """``<directory>/<model>_<dataset>_K<K>_N<N>_<points>.json``."""

@@ -192,3 +192,20 @@ def test_resolve(tmp_path):
         resolve_table(str(tmp_path / "missing.json"), tmp_path, "lenet5", "fashion_mnist", CODE)
     with pytest.raises(ValueError, match="must be published, none or a path"):
         resolve_table(3, tmp_path, "lenet5", "fashion_mnist", CODE)
+
+
+@pytest.mark.parametrize(("recorded", "warned"), [(None, False), ("abc", False), ("def", True)])
+def test_a_table_tuned_on_another_checkpoint_says_so(recorded, warned):
+    table = ParamTable(
+        path=Path("t.json"), scheme="nercc", model="lenet5", dataset="synthetic",
+        code={"num_inputs": 4, "num_workers": 12, "points": "chebyshev"},
+        by_stragglers={0: {"lam_enc": 0.0, "lam_dec": 0.0}}, checkpoint_sha256=recorded,
+    )  # fmt: skip
+    line = table.stale_warning("ck/lenet5_synthetic.ckpt", "abc")
+    if warned:
+        assert line == (
+            "warning: t.json was tuned on another checkpoint than ck/lenet5_synthetic.ckpt "
+            "(content hash differs): retune with python -m nercc.tune"
+        )
+    else:
+        assert line is None
