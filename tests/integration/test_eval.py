@@ -188,7 +188,7 @@ def test_a_cache_that_cannot_be_written_warns_once_per_process_and_changes_nothi
 
     overrides = [*SMALL, f"paths.checkpoint_dir={checkpoints}", "logger=none"]
     plain, _ = evaluate(compose_config("eval", [*overrides, "eval.cache=false"]))
-    monkeypatch.setattr(cache_module, "_write_atomic", full)
+    monkeypatch.setattr(cache_module, "write_bytes_atomic", full)
     cfg = compose_config("eval", [*overrides, f"paths.cache_dir={tmp_path / 'full'}"])
     with caplog.at_level(logging.WARNING, logger="nercc.evaluation.cache"):
         first, _ = evaluate(cfg)

@@ -174,7 +174,9 @@ def test_a_run_that_failed_after_work_began_is_marked(probe, tmp_path, mode, err
         assert "Traceback" not in result.stderr + log
         assert re.search(rf"{STAMP}\[nercc.config\]\[ERROR\] - error: probe: no such", log)
     elif mode == "interrupt":  # one line, the signal named
-        assert errors(result.stderr) == ["error: interrupted by SIGINT (the run did not finish)"]
+        assert errors(result.stderr) == [
+            f"error: interrupted by SIGINT (the run did not finish; kept in {folder}: results.txt)"
+        ]
     else:  # Hydra or Python prints the traceback; the log file has it too
         assert errors(result.stderr) == [] and "Traceback" in result.stderr
         assert f"[nercc.config][ERROR] - error: {error}\nTraceback" in log

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nercc.utils.io import file_mode
+from nercc.utils.io import fsync_folder, write_bytes_atomic
 
 __all__ = ["OutputCache", "fingerprint"]
 
@@ -339,9 +338,9 @@ class OutputCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         # The record first: a reader that finds the data finds its record (a record alone is a
         # plain miss), and a mix of two writers' files fails the digest check, never passes it.
-        _write_atomic(self.record_path(key), text.encode())
-        _write_atomic(path, data)
-        _fsync_folder(path.parent)
+        write_bytes_atomic(self.record_path(key), text.encode())
+        write_bytes_atomic(path, data)
+        fsync_folder(path.parent)
 
     def _turn_off(self, error: OSError) -> None:
         reason = error.strerror or str(error) or type(error).__name__
@@ -402,30 +401,3 @@ class OutputCache:
 def _finite(value: torch.Tensor) -> bool:
     """Whether every value is finite (what is not is never stored: it would be discarded)."""
     return not value.is_floating_point() or bool(torch.isfinite(value).all())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a uniquely named temporary file in the same folder,
-    fsynced, and a rename; on any failure the temporary file is removed."""
-    handle, temporary = tempfile.mkstemp(suffix=".tmp", prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, file_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable, where the file system allows it."""
-    with contextlib.suppress(OSError):
-        handle = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)

@@ -16,18 +16,14 @@ that names the file and the command that rebuilds it.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import math
 import os
 import pickle
 import re
-import shutil
 import tempfile
-import threading
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +31,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from nercc.utils.io import file_mode, write_json
+from nercc.utils.io import copy_atomic, file_mode, publish_lock, write_json
 
 __all__ = [
     "CheckpointError",
@@ -204,68 +200,14 @@ def publish_classifier(
     with publish_lock(path.parent):  # the backup and the new file are one publisher's
         if path.exists():
             backup = backup_path(path)
-            _keep_copy(path, backup)
+            copy_atomic(path, backup)
             if path.with_suffix(".json").exists():
-                _keep_copy(path.with_suffix(".json"), backup.with_suffix(".json"))
+                copy_atomic(path.with_suffix(".json"), backup.with_suffix(".json"))
             else:
                 backup.with_suffix(".json").unlink(missing_ok=True)
         write_classifier(path, net, net_config, mean, std, info)
         write_json(path.with_suffix(".json"), dict(info))
     return path
-
-
-LOCK_NAME = ".publish.lock"
-_HELD: dict[Path, tuple[threading.RLock, int]] = {}  # per folder: its thread lock, depth
-_HELD_GUARD = threading.Lock()
-
-
-@contextlib.contextmanager
-def publish_lock(directory: str | Path) -> Iterator[None]:
-    """Hold the publishing lock of ``directory``: an exclusive ``fcntl`` lock on its
-    ``.publish.lock`` file (other processes, on this host or over a file system with POSIX
-    locks, wait), reentrant within a thread (one thread lock per folder serialises threads).
-
-    Whatever decides and writes a published file of the folder does so under it, so that two
-    publishers decide one after the other and never interleave their writes.
-    """
-    directory = Path(directory).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    with _HELD_GUARD:
-        rlock, _ = _HELD.setdefault(directory, (threading.RLock(), 0))
-    with rlock:
-        with _HELD_GUARD:
-            depth = _HELD[directory][1]
-            _HELD[directory] = (rlock, depth + 1)
-        try:
-            if depth:  # this thread holds the file lock already
-                yield
-                return
-            with open(directory / LOCK_NAME, "a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(handle, fcntl.LOCK_UN)
-        finally:
-            with _HELD_GUARD:
-                _HELD[directory] = (rlock, _HELD[directory][1] - 1)
-
-
-def _keep_copy(source: Path, target: Path) -> None:
-    """Make ``target`` a copy of ``source`` (a hard link where possible), atomically."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    tmp.unlink()  # os.link needs a free name; mkstemp made it unique to this process
-    try:
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copy2(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_checkpoint(

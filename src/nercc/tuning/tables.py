@@ -8,18 +8,15 @@ checkpoint. Loading checks every field and names the file and the field when som
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nercc.utils.io import file_mode
+from nercc.utils.io import copy_atomic, publish_lock, stage_bytes
 
 __all__ = [
     "ParamTable",
@@ -172,61 +169,18 @@ def publish_table(content: Mapping[str, Any], directory: str | Path) -> tuple[Pa
     path = table_path(directory, content["model"], content["dataset"], content["code"])
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(table_document(content), indent=2) + "\n"
-    staged = _stage(path, text.encode("utf-8"))
+    staged = stage_bytes(path, text.encode("utf-8"))
     try:
         load_table(staged)
-        with _lock(path.parent):
+        with publish_lock(path.parent):
             backup = None
             if path.exists():
                 backup = path.with_name(f"{path.stem}.previous.json")
-                _link_or_copy(path, backup)
+                copy_atomic(path, backup)
             os.replace(staged, path)
     finally:
         staged.unlink(missing_ok=True)
     return path, backup
-
-
-def _stage(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a new file of a unique name beside ``path`` (fsynced, the umask's mode)."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(name, file_mode())
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return Path(name)
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Make ``target`` the content of ``source`` atomically (a hard link where possible)."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        try:
-            tmp.unlink()  # os.link needs a free name; mkstemp made it unique to this call
-            os.link(source, tmp)
-        except OSError:
-            tmp.write_bytes(source.read_bytes())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _lock(directory: Path) -> Iterator[None]:
-    """An exclusive ``fcntl`` lock on ``<directory>/.publish.lock`` (the same lock file as the
-    checkpoints' :func:`nercc.models.checkpoints.publish_lock`, without importing torch)."""
-    with open(directory / ".publish.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def resolve_table(

@@ -322,7 +322,7 @@ def test_a_cache_that_cannot_be_written_turns_itself_off_with_one_warning(
     def fail(path, data):
         raise error
 
-    monkeypatch.setattr(cache_module, "_write_atomic", fail)
+    monkeypatch.setattr(cache_module, "write_bytes_atomic", fail)
     calls = []
 
     def compute():

@@ -245,7 +245,7 @@ def test_a_cache_that_cannot_be_written_is_off_and_the_rows_are_right(
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cache_module, "_write_atomic", full)
+    monkeypatch.setattr(cache_module, "write_bytes_atomic", full)
     with caplog.at_level(logging.WARNING, logger=CACHE_LOG):
         cached, _ = evaluate(cache=OutputCache(tmp_path / "cache"))
     (warning,) = cache_warnings(caplog)

@@ -10,6 +10,7 @@ import random
 import re
 
 from nercc.models.checkpoints import backup_path, read_checkpoint
+from tests.processes import run_together
 
 NET_CONFIG = {"_target_": "nercc.models.LeNet5", "in_channels": 1, "num_classes": 10,
               "image_size": 28}  # fmt: skip
@@ -52,16 +53,7 @@ def test_concurrent_publishers_decide_one_after_the_other(tmp_path):
     # forking the test process itself, which holds torch's threads, is not safe
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["nercc.models.publish", "nercc.models.lenet5"])
-    start, results = context.Barrier(WRITERS), context.Queue()
-    writers = [
-        context.Process(target=publish_many, args=(str(tmp_path), w, start, results))
-        for w in range(WRITERS)
-    ]
-    for process in writers:
-        process.start()
-    outcomes = [o for _ in writers for o in results.get(timeout=300)]
-    for process in writers:
-        process.join(timeout=60)
+    outcomes = run_together(context, publish_many, str(tmp_path), WRITERS)
     errors = [error for *_, error in outcomes if error is not None]
     assert errors == [], errors[0]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from nercc.tuning import load_table, publish_table
 from nercc.tuning.tables import table_document
+from tests.processes import run_together
 
 CODE = {"num_inputs": 20, "num_workers": 100, "points": "chebyshev"}
 WRITERS, ROUNDS = 4, 40
@@ -52,18 +53,8 @@ def whole_table_of_one_writer(path: Path) -> tuple[int, int]:
 
 def test_concurrent_publishers_of_one_table_never_fail_nor_mix(tmp_path):
     context = multiprocessing.get_context("spawn")  # no fork of a test process holding threads
-    start, results = context.Barrier(WRITERS), context.Queue()
-    writers = [
-        context.Process(target=publish_many, args=(str(tmp_path), w, start, results))
-        for w in range(WRITERS)
-    ]
-    for process in writers:
-        process.start()
-    errors = [line for _ in writers for line in results.get(timeout=300)]
-    for process in writers:
-        process.join(timeout=60)
+    errors = run_together(context, publish_many, str(tmp_path), WRITERS)
     assert errors == [], f"{len(errors)} publishes failed, the first: {errors[0]}"
-    assert all(process.exitcode == 0 for process in writers)
 
     table = tmp_path / "lenet5_fashion_mnist_K20_N100_chebyshev.json"
     backup = table.with_name("lenet5_fashion_mnist_K20_N100_chebyshev.previous.json")
