@@ -1,14 +1,18 @@
 """One table per multirun: a Hydra callback that records every job and gathers them in a csv.
 
 Registered in ``conf/hydra/default.yaml`` under ``hydra.callbacks``, it acts only in MULTIRUN
-mode (``-m``, or an ``hparams_search=`` preset). At the end of each job (in the process that ran
-it: the main one for the basic launcher, a worker for joblib or submitit) it writes
+mode (``-m``, or an ``hparams_search=`` preset). When a job starts it records it as ``running``
+(so that a job killed outright still has a row; a job interrupted by SIGTERM or SIGINT is
+recorded as failed by the task wrapper, :func:`record_failed_job`), and a job whose folder
+already records it as completed with the same overrides (a sweep resumed into its folder) keeps
+that record and is not run again. At the end of each job (in the process that ran it: the main
+one for the basic launcher, a worker for joblib or submitit) it writes
 
 ``<sweep dir>/<job subdir>/job.json``
     ``{"job", "status", "objective", "optimized_metric", "overrides", "error", "dir"}``: the job
-    number, ``completed`` or ``failed``, the number the task returned (or null), the metric it
-    stands for, the job's task overrides as a dict, the one-line error of a failed job (or
-    null), and the job's output folder;
+    number, ``completed``, ``failed`` or ``running``, the number the task returned (or null),
+    the metric it stands for, the job's task overrides as a dict, the one-line error of a
+    failed job (or null), and the job's output folder;
 
 and, for a failed job, its ``FAILED`` marker (:func:`nercc.config.mark_failed`: the same error
 line and the time) unless the task wrapper already wrote it: a job's folder holds ``FAILED`` if
