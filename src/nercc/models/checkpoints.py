@@ -17,6 +17,7 @@ that names the file and the command that rebuilds it.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import pickle
@@ -231,7 +232,9 @@ def read_checkpoint(
     Returns
     -------
     dict
-        The payload, with ``net`` (the network, its weights loaded, not re-parameterised) added.
+        The payload, with ``net`` (the network, its weights loaded, not re-parameterised) and
+        ``sha256`` (the content hash of the very bytes that were parsed; the file is read once)
+        added.
 
     Raises
     ------
@@ -255,15 +258,18 @@ def read_checkpoint(
     def fail(what: str) -> CheckpointError:
         return CheckpointError(path, what, rebuild_command(model, dataset))
 
-    size = path.stat().st_size
+    # read once: the digest and the weights describe the same bytes even if a publisher
+    # replaces the file meanwhile
+    data = path.read_bytes()
+    size = len(data)
     if size == 0:
         raise fail("empty file (0 bytes)")
-    if not zipfile.is_zipfile(path):
+    if not zipfile.is_zipfile(io.BytesIO(data)):
         raise fail(
             f"truncated or corrupt (cannot be read: not a complete torch archive, {size} bytes)"
         )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise fail(
             "not a published classifier (it holds Python objects beyond tensors and plain data)"
@@ -350,7 +356,7 @@ def read_checkpoint(
         first = str(exc).split("\n\t", 2)
         detail = first[1] if len(first) > 1 else first[0]
         raise fail(f"its weights do not fit its network ({detail[:160]})") from None
-    return {**payload, "net": net}
+    return {**payload, "net": net, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _targets(node: Any) -> list[str]:
@@ -442,6 +448,6 @@ def load_classifier(
 
         net = reparameterize_model(net)
     classifier = Classifier(net, payload["mean"], payload["std"])
-    classifier.info = {**payload["info"], "path": str(path), "sha256": file_sha256(path)}
+    classifier.info = {**payload["info"], "path": str(path), "sha256": payload["sha256"]}
     classifier.requires_grad_(False)
     return classifier.eval().to(device)

@@ -245,6 +245,32 @@ def test_checkpoint_that_fits_loads_as_the_same_function(tmp_path):
     assert classifier.info["num_classes"] == 10 and classifier.info["image_size"] == 28
 
 
+def test_the_digest_describes_the_bytes_whose_weights_were_loaded(tmp_path, monkeypatch):
+    # a publisher replacing the file between the load and the hash must not make info["sha256"]
+    # describe another file than the weights: the file is read once, parsed and hashed as such
+    import hashlib
+    import io
+
+    publish(tmp_path, lenet(1))
+    parsed: list[bytes] = []
+    real_load = torch.load
+
+    def load_then_replace(source, *args, **kwargs):
+        if isinstance(source, io.BytesIO):
+            parsed.append(source.getvalue())
+        else:
+            parsed.append(Path(source).read_bytes())
+        payload = real_load(source, *args, **kwargs)
+        publish(tmp_path, lenet(2), test_acc=0.9)  # a concurrent publisher replaces the file
+        return payload
+
+    monkeypatch.setattr(torch, "load", load_then_replace)
+    classifier = load_classifier("lenet5", "synthetic", tmp_path)
+    assert len(parsed) == 1
+    assert classifier.info["sha256"] == hashlib.sha256(parsed[0]).hexdigest()
+    assert classifier.info["test_acc"] == INFO["test_acc"]  # the weights of the bytes parsed
+
+
 def test_format_1_file_without_the_new_fields_loads_and_is_still_checked(tmp_path):
     forged(tmp_path, payload__format_version=1, info__channels=None, info__image_size=None,
            info__num_classes=None)  # fmt: skip
