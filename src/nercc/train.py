@@ -129,7 +129,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             from nercc.models.publish import DivergedModelError
 
             raise DivergedModelError(outcome.message)
-        (log.warning if outcome.reason == "chance" else log.info)(outcome.message)
+        (log.warning if outcome.reason in ("chance", "unwritable") else log.info)(outcome.message)
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
 

@@ -13,7 +13,9 @@ either lacks a test accuracy). An untrained model is never published. Otherwise 
 in its run folder (``<run>/classifier.ckpt``, the same format) and the run says why it was not
 published. ``publish=force`` publishes a healthy model even when these rules would not (an
 untrained one too), ``publish=false`` never does. A replaced file is kept as
-``<name>.previous.ckpt`` with its JSON.
+``<name>.previous.ckpt`` with its JSON. A broken model and ``publish=false`` never touch the
+checkpoint folder; a folder that cannot be locked (read-only, not a folder) keeps the model in the
+run folder with one line saying so, and the run goes on.
 
 Runs publishing to one folder at once decide and write one after the other
 (:func:`nercc.models.checkpoints.publish_lock`): the second compares itself with what the first
@@ -22,6 +24,7 @@ published, and, when it loses, keeps its model in its own run folder and says so
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,18 +223,30 @@ def publish_run(
     """
     mode = publish_mode(mode)
     broken = health_problem(net, info)
-    with publish_lock(directory):  # two runs publishing at once decide one after the other
-        model, dataset = info["model"], info["dataset"]
-        path = checkpoint_path(model, dataset, directory)
+    model, dataset = info["model"], info["dataset"]
+    path = checkpoint_path(model, dataset, directory)
+
+    def keep(reason: str, why: str, hint: str = "; publish=force replaces it") -> PublishOutcome:
+        kept = write_classifier(Path(run_dir) / KEPT_NAME, net, net_config, mean, std, info)
+        message = f"not published: {why} (kept in {kept}{hint})"
+        return PublishOutcome(False, reason, message, path, kept=kept)
+
+    # decided before the lock: these never touch the checkpoint folder (it may be read-only)
+    if broken is not None:  # whatever the mode: force never publishes a broken model
+        kept = write_classifier(Path(run_dir) / KEPT_NAME, net, net_config, mean, std, info)
+        message = f"training diverged: {broken}; not published (kept in {kept})"
+        return PublishOutcome(False, "not finite", message, path, kept=kept, failed=True)
+    if mode == "never":
+        return keep("publish=false", "publish=false", hint="")
+    with contextlib.ExitStack() as stack:
+        try:  # two runs publishing at once decide one after the other
+            stack.enter_context(publish_lock(directory))
+        except OSError as exc:
+            why = f"the checkpoint folder {directory} cannot be written ({exc.strerror or exc})"
+            return keep("unwritable", why, hint="")
         shape = (info.get("channels"), info.get("image_size"), info.get("image_size"))
         image_shape = None if None in shape else tuple(int(v) for v in shape)
         acc_name, new_acc, old_acc = "test/acc", _accuracy(info, "test_acc"), None
-
-        def keep(reason: str, why: str) -> PublishOutcome:
-            kept = write_classifier(Path(run_dir) / KEPT_NAME, net, net_config, mean, std, info)
-            hint = "" if mode == "never" else "; publish=force replaces it"
-            message = f"not published: {why} (kept in {kept}{hint})"
-            return PublishOutcome(False, reason, message, path, kept=kept)
 
         def publish(reason: str, why: str) -> PublishOutcome:
             existed = path.exists()
@@ -246,12 +261,6 @@ def publish_run(
             message = f"published {path} ({acc_name} {score}; nothing was published there before)"
             return PublishOutcome(True, reason, message, path)
 
-        if broken is not None:  # whatever the mode: force never publishes a broken model
-            kept = write_classifier(Path(run_dir) / KEPT_NAME, net, net_config, mean, std, info)
-            message = f"training diverged: {broken}; not published (kept in {kept})"
-            return PublishOutcome(False, "not finite", message, path, kept=kept, failed=True)
-        if mode == "never":
-            return keep("publish=false", "publish=false")
         if mode == "force":
             if not path.exists():
                 return publish("first", "")

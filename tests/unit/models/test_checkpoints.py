@@ -415,6 +415,35 @@ def nan_net(seed: int = 3) -> LeNet5:
     return net
 
 
+@pytest.mark.parametrize(
+    ("net", "mode", "reason", "says"),
+    [
+        (lenet, False, "publish=false", "not published: publish=false (kept in"),
+        (nan_net, True, "not finite", "training diverged: its weights are not finite"),
+        (lenet, True, "unwritable", "not published: the checkpoint folder"),
+        (lenet, "force", "unwritable", "not published: the checkpoint folder"),
+    ],
+)  # fmt: skip
+def test_a_checkpoint_folder_that_cannot_be_written_never_loses_the_model(
+    tmp_path, net, mode, reason, says
+):
+    # a folder under a regular file cannot be made (NotADirectoryError, even as root):
+    # publish=false and a broken model never touch it; a publish keeps the model in the run
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    outcome = publish_run(net(), NET_CONFIG, [0.5], [0.25], {**INFO, "test_acc": 0.9},
+                          blocker / "checkpoints", tmp_path / "run", mode=mode,
+                          trained_epochs=3)  # fmt: skip
+    kept = tmp_path / "run" / "classifier.ckpt"
+    assert not outcome.published and outcome.reason == reason and outcome.kept == kept
+    assert "\n" not in outcome.message and outcome.message.startswith(says), outcome.message
+    assert f"(kept in {kept})" in outcome.message
+    assert kept.is_file()  # a diverged one is kept to look at (loading it is refused)
+    if reason != "not finite":
+        assert read_checkpoint(kept, "lenet5", "synthetic")["info"]["test_acc"] == 0.9
+    assert blocker.read_text() == "not a folder"
+
+
 @pytest.mark.parametrize("mode", [True, "force", False])
 @pytest.mark.parametrize(
     ("net", "info", "says"),
