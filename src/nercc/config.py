@@ -309,6 +309,9 @@ def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
         done = _completed_before()
         if done is not None:
             return done["objective"]
+        # A log file on a full disk must not print a traceback for every record: the task's own
+        # error line says what failed (logging's errors go nowhere instead).
+        logging.raiseExceptions = False
         _claim_run_dir()
         try:
             with _signals_interrupt():
@@ -328,11 +331,16 @@ def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
         except SystemExit as error:
             if _is_sigterm_exception(error):  # Lightning's, raised at the end of a step
                 _interrupted(Interrupted(signal.SIGTERM), error, cfg)
+            cause = error.__context__  # Lightning ends a Ctrl-C'd fit with sys.exit(1)
+            if isinstance(cause, Interrupted | KeyboardInterrupt):
+                signum = cause.signum if isinstance(cause, Interrupted) else signal.SIGINT
+                _interrupted(Interrupted(signum), error, cfg)
             if error.code in (None, 0):  # a task may end early on purpose
                 _after_success()
             else:
                 _log_to_file(f"error: {failure_line(error)}")
                 _after_failure(error)
+                _record_multirun_failure(failure_line(error), cfg)
             raise
         except BaseException as error:
             full = disk_full(error)
@@ -376,14 +384,22 @@ def _interrupted(interruption: Interrupted, error: BaseException, cfg: DictConfi
     print(line, file=sys.stderr, flush=True)
     _log_to_file(line)
     _after_failure(interruption)
-    if is_multirun():
-        from nercc.multirun import record_failed_job  # here: nercc.multirun imports this module
-
-        with contextlib.suppress(OSError):
-            record_failed_job(
-                HydraConfig.get(), failure_line(interruption), cfg.get("optimized_metric")
-            )
+    _record_multirun_failure(failure_line(interruption), cfg)
     raise SystemExit(interruption.exit_code) from error
+
+
+def _record_multirun_failure(line: str, cfg: DictConfig) -> None:
+    """In a multirun, record this job as failed with ``line`` (a job that ends by a signal or a
+    ``SystemExit`` never returns to Hydra, whose ``on_job_end`` would record it). Never raises:
+    the exit that follows matters more than the row."""
+    if not is_multirun():
+        return
+    from nercc.multirun import record_failed_job  # here: nercc.multirun imports this module
+
+    try:
+        record_failed_job(HydraConfig.get(), line, cfg.get("optimized_metric"))
+    except Exception as problem:  # any failure to write the row must not hide the exit
+        print(f"warning: could not record the failed job: {problem}", file=sys.stderr)
 
 
 def _kept_files(run_dir: Path, most: int = 8) -> list[str]:
@@ -411,22 +427,40 @@ def _is_sigterm_exception(error: SystemExit) -> bool:
 
 @contextlib.contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Interrupted` while the task runs (the main thread only: signal
-    handlers cannot be set elsewhere). The handler is one-shot: a second SIGTERM during the
-    clean-up ends the process as by default. The previous handler comes back afterwards."""
+    """Turn SIGTERM and SIGINT into :class:`Interrupted` while the task runs (the main thread
+    only: signal handlers cannot be set elsewhere). Raising at once, rather than setting a flag,
+    also stops a task outside Lightning's loops, and Lightning passes the exception on after its
+    own clean-up (a plain ``KeyboardInterrupt`` it would turn into ``sys.exit(1)``).
+
+    The handler acts once: a second signal during the clean-up ends the process as by default
+    (also when Lightning has put the handler back meanwhile). A child process forked while it is
+    installed (DataLoader workers) ends by the default action too, so that only the task's own
+    process unwinds. The previous handlers come back afterwards.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    owner = os.getpid()
+    fired = False
 
     def interrupt(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        nonlocal fired
+        if fired or os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        fired = True
         raise Interrupted(signum)
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, interrupt) for signum in _SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _completed_before() -> dict[str, Any] | None:

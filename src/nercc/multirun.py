@@ -30,7 +30,11 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
+import signal
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +49,8 @@ from omegaconf import DictConfig
 from nercc.config import FAILED_FILE, JobFailed, error_line, failure_line, mark_failed
 from nercc.utils.io import write_csv, write_json
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "JOB_FILE",
     "LOCK_FILE",
@@ -52,6 +58,7 @@ __all__ = [
     "MultirunSummary",
     "completed_record",
     "job_record",
+    "mark_running_failed",
     "record_failed_job",
     "summarize",
 ]
@@ -91,6 +98,25 @@ class MultirunSummary(Callback):
             mark_failed(folder, record["error"])
         write_json(folder / JOB_FILE, record)
         summarize(_sweep_dir(config))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """In the sweep's own process, turn SIGTERM into: every job still recorded as
+        ``running`` marked failed, the table rebuilt, exit 143. With a parallel launcher the
+        jobs run in other processes, whose task wrappers handle a signal sent to them; this
+        covers a signal sent to the sweep alone (its workers die with it). With the basic
+        launcher the wrapper's own handler takes over while a job runs."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        sweep_dir = _sweep_dir(config)
+
+        def interrupted(signum: int, frame: Any) -> None:
+            signal.signal(signum, signal.SIG_DFL)  # a second signal ends the sweep at once
+            line = f"Interrupted: the sweep was interrupted by {signal.Signals(signum).name}"
+            mark_running_failed(sweep_dir, line)
+            print(f"error: {line.removeprefix('Interrupted: ')}", file=sys.stderr, flush=True)
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, interrupted)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Rebuild the table once all jobs have returned (a no-op if no job recorded itself)."""
@@ -175,6 +201,26 @@ def record_failed_job(hydra: DictConfig, line: str, optimized_metric: Any = None
     path = write_json(Path(record["dir"]) / JOB_FILE, record)
     summarize(Path(str(hydra.sweep.dir)).absolute())
     return path
+
+
+def mark_running_failed(sweep_dir: str | Path, line: str) -> list[int]:
+    """Record every job of the sweep still ``running`` as failed with ``line`` (and its
+    ``FAILED`` marker), then rebuild the table; return the jobs marked."""
+    sweep_dir = Path(sweep_dir)
+    marked = []
+    for path in sorted(sweep_dir.glob(f"*/{JOB_FILE}")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("status") == "running":
+            record.update(status="failed", objective=None, error=line)
+            write_json(path, record)
+            if not (path.parent / FAILED_FILE).exists():
+                mark_failed(path.parent, line)
+            marked.append(record["job"])
+    summarize(sweep_dir)
+    return marked
 
 
 def completed_record(hydra: DictConfig, folder: str | Path) -> dict[str, Any] | None:
@@ -263,7 +309,14 @@ def summarize(sweep_dir: str | Path) -> Path | None:
     with _locked(sweep_dir):
         records = []
         for path in sweep_dir.glob(f"*/{JOB_FILE}"):
-            record = json.loads(path.read_text())
+            try:
+                record = json.loads(path.read_text())
+                for field in (*FIXED_COLUMNS, "overrides", "error"):  # what the table reads
+                    record[field]  # noqa: B018
+                dict(record["overrides"])
+            except (OSError, ValueError, KeyError, TypeError) as problem:
+                log.warning("multirun: %s left out of the table (unreadable: %s)", path, problem)
+                continue
             record["dir"] = path.parent.name  # relative: the table stays right if the sweep moves
             records.append(record)
         if not records:

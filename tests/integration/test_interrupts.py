@@ -3,6 +3,7 @@ sends it: the run ends as failed (status 143, a ``FAILED`` marker naming the sig
 had finished is kept and named, and nothing is published from an interrupted training."""
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import pytest
 from nercc.config import FAILED_FILE
 
 TERM_LINE = re.compile(r"error: interrupted by SIGTERM \(the run did not finish(; kept in .+)?\)")
+LINE = r"error: interrupted by {} \(the run did not finish(; kept in .+)?\)"
 
 
 def start(module, *overrides, cwd):
@@ -33,7 +35,11 @@ def wait_for(pattern, folder, process, timeout=240.0):
         time.sleep(0.05)
 
 
-def test_sigterm_during_training_keeps_the_best_epoch_and_publishes_nothing(tmp_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_during_training_keeps_the_best_epoch_and_publishes_nothing(
+    tmp_path, signum, code
+):
+    # Lightning turns a KeyboardInterrupt into sys.exit(1): Ctrl-C must still say SIGINT, 130
     run = tmp_path / "run"
     published = tmp_path / "published"
     process = start(
@@ -42,15 +48,16 @@ def test_sigterm_during_training_keeps_the_best_epoch_and_publishes_nothing(tmp_
         f"paths.checkpoint_dir={published}", f"hydra.run.dir={run}", cwd=tmp_path,
     )  # fmt: skip
     checkpoint = wait_for("checkpoints/*.ckpt", run, process)  # an epoch has finished
-    process.terminate()
+    process.send_signal(signum)
     _, err = process.communicate(timeout=240)
-    assert process.returncode == 143, err[-3000:]
+    assert process.returncode == code, err[-3000:]
     (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert TERM_LINE.fullmatch(line), line
+    name = signal.Signals(signum).name
+    assert re.fullmatch(LINE.format(name), line), line
     assert f"kept in {run}: checkpoints/" in line  # the best epoch's checkpoint is named
     assert any(path.is_file() for path in (run / "checkpoints").glob("*.ckpt"))
     assert checkpoint.parent == run / "checkpoints"
-    assert (run / FAILED_FILE).read_text().startswith("error: Interrupted: interrupted by SIGTERM")
+    assert (run / FAILED_FILE).read_text().startswith(f"error: Interrupted: interrupted by {name}")
     assert not list(published.glob("*.ckpt"))  # an interrupted training publishes nothing
 
 

@@ -22,7 +22,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from nercc.config import FAILED_FILE
-from nercc.multirun import JOB_FILE, LOCK_FILE, MultirunSummary, summarize
+from nercc.multirun import JOB_FILE, LOCK_FILE, MultirunSummary, mark_running_failed, summarize
 from tests.wandb_offline import run_contents
 
 SMALL = [
@@ -318,3 +318,28 @@ def test_job_record_of_a_failure_and_of_a_single_run(tmp_path):
     MultirunSummary().on_job_end(config, ret)
     MultirunSummary().on_multirun_end(config)
     assert not (tmp_path / "single").exists()
+
+
+def test_an_unreadable_job_record_is_left_out_of_the_table_with_a_warning(tmp_path, caplog):
+    sweep_dir = tmp_path / "sweep"
+    MultirunSummary().on_job_end(*_job(sweep_dir, 0, value=0.5))
+    MultirunSummary().on_job_end(*_job(sweep_dir, 1, value=0.25))
+    (sweep_dir / "1" / JOB_FILE).write_text('{"job": 1, "status": ')  # cut by a crash
+    summarize(sweep_dir)
+    assert [row["job"] for row in read_table(sweep_dir)] == ["0"]
+    assert any("left out of the table" in r.getMessage() for r in caplog.records)
+
+
+def test_running_jobs_of_an_interrupted_sweep_are_marked_failed(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    MultirunSummary().on_job_end(*_job(sweep_dir, 0, value=0.5))
+    config, _ = _job(sweep_dir, 1)
+    config.hydra.overrides = {"task": ["stragglers=[0,5]"]}
+    MultirunSummary().on_job_start(config)
+    assert json.loads((sweep_dir / "1" / JOB_FILE).read_text())["status"] == "running"
+    assert mark_running_failed(sweep_dir, "Interrupted: the sweep was interrupted by SIGTERM") == [
+        1
+    ]
+    rows = read_table(sweep_dir)
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "completed"), ("1", "failed")]
+    assert failed_marker(sweep_dir / "1") == "Interrupted: the sweep was interrupted by SIGTERM"

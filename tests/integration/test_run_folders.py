@@ -348,3 +348,27 @@ def test_a_full_disk_is_one_line_naming_the_folder_and_keeps_what_was_written(
     assert (folder / "results.txt").read_text() == "work\n"
     assert not (folder / "big.txt").exists() and not list(folder.glob(".big.txt.*"))
     assert marker(folder).startswith("OSError: [Errno 28] No space left on device")
+
+
+def test_a_sigterm_to_a_parallel_sweep_marks_its_running_jobs_failed(probe, tmp_path):
+    probe("mode=ok", f"hydra.run.dir={tmp_path / 'warm'}")
+    sweep = tmp_path / "sweep"
+    process = start_probe(
+        tmp_path, "-m", "mode=sleep,sleep", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    wait_for(sweep / "0" / "ready", process)
+    wait_for(sweep / "1" / "ready", process)
+    process.terminate()  # the sweep's own process only: its workers run the jobs
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "error: the sweep was interrupted by SIGTERM" in err.splitlines()
+    line = "Interrupted: the sweep was interrupted by SIGTERM"
+    for job in (0, 1):
+        record = json.loads((sweep / str(job) / "job.json").read_text())
+        assert (record["status"], record["error"]) == ("failed", line)
+        assert marker(sweep / str(job)) == line
+    table = (sweep / "multirun.csv").read_text().splitlines()
+    assert [row.split(",")[:2] for row in table] == [
+        ["job", "status"], ["0", "failed"], ["1", "failed"],
+    ]  # fmt: skip

@@ -2,6 +2,7 @@
 run and in one job of a multirun."""
 
 import errno
+import json
 import logging
 import math
 import os
@@ -410,3 +411,32 @@ def test_other_os_errors_keep_their_traceback(hydra_mode, tmp_path, capsys):
     with pytest.raises(PermissionError):
         failing(PermissionError(errno.EACCES, "Permission denied"))(cfg)
     assert capsys.readouterr().err == ""
+
+
+def test_a_ctrl_c_that_lightning_turned_into_exit_1_is_still_an_interruption(hydra_mode, tmp_path):
+    cfg = hydra_mode(RunMode.RUN)
+    folder = run_folder(tmp_path)
+
+    @task_wrapper
+    def task(cfg):
+        try:  # what Lightning's _call_and_handle_interrupt does with a KeyboardInterrupt
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise SystemExit(1)  # noqa: B904 - as Lightning raises it
+
+    with pytest.raises(SystemExit) as exit_info:
+        task(cfg)
+    assert exit_info.value.code == 130
+    assert "SIGINT" in (folder / FAILED_FILE).read_text()
+
+
+def test_a_multirun_job_ending_by_system_exit_records_its_row(hydra_mode, tmp_path):
+    cfg = hydra_mode(RunMode.MULTIRUN)
+    with read_write(HydraConfig.get()):
+        HydraConfig.get().job.num = 4  # as Hydra sets it in a job
+    folder = run_folder(tmp_path)
+    with pytest.raises(SystemExit):
+        failing(SystemExit(3))(cfg)
+    record = json.loads((folder / "job.json").read_text())
+    assert (record["job"], record["status"], record["error"]) == (4, "failed", "SystemExit: 3")
+    assert MARKER.fullmatch((folder / FAILED_FILE).read_text())["error"] == "SystemExit: 3"
