@@ -256,8 +256,9 @@ class CodedInferenceModule(pl.LightningModule):
             ``classifier`` (the fingerprint of its class and tensors) and ``classifier_class``,
             ``inputs`` (``originals`` or ``coded``), ``images``, ``encoder``, ``chunk_size``
             (a forward on another number of inputs may round differently), ``dtype``,
-            ``device`` (the device type: kernels differ) and ``autocast`` (the precision of a
-            mixed-precision run, or None).
+            ``device`` (the device type: kernels differ), ``autocast`` (the precision of a
+            mixed-precision run, or None) and ``float32_precision`` (on CUDA, the matmul
+            precision and cuDNN's TF32 switch; None elsewhere).
         """
         if self._classifier_digest is None:
             self._classifier_digest = fingerprint(self.classifier)
@@ -267,6 +268,13 @@ class CodedInferenceModule(pl.LightningModule):
         except RuntimeError:  # a device type without autocast
             mixed = False
         autocast = str(torch.get_autocast_dtype(device)) if mixed else None
+        # TF32 on CUDA computes float32 products at lower precision: other outputs, other key
+        precision = (
+            f"matmul={torch.get_float32_matmul_precision()},"
+            f"cudnn_tf32={torch.backends.cudnn.allow_tf32}"
+            if device == "cuda"
+            else None
+        )
         kind = type(self.classifier)
         return {
             "classifier": self._classifier_digest,
@@ -278,6 +286,7 @@ class CodedInferenceModule(pl.LightningModule):
             "dtype": str(inputs.dtype),
             "device": device,
             "autocast": autocast,
+            "float32_precision": precision,
         }
 
     def _classify(

@@ -19,6 +19,7 @@ __all__ = [
     "copy_atomic",
     "file_mode",
     "fsync_folder",
+    "name_file",
     "publish_lock",
     "save_figure",
     "stage_bytes",
@@ -58,10 +59,19 @@ def stage_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(name, file_mode())
-    except BaseException:
+    except BaseException as error:
         Path(name).unlink(missing_ok=True)
+        name_file(error, path)
         raise
     return Path(name)
+
+
+def name_file(error: BaseException, path: str | os.PathLike[str]) -> None:
+    """Give an ``OSError`` raised while writing ``path`` that file's name when it has none
+    (``write`` and ``fsync`` errors name no file), so that its message says where the disk is
+    full."""
+    if isinstance(error, OSError) and error.filename is None:
+        error.filename = str(path)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -186,6 +196,9 @@ def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
         figure.savefig(tmp, dpi=120)
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+    except OSError as error:
+        name_file(error, path)
+        raise
     finally:
         plt.close(figure)
         Path(tmp).unlink(missing_ok=True)

@@ -40,3 +40,20 @@ def test_interrupted_rename_removes_temporary(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_text_atomic(tmp_path / "r.json", "new")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_that_fails_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno as errno_module
+    import os as os_module
+
+    def full(fd):
+        raise OSError(errno_module.ENOSPC, "No space left on device")  # as write/fsync: no name
+
+    target = tmp_path / "results.json"
+    target.write_text("old\n")
+    monkeypatch.setattr(os_module, "fsync", full)
+    with pytest.raises(OSError) as raised:
+        write_text_atomic(target, "new\n")
+    assert raised.value.filename == str(target)
+    assert target.read_text() == "old\n"  # the old file stays whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no staged file left
