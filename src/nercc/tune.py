@@ -5,8 +5,11 @@ classifier pass per encoder setting, every decoder setting, S and pattern reusin
 TPE (``tune.search=optuna``), picks the best setting per S by ``tune.objective``, writes
 ``grid.csv``, ``table.json`` and heatmaps in the run folder, publishes the table to
 ``outputs/lambdas/<model>_<dataset>_K<K>_N<N>_<points>.json`` (the previous one kept as
-``*.previous.json``), then runs the coded evaluation of the new table on ``eval.split`` (test) in
-``<run>/test``. With ``logger=wandb`` the grid goes to W&B as a table, with the heatmaps.
+``*.previous.json``), then runs the coded evaluation of the run's own ``table.json`` (never the
+published path, which a concurrent tuner may have replaced) on ``eval.split`` (test) in
+``<run>/test``. ``grid.csv`` is rewritten after every evaluation round or trial, so an
+interrupted search keeps the rows it finished. With ``logger=wandb`` the grid goes to W&B as a
+table, with the heatmaps.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import datetime as dt
 import itertools
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +76,7 @@ def _check(cfg: DictConfig) -> tuple[DictConfig, dict[str, list[float]]]:
 def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Tune, publish and test; return the metrics (the table, the test rows, the test objective)
     and the objects used."""
+    started = time.time()  # a table published after this is another run's (see publish_table)
     val, space = _check(cfg)
     plan = check_config(val)
     t = cfg.tune
@@ -92,9 +97,18 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     )
     loggers = build_all(cfg.get("logger"))
     out = Path(cfg.paths.output_dir)
+    finished: list[dict[str, Any]] = []
+
+    def save(new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Keep ``new`` rows in ``<run>/grid.csv`` at once: an interrupted search keeps them."""
+        finished.extend(new)
+        if finished:
+            write_csv(out / "grid.csv", finished)
+        return new
 
     if t.search == "grid":
         rows, _ = run_coded(val, plan.variants, plan.straggler_factory, data, classifier)
+        save(rows)
     else:
         baseline = [v for v in plan.variants if v.name != t.scheme]
         rows, _ = (
@@ -102,6 +116,7 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             if baseline
             else ([], None)
         )
+        save(rows)
 
         def trial(params: dict[str, float]) -> list[dict[str, Any]]:
             one = val.copy()
@@ -109,14 +124,14 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 one.scheme = {t.scheme: {**OmegaConf.to_container(val.scheme[t.scheme]), **params}}
             variants = check_config(one).variants
             found, _ = run_coded(one, variants, plan.straggler_factory, data, classifier)
-            return found
+            return save(found)
 
         rows += tpe_search(
             trial, space, list(cfg.stragglers), t.objective, t.optuna.n_trials, t.optuna.seed
         )
     grid_rows = list(rows)
     if t.search == "grid":
-        rows += _refine(val, plan, data, classifier, rows, names)
+        rows += _refine(val, plan, data, classifier, rows, names, save)
     best = best_by_stragglers(rows, t.scheme, names, t.objective)
     missing = [s for s in cfg.stragglers if s not in best]
     if missing:
@@ -188,13 +203,23 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 logger.log_image(f"tune/{t.objective}_S{s}", images=[str(path)])
         logger.save()
 
+    # the test reads the run's own table: a concurrent tuner may replace the published one
     table_file = out / "table.json"
-    if t.publish:
-        table_file, backup = publish_table(content, cfg.paths.lambdas_dir)
-        log.info(f"published {table_file}")
-        if backup is not None:
-            log.info(f"note: it replaces the previous table, kept as {backup}")
     metrics: dict[str, Any] = {"table": content, "table_path": str(table_file)}
+    if t.publish:
+        published, backup, replaced_at = publish_table(
+            content, cfg.paths.lambdas_dir, since=started
+        )
+        metrics["published_table"] = str(published)
+        log.info(f"published {published}")
+        if replaced_at is not None:
+            when = replaced_at.isoformat(timespec="seconds")
+            log.warning(
+                f"replaced a table published by another run at {when} (kept as {backup}); "
+                f"this run's table is also in {table_file}"
+            )
+        elif backup is not None:
+            log.info(f"note: it replaces the previous table, kept as {backup}")
     if t.test:
         test = cfg.copy()
         with open_dict(test):
@@ -223,9 +248,11 @@ def _refine(
     classifier: Any,
     rows: list[dict[str, Any]],
     names: list[str],
+    save: Any,
 ) -> list[dict[str, Any]]:
     """``tune.refine`` rounds around each S's best setting: every positive parameter times
-    10^-h, 1 and 10^h (h half a grid step, halved each round), evaluated only at that S."""
+    10^-h, 1 and 10^h (h half a grid step, halved each round), evaluated only at that S; each
+    round's rows are passed to ``save`` as soon as they are found."""
     t = val.tune
     found: list[dict[str, Any]] = []
     node = {k: v for k, v in val.scheme[t.scheme].items() if k not in (*names, TABLE_KEY)}
@@ -259,7 +286,7 @@ def _refine(
             for setting, at in wanted.items()
         ]
         refined, _ = run_coded(val, variants, plan.straggler_factory, data, classifier)
-        found += refined
+        found += save(refined)
     return found
 
 

@@ -62,11 +62,41 @@ def test_tune_publishes_the_best_pair_per_s_and_tests_it(compose_config, checkpo
         assert {"lam_enc": row["lam_enc"], "lam_dec": row["lam_dec"]} == table.by_stragglers[
             row["num_stragglers"]
         ]
-        assert row["params_source"] == f"table:{table.path}"
+        # the run's own table is tested: a concurrent tuner may replace the published one
+        assert row["params_source"] == f"table:{run / 'table.json'}"
+    assert metrics["table_path"] == str(run / "table.json")
+    assert metrics["published_table"] == str(table.path)
     assert tested["objective"]["value"] == pytest.approx(metrics["coded/nercc/mse"])
     assert sorted(p.name for p in run.glob("heatmap_S*.png")) == [
         "heatmap_S0.png", "heatmap_S4.png", "heatmap_S8.png",
     ]  # fmt: skip
+
+
+def test_an_interrupted_tune_keeps_the_rows_it_finished(
+    compose_config, checkpoints, tmp_path, monkeypatch
+):
+    # grid.csv is rewritten after every evaluation round: the grid's rows survive a failure
+    # (or a signal) in the first refine round
+    import nercc.tune
+
+    real, calls = nercc.tune.run_coded, []
+
+    def second_round_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("the second round is interrupted")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nercc.tune, "run_coded", second_round_fails)
+    cfg = compose_config(
+        "tune", [*SMALL, *GRID, f"paths.checkpoint_dir={checkpoints}", "tune.num_patterns=2"]
+    )
+    with pytest.raises(KeyboardInterrupt):
+        tune(cfg)
+    with open(tmp_path / "run" / "grid.csv") as handle:
+        grid = list(csv.DictReader(handle))
+    assert len(grid) == 3 * (6 + 1) and not [r for r in grid if r["variant"] == "nercc(refine)"]
+    assert not (tmp_path / "outputs" / "lambdas").exists()  # nothing published
 
 
 def test_tune_refuses_the_test_split(compose_config, checkpoints):

@@ -8,6 +8,7 @@ checkpoint. Loading checks every field and names the file and the field when som
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
@@ -155,32 +156,53 @@ def table_document(content: Mapping[str, Any]) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, **content}
 
 
-def publish_table(content: Mapping[str, Any], directory: str | Path) -> tuple[Path, Path | None]:
+def publish_table(
+    content: Mapping[str, Any], directory: str | Path, *, since: float | None = None
+) -> tuple[Path, Path | None, dt.datetime | None]:
     """Write a table to its stable path, atomically; an existing table is kept as a backup.
 
     ``content`` holds ``scheme``, ``model``, ``dataset``, ``code``, ``params_by_stragglers`` and
-    whatever says how it was found. Returns the path and the backup's path (None if there was no
-    table before). The new table is staged under a name unique to this call, fsynced and checked
-    by :func:`load_table`; then, under the folder's lock (``.publish.lock``, ``fcntl``), the table
-    there is kept as ``<name>.previous.json`` and the staged file renamed over it. Concurrent
-    publishers of one table thus never fail nor mix their contents: the last one's table is
-    published whole, and each backup is a whole table published before it.
+    whatever says how it was found. The new table is staged under a name unique to this call,
+    fsynced and checked by :func:`load_table`; then, under the folder's lock (``.publish.lock``,
+    ``fcntl``), the table there is kept as ``<name>.previous.json`` and the staged file renamed
+    over it. Concurrent publishers of one table thus never fail nor mix their contents: the last
+    one's table is published whole, and each backup is a whole table published before it.
+
+    Parameters
+    ----------
+    content : mapping
+        The table (see :func:`table_document`).
+    directory : path
+        Where tables are published.
+    since : float, optional
+        When the caller's run started (``time.time()``). A table found there that was written
+        at or after it was published by another run meanwhile: its write time is returned, so
+        the caller can say that it replaced it.
+
+    Returns
+    -------
+    path, backup, replaced_at
+        The published path; the backup's path (None if there was no table before); the write
+        time (UTC) of the replaced table when it is later than ``since``, else None.
     """
     path = table_path(directory, content["model"], content["dataset"], content["code"])
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(table_document(content), indent=2) + "\n"
     staged = stage_bytes(path, text.encode("utf-8"))
+    backup, replaced_at = None, None
     try:
         load_table(staged)
         with publish_lock(path.parent):
-            backup = None
             if path.exists():
+                written = path.stat().st_mtime
+                if since is not None and written >= since:
+                    replaced_at = dt.datetime.fromtimestamp(written, dt.timezone.utc)
                 backup = path.with_name(f"{path.stem}.previous.json")
                 copy_atomic(path, backup)
             os.replace(staged, path)
     finally:
         staged.unlink(missing_ok=True)
-    return path, backup
+    return path, backup, replaced_at
 
 
 def resolve_table(

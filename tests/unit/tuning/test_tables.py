@@ -32,7 +32,7 @@ def _doc(**changes):
 
 
 def test_publish_and_load_round_trip_with_a_backup(tmp_path):
-    path, backup = publish_table(content(), tmp_path)
+    path, backup, _ = publish_table(content(), tmp_path)
     assert path == tmp_path / "lenet5_fashion_mnist_K20_N100_chebyshev.json"
     assert backup is None and oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
     table = load_table(path)
@@ -44,7 +44,7 @@ def test_publish_and_load_round_trip_with_a_backup(tmp_path):
     assert table.params_at(30) == ({"lam_enc": 1e-8, "lam_dec": 1e-9}, 40)
     assert table.params_at(20) == ({"lam_enc": 0.0, "lam_dec": 0.0}, 0)  # a tie: the smaller S
     first = path.read_bytes()
-    path2, backup = publish_table(content(found_by={"split": "val", "run": 2}), tmp_path)
+    path2, backup, _ = publish_table(content(found_by={"split": "val", "run": 2}), tmp_path)
     assert path2 == path and backup.read_bytes() == first
     assert json.loads(path.read_text())["found_by"]["run"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -72,6 +72,25 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_publishing_over_a_table_written_after_the_run_started_says_so(tmp_path):
+    # two sequential publishes: the second run started (since) before the first wrote its
+    # table, so it replaces another run's table and is told when that one was written
+    import time
+
+    started = time.time() - 60  # the second run started before the first publish
+    first, _, replaced = publish_table(content(found_by={"run": 1}), tmp_path, since=started)
+    assert replaced is None  # nothing there before
+    written = first.stat().st_mtime
+    path, backup, replaced = publish_table(content(found_by={"run": 2}), tmp_path, since=started)
+    assert replaced is not None and replaced.timestamp() == pytest.approx(written)
+    assert json.loads(backup.read_text())["found_by"] == {"run": 1}
+    # a table written before the run started is the one it saw: no note
+    _, backup, replaced = publish_table(content(), tmp_path, since=time.time() + 60)
+    assert backup is not None and replaced is None
+    _, _, replaced = publish_table(content(), tmp_path)  # no since: nothing is compared
+    assert replaced is None
 
 
 def test_a_malformed_table_is_never_published(tmp_path):
@@ -181,7 +200,7 @@ def test_resolve(tmp_path):
     assert resolve_table("none", tmp_path, "lenet5", "fashion_mnist", CODE) is None
     assert resolve_table(None, tmp_path, "lenet5", "fashion_mnist", CODE) is None
     assert resolve_table("published", tmp_path, "lenet5", "fashion_mnist", CODE) is None
-    path, _ = publish_table(content(), tmp_path)
+    path, _, _ = publish_table(content(), tmp_path)
     assert resolve_table("published", tmp_path, "lenet5", "fashion_mnist", CODE).path == path
     assert resolve_table(str(path), tmp_path / "x", "vit", "mnist", CODE).path == path
     assert (
