@@ -8,7 +8,8 @@ the published classifier, and a Ray Serve endpoint for ``serving.scheme``:
   "underdetermined"}``; any other answer is JSON ``{"error": ...}`` with its status;
 - ``GET /healthz``: the scheme and the code.
 
-The HTTP address is checked before Ray starts (a port in use is one error line). It serves until
+The HTTP address and the checkpoint are checked before Ray starts (a port in use, a missing or
+corrupt checkpoint: one error line). It serves until
 Ctrl-C (or ``serving.duration_s``), then shuts everything down. The helpers here
 (:func:`serving_plan`, :func:`model_loader`, :func:`table_warnings`) are shared with
 :mod:`nercc.loadtest`.
@@ -158,15 +159,20 @@ def serve(
 
     if cfg.serving.address is None:  # a local instance: the HTTP server listens here
         check_bind(cfg.serving.host, int(cfg.serving.port))
+    from nercc.models.checkpoints import read_checkpoint
     from nercc.serving import ray_cluster, start_workers, stop_workers
     from nercc.serving.endpoint import http_endpoint
 
     checkpoint = check_checkpoint_exists(cfg)
+    # checked here, before Ray starts: a bad file is one line, not N workers failing to start
+    sha256 = read_checkpoint(checkpoint, cfg.model_name, cfg.data.name, **expected_input(cfg))[
+        "sha256"
+    ]
     name = cfg.serving.scheme
     plan = serving_plan(cfg, [name])
     for note in plan.notes:
         log.info(f"note: {note}")
-    for warning in table_warnings(plan, checkpoint):
+    for warning in table_warnings(plan, checkpoint, sha256):
         log.warning(warning)
 
     scheme = plan.schemes[name]

@@ -86,6 +86,34 @@ def test_serve_refuses_a_port_in_use_in_one_line_before_ray_starts(tmp_path):
     print(f"refused in {took:.1f} s")  # (no timing threshold: the machine may be busy)
 
 
+def test_serve_refuses_a_nan_checkpoint_in_one_line_before_ray_starts(checkpoints, tmp_path):
+    """The driver reads the checkpoint before Ray starts: no worker fails to start with it."""
+    import torch
+
+    payload = torch.load(checkpoints / "lenet5_synthetic.ckpt", weights_only=True)
+
+    def poison(value):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return torch.full_like(value, float("nan"))
+        if isinstance(value, dict):
+            return {key: poison(item) for key, item in value.items()}
+        return value
+
+    folder = tmp_path / "published"
+    folder.mkdir()
+    torch.save(poison(payload), folder / "lenet5_synthetic.ckpt")
+    result = subprocess.run(
+        [sys.executable, "-m", "nercc.serve", "data=synthetic", f"paths.checkpoint_dir={folder}",
+         f"serving.port={free_port()}", f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: checkpoint"), result.stderr
+    assert "not finite" in lines[0], lines[0]
+    assert "Ray" not in result.stdout + result.stderr  # refused before Ray started
+
+
 @pytest.mark.usefixtures("ray_session")
 def test_loadtest_compares_the_four_schemes_and_writes_its_results(
     compose_config, checkpoints, tmp_path

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import socket
 import time
 import urllib.error
@@ -111,9 +112,14 @@ def nothing_left_running():
     assert not left, f"Ray processes left after the module: {sorted(left)}"
 
 
+#: The SIGTERM handler of the process before ``shared_ray`` called ray.init (see the test).
+SIGTERM_BEFORE_RAY: list = []
+
+
 @pytest.fixture(scope="module")
 def shared_ray():
     """One local Ray instance (on 127.0.0.1, 2 CPUs) for every test of the module that asks."""
+    SIGTERM_BEFORE_RAY[:] = [signal.getsignal(signal.SIGTERM)]
     with ray_cluster(num_cpus=2):
         yield
 
@@ -306,6 +312,28 @@ def test_a_dead_workers_input_goes_to_a_live_worker_or_fails_loudly(workers_of):
                   retry_s=0.5) as front:  # fmt: skip
         with pytest.raises(QueryFailed, match="input 0 lost, no worker computed it"):
             front.predict(queries[0], timeout=30)
+        assert front.workers_down() == {0, 1}  # what /healthz answers 503 for
+
+
+def test_ray_cluster_keeps_the_process_sigterm_handler(shared_ray):
+    """ray.init replaces it with sys.exit(15); ray_cluster puts the caller's back (the task
+    wrapper's handler exits 143 and marks the run failed)."""
+    assert ray.is_initialized()
+    assert signal.getsignal(signal.SIGTERM) is SIGTERM_BEFORE_RAY[0]
+
+
+def no_classifier() -> torch.nn.Module:
+    raise ValueError("checkpoint x.ckpt: weights are not finite")
+
+
+def test_a_worker_that_cannot_start_fails_at_once_with_its_error(workers_of):
+    """Ray does not restart an actor whose constructor raised: waiting would only time out."""
+    with pytest.raises(RuntimeError) as failed:
+        workers_of(no_classifier, 2, None)
+    assert str(failed.value).endswith(
+        "failed to start: ValueError: checkpoint x.ckpt: weights are not finite"
+    )
+    assert "\n" not in str(failed.value)
 
 
 def test_replication_takes_the_first_answer_of_each_input_and_a_deadline_counts_few_answers(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +30,9 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
     A local instance's HTTP proxy answers its own errors (no application routed, a replica that
     died) in JSON, through :mod:`nercc.serving.http_errors`, unless the environment already names
     another proxy callback.
+
+    The process's SIGTERM handler is the same after ``ray.init`` as before (Ray's driver would
+    otherwise exit with status 15, bypassing the task wrapper's handler).
     """
     if ray.is_initialized():
         raise RuntimeError("Ray is already initialised in this process; shut it down first")
@@ -42,7 +47,7 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
     else:
         options["address"] = address
     try:
-        ray.init(**options)
+        _init_keeping_sigterm(options)
         try:
             yield
         finally:
@@ -50,6 +55,19 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
     finally:
         if previous is None:
             os.environ.pop(PROXY_CALLBACK_ENV, None)
+
+
+def _init_keeping_sigterm(options: dict[str, Any]) -> None:
+    """``ray.init(**options)``, then the SIGTERM handler it replaces put back (main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        ray.init(**options)  # Ray sets no handler off the main thread
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        ray.init(**options)
+    finally:
+        if previous is not None:  # None: a handler not set from Python, cannot be restored
+            signal.signal(signal.SIGTERM, previous)
 
 
 def freeze_startup_heap() -> None:

@@ -5,12 +5,14 @@ beforehand; every request is one query, batched with its neighbours into coded g
 
 Every answer that is not a 200 is JSON ``{"error": "<one line>"}``: 400 for a body that is not an
 image of the classifier's shape (booleans, strings and non-finite values are not pixels), 413 for a
-body over the limit (counted while it is read, chunked or not: the rest is never read), 404 and
-405 for other routes and methods, 502 when the model returns non-finite logits, 503 while the
-endpoint shuts down or no worker can compute a query, 500 for anything else. The proxy's own
-answers are turned into JSON by :class:`~nercc.serving.http_errors.JsonErrors` (on a local
-instance started by :func:`~nercc.serving.cluster.ray_cluster`). The deployment keeps serving
-after any of them.
+body over the limit (counted while it is read, chunked or not: the replica stops reading past the
+limit, though Ray Serve's HTTP proxy still buffers what the client sends), 404 and 405 for other
+routes and methods, 502 when the decoded logits are not finite (the model answered NaN or inf, or
+decoding overflowed), 503 while the endpoint shuts down or no worker can compute a query
+(``GET /healthz`` too, once the frontend knows every worker is down: a call to each failed and no
+probe has answered since), 500 for anything else. The proxy's own answers are turned into JSON by
+:class:`~nercc.serving.http_errors.JsonErrors` (on a local instance started by
+:func:`~nercc.serving.cluster.ray_cluster`). The deployment keeps serving after any of them.
 """
 
 from __future__ import annotations
@@ -99,6 +101,11 @@ class PredictEndpoint:
                 return _error(405, f"use GET /healthz, got {method}")
             if self.closing:
                 return _error(503, "shutting down")
+            down = self.frontend.workers_down()
+            if down and len(down) >= self.frontend.scheme.num_workers:
+                return _error(
+                    503, f"every worker is down ({len(down)} of {len(down)}): retry later"
+                )
             return JSONResponse(self.health())
         if path != "/predict":
             return _error(404, f"no route {method} {path}: use POST /predict or GET /healthz")
@@ -114,7 +121,11 @@ class PredictEndpoint:
             return _error(400, "the client disconnected before sending the whole body")
         try:  # off the event loop: a large body must not stall the other requests
             image = await asyncio.to_thread(
-                parse_image, body, request.headers.get("content-type"), self.image_shape
+                parse_image,
+                body,
+                request.headers.get("content-type"),
+                self.image_shape,
+                self.max_body_bytes,
             )
         except ValueError as error:
             return _error(400, str(error))

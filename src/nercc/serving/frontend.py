@@ -18,9 +18,9 @@ replication with every copy failed; a code with no answer at all) sends that cod
 live worker instead (workers are interchangeable: each computes f of what it gets), or, when
 every worker failed, to its own worker again after a pause for Ray to restart it, for up to
 ``retry_s`` seconds; a query whose input cannot be estimated by then fails with
-:class:`QueryFailed`. A query whose estimate is not finite (the model answered NaN or inf) fails
-with :class:`NonFiniteOutputs`. Every query is answered exactly once, with an answer or with one of
-these errors.
+:class:`QueryFailed`. A query whose estimate is not finite (the model answered NaN or inf, or the
+decoder overflowed from finite answers) fails with :class:`NonFiniteOutputs`. Every query is
+answered exactly once, with an answer or with one of these errors.
 
 A code that stops at a deadline may decode from fewer answers than inputs (K): the estimates are
 underdetermined. The frontend counts such groups (:attr:`Frontend.underdetermined_groups`, and
@@ -67,7 +67,8 @@ class QueryFailed(RuntimeError):
 
 
 class NonFiniteOutputs(QueryFailed):
-    """A query whose decoded logits are not finite: the model answered NaN or inf."""
+    """A query whose decoded logits are not finite: the model answered NaN or inf, or the
+    decoder overflowed from finite answers (the message says which)."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,11 @@ class Frontend:
         """Submit one image and wait for its answer."""
         return self.submit(image).result(timeout)
 
+    def workers_down(self) -> set[int]:
+        """The workers known to be down now: a call to each failed and no probe (``ready``) has
+        answered since. Asks without waiting; a worker that died unasked is not known yet."""
+        return self._health.down()
+
     def close(self) -> None:
         """Answer what is queued, then stop the batcher and wait for the groups in flight."""
         with self._lock:
@@ -302,13 +308,7 @@ class Frontend:
                 )
                 continue
             if not finite[position]:
-                bad = [w for w in workers if not np.isfinite(outputs[w]).all()]
-                future.set_exception(
-                    NonFiniteOutputs(
-                        f"group {group}: the model returned non-finite outputs (NaN or inf): "
-                        f"workers {bad} of {list(workers)} answered non-finite logits"
-                    )
-                )
+                future.set_exception(NonFiniteOutputs(_non_finite_reason(group, outputs, workers)))
                 continue
             logits = estimates[position]
             future.set_result(
@@ -438,6 +438,21 @@ class Frontend:
         if int(available.sum()) >= quorum:
             return True
         return deadline is not None and time.monotonic() >= deadline
+
+
+def _non_finite_reason(group: int, outputs: np.ndarray, workers: tuple[int, ...]) -> str:
+    """Why a query's estimate is not finite: some answers were not, or the decoder overflowed
+    although every answer was finite."""
+    bad = [w for w in workers if not np.isfinite(outputs[w]).all()]
+    if bad:
+        return (
+            f"group {group}: the model returned non-finite outputs (NaN or inf): "
+            f"workers {bad} of {list(workers)} answered non-finite logits"
+        )
+    return (
+        f"group {group}: the decoded estimates are not finite (overflow) although every answer "
+        f"was: workers {list(workers)}"
+    )
 
 
 def _results(refs: list[Any]) -> list[Any]:

@@ -95,8 +95,9 @@ class JsonErrors:
         try:
             await self.app(scope, receive, relay)
         except Exception as error:
-            if started:
+            if started and held is None:  # the client has a start already: nothing to mend
                 raise
+            # nothing sent yet (a plain error's start is held back, never sent): a JSON 500
             await _send_error(send, 500, f"internal error: {error}" if str(error) else NO_ANSWER)
             return
         if not started:

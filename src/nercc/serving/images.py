@@ -12,11 +12,16 @@ __all__ = ["PNG_SIGNATURE", "image_to_png", "parse_image"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-#: The largest body accepted (bytes): a 224x224 RGB image as JSON is about 1.5 MB.
+#: The largest body accepted by default (bytes): a 224x224 RGB image as JSON is about 1.5 MB.
 MAX_BODY_BYTES = 8 * 2**20
 
 
-def parse_image(body: bytes, content_type: str | None, shape: tuple[int, int, int]) -> np.ndarray:
+def parse_image(
+    body: bytes,
+    content_type: str | None,
+    shape: tuple[int, int, int],
+    max_bytes: int = MAX_BODY_BYTES,
+) -> np.ndarray:
     """The image in ``body``: PNG bytes, or a JSON array (or ``{"image": array}``) of values in
     [0, 1] with shape (C, H, W), or (H, W) for one channel.
 
@@ -32,6 +37,8 @@ def parse_image(body: bytes, content_type: str | None, shape: tuple[int, int, in
         The request's Content-Type; PNG is recognised by its signature whatever it says.
     shape : (channels, height, width)
         What the classifier takes.
+    max_bytes : int
+        The largest body accepted (the endpoint passes its configured limit).
 
     Returns
     -------
@@ -45,8 +52,8 @@ def parse_image(body: bytes, content_type: str | None, shape: tuple[int, int, in
     channels, height, width = shape
     if not body:
         raise ValueError("empty body: send a PNG image or a JSON array of pixel values")
-    if len(body) > MAX_BODY_BYTES:
-        raise ValueError(f"body too large: {len(body)} bytes, at most {MAX_BODY_BYTES}")
+    if len(body) > max_bytes:
+        raise ValueError(f"body too large: {len(body)} bytes, at most {max_bytes}")
     if body.startswith(PNG_SIGNATURE):
         image = _from_png(body, channels, (height, width))
     elif (content_type or "").split(";")[0].strip() in ("application/json", "") or body[:1] in (
@@ -129,10 +136,11 @@ def _from_json(body: bytes) -> np.ndarray:
         raise ValueError(f"the image is empty (shape {image.shape})")
     if image.ndim not in (2, 3):
         raise ValueError(f"the image must be an array of 2 or 3 dimensions, got {image.ndim}")
-    if not np.all(np.isfinite(image)) or image.min() < 0.0 or image.max() > 1.0:
-        low, high = float(np.nanmin(image)), float(np.nanmax(image))
-        shown = "non-finite values" if not np.all(np.isfinite(image)) else f"[{low:g}, {high:g}]"
-        raise ValueError(f"pixel values must be finite and in [0, 1], got {shown}")
+    if not np.all(np.isfinite(image)):  # before the range: NaN has none
+        raise ValueError("pixel values must be finite and in [0, 1], got non-finite values")
+    low, high = float(image.min()), float(image.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"pixel values must be finite and in [0, 1], got [{low:g}, {high:g}]")
     return image.astype(np.float32)
 
 

@@ -174,6 +174,9 @@ def start_workers(
     ]
     try:
         wait_ready(workers)
+    except RuntimeError:
+        stop_workers(workers)
+        raise
     except TimeoutError:
         stop_workers(workers)
         resources = ray.available_resources().get("CPU", 0.0)
@@ -198,6 +201,9 @@ def wait_ready(workers: list[Any], timeout: float = READY_TIMEOUT_S) -> None:
 
     Raises
     ------
+    RuntimeError
+        A worker's constructor raised (Ray does not restart it): at once, with its error's last
+        line (e.g. the classifier could not be loaded).
     TimeoutError
         Some worker did not answer within ``timeout`` seconds.
     """
@@ -212,6 +218,11 @@ def wait_ready(workers: list[Any], timeout: float = READY_TIMEOUT_S) -> None:
             try:
                 ray.get(ref)
                 answered.add(refs[ref])
+            except ray.exceptions.RayActorError as error:
+                if error.actor_init_failed:  # dead for good: asking again would only wait
+                    raise RuntimeError(
+                        f"worker {refs[ref]} failed to start: {_last_line(error)}"
+                    ) from None
             except ray.exceptions.RayError:
                 pass
         waiting = [n for n in waiting if n not in answered]
@@ -219,6 +230,13 @@ def wait_ready(workers: list[Any], timeout: float = READY_TIMEOUT_S) -> None:
             raise TimeoutError(f"workers {waiting} did not answer within {timeout:g} s")
         if waiting:
             time.sleep(0.1)
+
+
+def _last_line(error: BaseException) -> str:
+    """The last non-empty line of an error's text (a remote error's own message, after its
+    traceback)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def stop_workers(workers: list[Any]) -> None:

@@ -16,9 +16,16 @@ pytest.importorskip("ray", reason="the serve extra (ray[serve]) is installed by 
 
 from starlette.requests import Request  # noqa: E402
 
+from nercc.coding import NeRCC  # noqa: E402
+from nercc.serving import images  # noqa: E402
 from nercc.serving.address import check_bind  # noqa: E402
 from nercc.serving.endpoint import PredictEndpoint, read_body  # noqa: E402
-from nercc.serving.frontend import Answer, NonFiniteOutputs, QueryFailed  # noqa: E402
+from nercc.serving.frontend import (  # noqa: E402
+    Answer,
+    NonFiniteOutputs,
+    QueryFailed,
+    _non_finite_reason,
+)
 from nercc.serving.http_errors import NO_ANSWER, UNAVAILABLE, JsonErrors  # noqa: E402
 from nercc.utils.errors import ConfigError  # noqa: E402
 
@@ -58,8 +65,13 @@ class FakeFrontend:
     """Answers every image with ``outcome``: logits, or an exception raised by the future (or by
     ``submit`` when ``on_submit``)."""
 
-    def __init__(self, outcome, on_submit: bool = False) -> None:
+    def __init__(self, outcome, on_submit: bool = False, down=()) -> None:
         self.outcome, self.on_submit, self.images = outcome, on_submit, []
+        self.down = set(down)
+        self.name, self.scheme = "nercc", NeRCC(2, 4)
+
+    def workers_down(self):
+        return set(self.down)
 
     def submit(self, image):
         self.images.append(image)
@@ -184,6 +196,25 @@ def test_a_closing_endpoint_takes_no_query():
     assert made.frontend.images == []
 
 
+def test_healthz_is_503_once_every_worker_is_known_down():
+    assert answer(endpoint(FakeFrontend([0.1, 0.9])), request("GET", "/healthz"))[0] == 200
+    some = endpoint(FakeFrontend([0.1, 0.9], down={0, 2, 3}))
+    status, body = answer(some, request("GET", "/healthz"))
+    assert status == 200 and body["status"] == "ok"  # one worker still answers
+    every = endpoint(FakeFrontend([0.1, 0.9], down={0, 1, 2, 3}))
+    status, body = answer(every, request("GET", "/healthz"))
+    assert (status, body) == (503, {"error": "every worker is down (4 of 4): retry later"})
+
+
+def test_a_large_limit_lets_the_parser_take_a_body_over_eight_mib():
+    """The parser takes the endpoint's limit, not its own 8 MiB default."""
+    made = endpoint()
+    made.max_body_bytes = images.MAX_BODY_BYTES + 64
+    body = PIXELS + b" " * (images.MAX_BODY_BYTES + 1 - len(PIXELS))  # valid JSON, 8 MiB + 1
+    status, result = answer(made, request("POST", "/predict", Body([body]), JSON))
+    assert status == 200, result
+
+
 def test_the_errors_pickle():
     for error in (NonFiniteOutputs("group 1: bad"), QueryFailed("group 1: lost")):
         again = pickle.loads(pickle.dumps(error))
@@ -266,6 +297,24 @@ def test_a_request_the_proxy_left_unanswered_is_a_json_500():
     assert run_app(raising)[:2] == (500, {"error": "internal error: replica died"})
 
 
+def test_an_app_that_raises_after_a_held_plain_error_start_gets_a_json_500():
+    async def app(scope, receive, send):  # a plain error's start (held back), then a crash
+        start = [(b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 503, "headers": start})
+        raise RuntimeError("the replica died")
+
+    assert run_app(app)[:2] == (500, {"error": "internal error: the replica died"})
+
+
+def test_an_app_that_raises_after_a_sent_start_is_not_answered_twice():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("midway")
+
+    with pytest.raises(RuntimeError, match="midway"):
+        run_app(app)
+
+
 def test_other_plain_errors_keep_their_status_and_text():
     status, body, headers = run_app(plain(503, b"Service\nunavailable", [(b"retry-after", b"2")]))
     assert (status, body) == (503, {"error": "Service unavailable"})
@@ -294,3 +343,15 @@ def test_the_middleware_module_imports_neither_torch_nor_the_codes():
                             timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_non_finite_estimates_name_their_cause():
+    outputs = np.array([[1.0, 2.0], [np.nan, 0.0], [3.0, 4.0]])
+    assert _non_finite_reason(7, outputs, (0, 1, 2)).endswith(
+        "workers [1] of [0, 1, 2] answered non-finite logits"
+    )
+    reason = _non_finite_reason(7, outputs[[0, 2]], (0, 1))
+    assert reason == (
+        "group 7: the decoded estimates are not finite (overflow) although every answer was: "
+        "workers [0, 1]"
+    )

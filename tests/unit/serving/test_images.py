@@ -90,3 +90,21 @@ def test_decompression_bomb_and_deep_json_are_bad_requests(monkeypatch):
 def test_empty_json_array_says_so():
     with pytest.raises(ValueError, match=r"the image is empty \(shape \(1, 0\)\)"):
         parse_image(b"[[]]", "application/json", (1, 3, 4))
+
+
+@pytest.mark.parametrize("body", [b"[[NaN, NaN], [NaN, NaN]]", b"[[NaN, Infinity], [NaN, NaN]]"])
+def test_an_all_nan_image_is_refused_without_a_warning(body):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "All-NaN slice" would be an exception here
+        with pytest.raises(ValueError) as error:
+            parse_image(body, "application/json", (1, 2, 2))
+    assert str(error.value) == "pixel values must be finite and in [0, 1], got non-finite values"
+
+
+def test_the_body_limit_is_the_callers():
+    body = b"[[0.5, 0.25], [0, 1]]"  # 21 bytes
+    with pytest.raises(ValueError, match="body too large: 21 bytes, at most 20"):
+        parse_image(body, "application/json", (1, 2, 2), max_bytes=20)
+    assert parse_image(body, "application/json", (1, 2, 2), max_bytes=21).shape == (1, 2, 2)
