@@ -254,9 +254,8 @@ def disk_full(error: BaseException) -> OSError | None:
 def disk_full_line(error: OSError) -> str:
     """One line for a full disk, naming the folder that could not be written."""
     name = error.filename or error.filename2
-    where = Path(str(name)).parent if name else _run_dir()
     what = "no space left on the device" if error.errno == errno.ENOSPC else "disk quota exceeded"
-    where = f"cannot write in {where}" if where is not None else "cannot write"
+    where = f"cannot write in {Path(str(name)).parent}" if name else "cannot write a file"
     return f"{where}: {what} (files written before this one are kept whole)"
 
 
@@ -314,8 +313,11 @@ def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], An
         logging.raiseExceptions = False
         _claim_run_dir()
         try:
-            with _signals_interrupt():
-                value = check_objective_finite(task(cfg), cfg.get("optimized_metric"))
+            with _signals_interrupt() as received:
+                value = task(cfg)
+                if received:  # raised where Python drops exceptions (a __del__, a callback)
+                    raise Interrupted(received[0])
+                value = check_objective_finite(value, cfg.get("optimized_metric"))
         except (DataNotFoundError, FileNotFoundError, ValueError, InstantiationException) as error:
             _fail_in_one_line(error_line(error), error)
         except OSError as error:
@@ -426,7 +428,7 @@ def _is_sigterm_exception(error: SystemExit) -> bool:
 
 
 @contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
+def _signals_interrupt() -> Iterator[list[int]]:
     """Turn SIGTERM and SIGINT into :class:`Interrupted` while the task runs (the main thread
     only: signal handlers cannot be set elsewhere). Raising at once, rather than setting a flag,
     also stops a task outside Lightning's loops, and Lightning passes the exception on after its
@@ -436,25 +438,27 @@ def _signals_interrupt() -> Iterator[None]:
     (also when Lightning has put the handler back meanwhile). A child process forked while it is
     installed (DataLoader workers) ends by the default action too, so that only the task's own
     process unwinds. The previous handlers come back afterwards.
+
+    Yields the list of signals received (empty, or one): an exception raised while Python runs
+    a finaliser or a weakref callback is printed and dropped, so the caller checks it too.
     """
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
     owner = os.getpid()
-    fired = False
 
     def interrupt(signum: int, frame: Any) -> None:
-        nonlocal fired
-        if fired or os.getpid() != owner:
+        if received or os.getpid() != owner:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        fired = True
+        received.append(signum)
         raise Interrupted(signum)
 
     previous = {signum: signal.signal(signum, interrupt) for signum in _SIGNALS}
     try:
-        yield
+        yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

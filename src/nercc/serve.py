@@ -178,9 +178,9 @@ def serve(
     scheme = plan.schemes[name]
     serving = cfg.serving
     stop = stop or threading.Event()
-    # SIGTERM stops the service cleanly from here on (installed after ray.init, which installs
-    # its own handler)
-    with ray_cluster(serving.address, serving.num_cpus), _stop_on_sigterm(stop):
+    # SIGTERM and Ctrl-C stop the service cleanly from here on (installed after ray.init, which
+    # installs its own handler): stopping a server is how it ends, not a failure
+    with ray_cluster(serving.address, serving.num_cpus), _stop_on_signals(stop):
         workers = start_workers(
             model_loader(cfg),
             scheme.num_workers,
@@ -219,17 +219,26 @@ def serve(
 
 
 @contextlib.contextmanager
-def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM sets ``stop`` (a clean shutdown) for the duration of the block, on the main
-    thread; elsewhere signals are not ours to handle."""
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (a clean shutdown, exit 0) for the duration of the block,
+    on the main thread; elsewhere signals are not ours to handle. A second one, while the
+    service shuts down, interrupts as the task wrapper's handler does (a failed run)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = {}
+
+    def stop_once(signum: int, frame: Any) -> None:
+        signal.signal(signum, previous[signum])  # the next one is the wrapper's again
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, stop_once)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")

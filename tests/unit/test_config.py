@@ -440,3 +440,35 @@ def test_a_multirun_job_ending_by_system_exit_records_its_row(hydra_mode, tmp_pa
     record = json.loads((folder / "job.json").read_text())
     assert (record["job"], record["status"], record["error"]) == (4, "failed", "SystemExit: 3")
     assert MARKER.fullmatch((folder / FAILED_FILE).read_text())["error"] == "SystemExit: 3"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_whose_exception_python_dropped_still_fails_the_run(hydra_mode, tmp_path):
+    cfg = hydra_mode(RunMode.RUN)
+    folder = run_folder(tmp_path)
+
+    class Finalised:
+        def __del__(self):  # the handler's exception is raised here, printed and dropped
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)
+
+    @task_wrapper
+    def task(cfg):
+        Finalised()
+        return 1.0
+
+    with pytest.raises(SystemExit) as exit_info:
+        task(cfg)
+    assert exit_info.value.code == 143
+    assert "SIGTERM" in (folder / FAILED_FILE).read_text()
+
+
+def test_a_full_disk_without_a_file_name_does_not_guess_the_folder(hydra_mode, tmp_path, capsys):
+    cfg = hydra_mode(RunMode.RUN)
+    run_folder(tmp_path)
+    with pytest.raises(SystemExit):
+        failing(OSError(errno.ENOSPC, "No space left on device"))(cfg)
+    assert capsys.readouterr().err == (
+        "error: cannot write a file: no space left on the device "
+        "(files written before this one are kept whole)\n"
+    )

@@ -14,12 +14,15 @@ that cannot be written turns the cache off for the rest of the run, with one war
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
 import logging
 import os
 import re
+import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -227,18 +230,25 @@ class OutputCache:
         path, record_path = self.path(key), self.record_path(key)
         expected = _canonical(description)
         try:
-            with open(path, "rb") as file:
-                seen = os.fstat(file.fileno())
-                raw = file.read()
+            raw, seen = _read_regular(path)
         except (FileNotFoundError, NotADirectoryError):
             self.misses += 1
+            return None
+        except _Discard as reason:  # a link, a folder, a pipe: never read, never trusted
+            for planted in (path, record_path):
+                with contextlib.suppress(OSError):
+                    if planted.is_dir() and not planted.is_symlink():  # under the entry's name
+                        shutil.rmtree(planted)
+                    else:
+                        os.unlink(planted)
+            self.discarded += 1
+            self.misses += 1
+            log.warning(f"cache: discarded the entry {path}: {reason}; recomputing it")
             return None
         record_seen = None
         try:
             try:
-                with open(record_path, "rb") as file:
-                    record_seen = os.fstat(file.fileno())
-                    record_raw = file.read()
+                record_raw, record_seen = _read_regular(record_path)
             except (FileNotFoundError, NotADirectoryError):
                 raise _Discard(f"its record {record_path.name} is missing") from None
             array = self._checked(key, raw, record_raw, expected)
@@ -396,6 +406,26 @@ class OutputCache:
             except OSError as error:
                 self._turn_off(error)
         return value
+
+
+def _read_regular(path: Path) -> tuple[bytes, os.stat_result]:
+    """The bytes of the regular file ``path`` and its ``fstat``. A symbolic link, a folder, a
+    pipe or a device is refused (:class:`_Discard`) without reading it: a pipe would block the
+    run, a device never end, a link point anywhere."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise _Discard("it is a symbolic link, not a file the cache wrote") from None
+        raise
+    try:
+        seen = os.fstat(handle)
+        if not stat.S_ISREG(seen.st_mode):
+            raise _Discard("it is not a regular file")
+        with os.fdopen(handle, "rb", closefd=False) as file:
+            return file.read(), seen
+    finally:
+        os.close(handle)
 
 
 def _finite(value: torch.Tensor) -> bool:

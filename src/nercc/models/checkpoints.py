@@ -19,10 +19,8 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +30,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from nercc.utils.io import copy_atomic, file_mode, publish_lock, write_json
+from nercc.utils.io import copy_atomic, publish_lock, write_bytes_atomic, write_json
 
 __all__ = [
     "CheckpointError",
@@ -157,18 +155,9 @@ def write_classifier(
         "std": [float(v) for v in std],
         "info": dict(info),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()  # serialised in memory: a full disk is then an OSError naming the file
+    torch.save(payload, buffer)
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def publish_classifier(

@@ -484,3 +484,29 @@ def test_bad_key_is_rejected(tmp_path, key, method):
 def test_store_rejects_what_is_not_a_tensor(tmp_path):
     with pytest.raises(ValueError, match="value"):
         OutputCache(tmp_path).store(KEY, np.zeros(3))
+
+
+@pytest.mark.parametrize("planted", ["symlink", "folder", "fifo"])
+def test_an_entry_that_is_no_regular_file_is_discarded_not_read(tmp_path, caplog, planted):
+    # A pipe would block the run for ever, a link point anywhere, a folder turn the cache off.
+    import os as os_module
+
+    cache = OutputCache(tmp_path / "cache")
+    value = torch.arange(6.0).reshape(2, 3)
+    cache.store(KEY, value)
+    path = cache.path(KEY)
+    path.unlink()
+    if planted == "symlink":
+        other = tmp_path / "elsewhere.npy"
+        np.save(other, np.zeros((2, 3), dtype=np.float32))
+        path.symlink_to(other)
+    elif planted == "folder":
+        path.mkdir()
+    else:
+        os_module.mkfifo(path)
+    with caplog.at_level("WARNING"):
+        assert cache.load(KEY) is None
+    (line,) = [r.getMessage() for r in caplog.records if "cache:" in r.getMessage()]
+    assert line.startswith(f"cache: discarded the entry {path}: it is ")
+    assert cache.get_or_compute(KEY, lambda: value).equal(value)  # the cache is still on
+    assert cache.load(KEY).equal(value) and not path.is_symlink()
