@@ -106,7 +106,7 @@ def nothing_left_running():
     before = set(ray_processes())
     yield
     assert not ray.is_initialized()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a liveness bound: Ray exits slowly on a busy machine
     while (left := set(ray_processes()) - before) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"Ray processes left after the module: {sorted(left)}"
@@ -145,7 +145,7 @@ def ray_session(shared_ray, monkeypatch):
 
     with contextlib.suppress(Exception):
         serve.shutdown()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a liveness bound: Ray exits slowly on a busy machine
     while (left := alive_actors()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"actors left alive after the test: {left}"
@@ -178,7 +178,7 @@ def images(count: int, seed: int = 0) -> np.ndarray:
 def run_all(front: Frontend, queries: np.ndarray) -> list:
     """Submit every query at once (so that groups fill up) and return the answers."""
     futures = [front.submit(image) for image in queries]
-    return [future.result(timeout=60) for future in futures]
+    return [future.result(timeout=180) for future in futures]
 
 
 def test_answers_are_the_decode_of_the_encoded_queries_and_coding_cuts_the_slow_tail(workers_of):
@@ -203,11 +203,11 @@ def test_answers_are_the_decode_of_the_encoded_queries_and_coding_cuts_the_slow_
             answers = run_all(front, queries)
             if name in ("uncoded", "nercc"):  # one query at a time: each group's own latency
                 for image in queries[:5]:  # warm up
-                    front.predict(image, timeout=30)
+                    front.predict(image, timeout=120)
                 latencies[name] = []
                 for image in queries[:30]:
                     start = time.perf_counter()
-                    front.predict(image, timeout=30)
+                    front.predict(image, timeout=120)
                     latencies[name].append((time.perf_counter() - start) * 1000)
         traces = {t.group: t for t in front.traces}  # the extra groups are not checked
         groups: dict[int, list[int]] = {}
@@ -260,7 +260,7 @@ def test_killed_workers_lose_no_query_and_answer_none_twice(workers_of):
     ):
         with Frontend(workers, scheme, name, policy, max_wait_ms=3, kill_every=4) as front:
             futures = [front.submit(image) for image in queries]
-            answers = [future.result(timeout=60) for future in futures]
+            answers = [future.result(timeout=180) for future in futures]
         assert len(front.killed) >= 2
         seats = [(a.group, a.position) for a in answers]
         assert len(set(seats)) == len(queries)  # one answer per query, none shared
@@ -295,15 +295,15 @@ def test_a_dead_workers_input_goes_to_a_live_worker_or_fails_loudly(workers_of):
     marked[0, 0, 0] = MARK
     with Frontend(workers, Uncoded(2), "uncoded", WaitPolicy(0), max_wait_ms=5) as front:
         with pytest.raises(NonFiniteOutputs, match=r"non-finite outputs .*workers \[0, 1\]"):
-            front.predict(marked, timeout=30)  # alone: padded, both workers get it
-        answer = front.predict(queries[1], timeout=30)  # the next group is served
+            front.predict(marked, timeout=120)  # alone: padded, both workers get it
+        answer = front.predict(queries[1], timeout=120)  # the next group is served
         np.testing.assert_allclose(answer.logits, exact[1], rtol=1e-5, atol=1e-6)
     ray.kill(workers[1], no_restart=True)
     with Frontend(workers, Uncoded(2), "uncoded", WaitPolicy(0), max_wait_ms=50,
                   retry_s=5) as front:  # fmt: skip
-        answers = [front.predict(image, timeout=30) for image in queries[:2]]
+        answers = [front.predict(image, timeout=120) for image in queries[:2]]
         both = [front.submit(image) for image in queries[2:]]
-        answers += [future.result(timeout=30) for future in both]
+        answers += [future.result(timeout=120) for future in both]
     np.testing.assert_allclose([a.logits for a in answers], exact, rtol=1e-5, atol=1e-6)
     assert all(a.workers == (0, 1) for a in answers)
     assert answers[0].failed == (1,)  # found dead on the first call
@@ -311,7 +311,7 @@ def test_a_dead_workers_input_goes_to_a_live_worker_or_fails_loudly(workers_of):
     with Frontend(workers, Uncoded(2), "uncoded", WaitPolicy(0), max_wait_ms=50,
                   retry_s=0.5) as front:  # fmt: skip
         with pytest.raises(QueryFailed, match="input 0 lost, no worker computed it"):
-            front.predict(queries[0], timeout=30)
+            front.predict(queries[0], timeout=120)
         assert front.workers_down() == {0, 1}  # what /healthz answers 503 for
 
 
@@ -364,7 +364,7 @@ def test_replication_takes_the_first_answer_of_each_input_and_a_deadline_counts_
 def post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -378,7 +378,7 @@ def free_port() -> int:
 
 def raw_post(port: int, body, headers: dict[str, str]) -> tuple[int, dict]:
     """POST ``body`` (bytes, or an iterable of chunks: sent chunked) to /predict."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         chunked = not isinstance(body, bytes)
         connection.request("POST", "/predict", body=body, headers=headers, encode_chunked=chunked)
@@ -437,14 +437,14 @@ def test_http_predicts_a_png_and_answers_every_error_in_json(workers_of):
         assert status == 413 and "more than 1000 bytes" in error["error"]
         status, answer = raw_post(port, iter([b" " * 400, pixels]), kind)  # under the limit
         assert status == 200 and answer["class"] == int(np.argmax(exact))
-        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=60) as response:
             health = json.loads(response.read())
         assert health == {"status": "ok", "scheme": "nercc", "num_inputs": 3,
                           "num_workers": 6, "image_shape": [1, 4, 4]}  # fmt: skip
         status, error = post(f"{url}/nowhere", b"", "text/plain")
         assert status == 404 and "POST /predict" in error["error"]
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"{url}/predict", timeout=10)  # GET
+            urllib.request.urlopen(f"{url}/predict", timeout=60)  # GET
         assert refused.value.code == 405 and "use POST" in json.loads(refused.value.read())["error"]
         for worker in workers:  # no worker left: the query fails after retry_s
             ray.kill(worker, no_restart=True)

@@ -12,7 +12,14 @@ from typing import Any
 
 import ray
 
-__all__ = ["freeze_startup_heap", "ray_cluster"]
+__all__ = ["PATIENT_SERVE", "freeze_startup_heap", "ray_cluster"]
+
+#: Ray Serve's proxy checks for a local instance: seconds to become ready (Serve's default 5 s is
+#: missed on a busy 2-core machine, and the proxy is then killed) and to answer a health check.
+PATIENT_SERVE = {
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30",
+}
 
 
 @contextlib.contextmanager
@@ -31,6 +38,10 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
     died) in JSON, through :mod:`nercc.serving.http_errors`, unless the environment already names
     another proxy callback.
 
+    A local instance also gives its HTTP proxy time to start on a busy machine
+    (:data:`PATIENT_SERVE`: Serve's controller kills a proxy not ready within 5 s, and
+    ``serve.start`` then fails with ``ActorDiedError``); values set in the environment win.
+
     The process's SIGTERM handler is the same after ``ray.init`` as before (Ray's driver would
     otherwise exit with status 15, bypassing the task wrapper's handler).
     """
@@ -39,11 +50,14 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
     from nercc.serving.http_errors import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-    previous = os.environ.get(PROXY_CALLBACK_ENV)
+    added = []
     if address is None:
         options["num_cpus"] = num_cpus or os.cpu_count() or 1
         # Ray's processes take the environment of ray.init's caller
-        os.environ.setdefault(PROXY_CALLBACK_ENV, PROXY_CALLBACK)
+        for name, value in {PROXY_CALLBACK_ENV: PROXY_CALLBACK, **PATIENT_SERVE}.items():
+            if name not in os.environ:
+                os.environ[name] = value
+                added.append(name)
     else:
         options["address"] = address
     try:
@@ -53,8 +67,8 @@ def ray_cluster(address: str | None = None, num_cpus: int | None = None) -> Iter
         finally:
             ray.shutdown()
     finally:
-        if previous is None:
-            os.environ.pop(PROXY_CALLBACK_ENV, None)
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def _init_keeping_sigterm(options: dict[str, Any]) -> None:
