@@ -237,8 +237,11 @@ def test_answers_are_the_decode_of_the_encoded_queries_and_coding_cuts_the_slow_
             assert all(len(a.workers) >= 4 for a in answers)  # the first N - S = 4
         if name == "uncoded":
             assert all(a.workers == (0, 1, 2) for a in answers)
-        if name == "nercc_deadline":  # worker 0 takes 30 ms or more: never waited for
-            assert all(0 not in a.workers and len(a.workers) >= 1 for a in answers)
+        if name == "nercc_deadline":  # worker 0 takes 30 ms or more: not waited for
+            # (a frontend descheduled past 30 ms on a busy machine finds its answer too; a
+            # policy that waited for every worker would have it in every answer)
+            assert all(len(a.workers) >= 1 for a in answers)
+            assert sum(0 in a.workers for a in answers) <= len(answers) // 4
         few = {a.group for a in answers if a.underdetermined}
         assert all(a.underdetermined == (len(a.workers) < 3) for a in answers)
         assert len(few) <= front.underdetermined_groups  # (warm-up groups count too)
