@@ -17,11 +17,11 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from nercc.checks import check_demo
 from nercc.coding import BACC, NeRCC
 from nercc.coding.schemes import CodingScheme
-from nercc.config import task_wrapper
 from nercc.paths import CONFIG_DIR
+from nercc.runtime.checks import check_demo
+from nercc.runtime.wrapper import task_wrapper
 from nercc.utils.io import write_csv, write_json
 
 log = logging.getLogger("nercc.demo")  # not __main__ under python -m

@@ -22,16 +22,17 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from nercc.checks import (
+from nercc.evaluation.variants import SchemeVariant
+from nercc.paths import CONFIG_DIR
+from nercc.runtime.checks import (
     check_batches,
     check_checkpoint_exists,
     check_eval,
     check_hardware,
     expected_input,
 )
-from nercc.config import is_multirun, task_wrapper
-from nercc.evaluation.variants import SchemeVariant
-from nercc.paths import CONFIG_DIR
+from nercc.runtime.resolvers import is_multirun
+from nercc.runtime.wrapper import task_wrapper
 from nercc.tuning import (
     TABLE_KEY,
     ParamTable,
@@ -124,8 +125,8 @@ def _tables(cfg: DictConfig, notes: list[str]) -> dict[str, ParamTable | None]:
 
 
 def check_config(cfg: DictConfig) -> Plan:
-    """Check every setting (:func:`nercc.checks.check_eval`), then build the schemes, tables and
-    straggler models, before any data or model is loaded."""
+    """Check every setting (:func:`nercc.runtime.checks.check_eval`), then build the schemes,
+    tables and straggler models, before any data or model is loaded."""
     check_eval(cfg)
     notes: list[str] = []
     tables = _tables(cfg, notes)

@@ -27,9 +27,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from nercc.checks import check_checkpoint_exists, check_loadtest, expected_input
-from nercc.config import task_wrapper
 from nercc.paths import CONFIG_DIR
+from nercc.runtime.checks import check_checkpoint_exists, check_loadtest, expected_input
+from nercc.runtime.wrapper import task_wrapper
 from nercc.serve import image_shape, model_loader, serving_plan, table_warnings
 from nercc.utils.instantiate import build, build_all, plain
 

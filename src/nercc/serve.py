@@ -30,9 +30,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from nercc.checks import check_checkpoint_exists, check_serve, expected_input
-from nercc.config import task_wrapper
 from nercc.paths import CONFIG_DIR
+from nercc.runtime.checks import check_checkpoint_exists, check_serve, expected_input
+from nercc.runtime.wrapper import task_wrapper
 from nercc.tuning import TABLE_KEY, expand_schemes, resolve_table
 from nercc.utils.errors import ConfigError
 from nercc.utils.instantiate import build_checked

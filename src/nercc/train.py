@@ -21,9 +21,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from nercc.checks import check_hardware, check_model_input, check_train
-from nercc.config import task_wrapper
 from nercc.paths import CONFIG_DIR
+from nercc.runtime.checks import check_hardware, check_model_input, check_train
+from nercc.runtime.wrapper import task_wrapper
 from nercc.utils.instantiate import build, build_all, build_checked, config_hash, plain
 from nercc.utils.io import write_json
 
@@ -33,7 +33,7 @@ log = logging.getLogger("nercc.train")  # not __main__ under python -m
 
 
 def check_config(cfg: DictConfig) -> Any:
-    """Check every setting (:func:`nercc.checks.check_train`, the hardware), then build the
+    """Check every setting (:func:`nercc.runtime.checks.check_train`, the hardware), then build the
     model and pass one image of the data's shape through it; return that model (built before
     seeding: :func:`train` builds its own after seeding)."""
     check_train(cfg)

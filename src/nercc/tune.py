@@ -25,17 +25,17 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nercc.checks import (
+from nercc.eval import check_config, evaluate, run_coded
+from nercc.evaluation.variants import SchemeVariant, build_scheme
+from nercc.paths import CONFIG_DIR
+from nercc.runtime.checks import (
     check_batches,
     check_checkpoint_exists,
     check_hardware,
     check_tune,
     expected_input,
 )
-from nercc.config import task_wrapper
-from nercc.eval import check_config, evaluate, run_coded
-from nercc.evaluation.variants import SchemeVariant, build_scheme
-from nercc.paths import CONFIG_DIR
+from nercc.runtime.wrapper import task_wrapper
 from nercc.tuning import TABLE_KEY, publish_table
 from nercc.tuning.search import OBJECTIVES, best_by_stragglers, grid_values, log_grid, tpe_search
 from nercc.tuning.tables import table_document

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from nercc.config import FAILED_FILE
+from nercc.runtime.run_folders import FAILED_FILE
 
 TERM_LINE = re.compile(r"error: interrupted by SIGTERM \(the run did not finish(; kept in .+)?\)")
 LINE = r"error: interrupted by {} \(the run did not finish(; kept in .+)?\)"

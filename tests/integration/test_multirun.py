@@ -21,8 +21,14 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from nercc.config import FAILED_FILE
-from nercc.multirun import JOB_FILE, LOCK_FILE, MultirunSummary, mark_running_failed, summarize
+from nercc.runtime.multirun import (
+    JOB_FILE,
+    LOCK_FILE,
+    MultirunSummary,
+    mark_running_failed,
+    summarize,
+)
+from nercc.runtime.run_folders import FAILED_FILE
 from tests.wandb_offline import run_contents
 
 SMALL = [
@@ -84,7 +90,7 @@ def check_completed(sweep_dir, row):
 
 
 def failed_marker(folder):
-    """The error line of a job folder's FAILED marker (nercc.config.mark_failed)."""
+    """The error line of a job folder's FAILED marker (nercc.runtime.run_folders.mark_failed)."""
     error, time = (folder / FAILED_FILE).read_text().splitlines()
     assert error.startswith("error: ") and time.startswith("time: ")
     return error.removeprefix("error: ")
@@ -181,7 +187,9 @@ def test_a_failing_job_is_recorded_and_the_others_complete(checkpoints, tmp_path
     assert "[pytorch_lightning.utilities.rank_zero][INFO] - GPU available:" in good_log
     assert "Tip:" not in good_log + result.stdout + result.stderr
     bad_log = (sweep_dir / bad["dir"] / "eval.log").read_text()
-    assert f"[nercc.config][ERROR] - {errors[0]}\n" in bad_log  # the line printed on stderr
+    assert (
+        f"[nercc.runtime.wrapper][ERROR] - {errors[0]}\n" in bad_log
+    )  # the line printed on stderr
 
 
 def bad_line(result):

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from nercc.config import FAILED_FILE
 from nercc.paths import CONFIG_DIR
+from nercc.runtime.run_folders import FAILED_FILE
 
 PROBE = """
 import logging
@@ -30,7 +30,7 @@ import hydra
 if os.environ.get("PROBE_LIGHTNING"):  # imported before logging is set up, as by the entry points
     import pytorch_lightning  # noqa: F401
 
-from nercc.config import task_wrapper
+from nercc.runtime.wrapper import task_wrapper
 from nercc.utils.errors import ConfigError
 
 log = logging.getLogger("probe")
@@ -172,14 +172,14 @@ def test_a_run_that_failed_after_work_began_is_marked(probe, tmp_path, mode, err
     if mode == "work_error":  # a known error: one line, no traceback
         assert errors(result.stderr) == ["error: probe: no such file /nowhere"]
         assert "Traceback" not in result.stderr + log
-        assert re.search(rf"{STAMP}\[nercc.config\]\[ERROR\] - error: probe: no such", log)
+        assert re.search(rf"{STAMP}\[nercc.runtime.wrapper\]\[ERROR\] - error: probe: no such", log)
     elif mode == "interrupt":  # one line, the signal named
         assert errors(result.stderr) == [
             f"error: interrupted by SIGINT (the run did not finish; kept in {folder}: results.txt)"
         ]
     else:  # Hydra or Python prints the traceback; the log file has it too
         assert errors(result.stderr) == [] and "Traceback" in result.stderr
-        assert f"[nercc.config][ERROR] - error: {error}\nTraceback" in log
+        assert f"[nercc.runtime.wrapper][ERROR] - error: {error}\nTraceback" in log
 
 
 def test_a_multirun_goes_on_and_marks_its_failed_jobs(probe, tmp_path):

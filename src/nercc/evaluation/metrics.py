@@ -273,7 +273,7 @@ class ParamStats(Metric):
     fixed parameter costs one triple per batch; one that varies (GCV's lambdas: at most the grid's
     values; the decoder's df: up to one per draw) at most one per draw.
     Every process must update at least once before ``compute`` (the evaluation gives each one a
-    batch, see :func:`nercc.checks.check_batches`).
+    batch, see :func:`nercc.runtime.checks.check_batches`).
     """
 
     full_state_update = False

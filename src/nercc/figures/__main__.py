@@ -9,8 +9,8 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from nercc.config import task_wrapper
 from nercc.paths import CONFIG_DIR
+from nercc.runtime.wrapper import task_wrapper
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="figures")

@@ -29,8 +29,6 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from nercc.checks import check_loggers, check_writable
-from nercc.config import error_line
 from nercc.figures.specs import (
     FigureSpec,
     ModelSpec,
@@ -41,6 +39,8 @@ from nercc.figures.specs import (
     plan_runs,
 )
 from nercc.paths import CONFIG_DIR
+from nercc.runtime.checks import check_loggers, check_writable
+from nercc.runtime.logs import error_line
 from nercc.utils.errors import ConfigError
 from nercc.utils.io import write_json
 
@@ -182,8 +182,8 @@ def _plan(
     cfg: DictConfig, models: dict[str, ModelSpec], figures: dict[str, FigureSpec], scratch: Path
 ) -> _Planned:
     """Compose and check (``nercc.eval.check_config``) every run before any work."""
-    from nercc.checks import check_checkpoint_exists
     from nercc.eval import check_config
+    from nercc.runtime.checks import check_checkpoint_exists
 
     errors: list[ConfigError] = []
     planned = _Planned()

@@ -1,7 +1,7 @@
 """The one place that instantiates Hydra ``_target_`` nodes, and plain views of configs.
 
 Layers below the command line (models, evaluation) use these; the command-line helpers (resolvers,
-the task wrapper, warning filters) live in :mod:`nercc.config`.
+the task wrapper, warning filters) live in :mod:`nercc.runtime`.
 """
 
 from __future__ import annotations

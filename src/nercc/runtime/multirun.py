@@ -14,16 +14,16 @@ one for the basic launcher, a worker for joblib or submitit) it writes
     the metric it stands for, the job's task overrides as a dict, the one-line error of a
     failed job (or null), and the job's output folder;
 
-and, for a failed job, its ``FAILED`` marker (:func:`nercc.config.mark_failed`: the same error
-line and the time) unless the task wrapper already wrote it: a job's folder holds ``FAILED`` if
-and only if its ``job.json`` says ``failed``. It then rewrites ``<sweep dir>/multirun.csv``
-from every ``*/job.json`` of the sweep: one row per job sorted by number, columns ``job,
-status, objective``, one column per override key (``scheme.nercc.lam_enc``, ...), ``error``
-and ``dir`` (the job's folder relative to the sweep dir). Jobs may end at the same time in
-several processes, so the csv is rebuilt under an ``fcntl`` lock on
-``<sweep dir>/.multirun.lock`` and replaced atomically. The basic sweeper raises on a failed job
-before ``on_multirun_end``, so each job keeps the csv current; the multirun end only rebuilds it
-once more.
+and, for a failed job, its ``FAILED`` marker (:func:`~nercc.runtime.run_folders.mark_failed`: the
+same error line and the time) unless the task wrapper already wrote it: a job's folder holds
+``FAILED`` if and only if its ``job.json`` says ``failed``. It then rewrites ``<sweep
+dir>/multirun.csv`` from every ``*/job.json`` of the sweep: one row per job sorted by number,
+columns ``job, status, objective``, one column per override key (``scheme.nercc.lam_enc``, ...),
+``error`` and ``dir`` (the job's folder relative to the sweep dir). Jobs may end at the same time
+in several processes, so the csv is rebuilt under an ``fcntl`` lock on ``<sweep
+dir>/.multirun.lock`` and replaced atomically. The basic sweeper raises on a failed job before
+``on_multirun_end``, so each job keeps the csv current; the multirun end only rebuilds it once
+more.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nercc.config import FAILED_FILE, JobFailed, error_line, failure_line, mark_failed
+from nercc.runtime.logs import error_line, failure_line
+from nercc.runtime.run_folders import FAILED_FILE, mark_failed
+from nercc.runtime.wrapper import JobFailed
 from nercc.utils.io import write_csv, write_json
 
 log = logging.getLogger(__name__)

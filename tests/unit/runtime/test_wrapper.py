@@ -17,19 +17,11 @@ from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 
-from nercc.config import (
-    FAILED_FILE,
-    FILE_ONLY,
-    ConsoleFilter,
-    Interrupted,
-    JobFailed,
-    check_objective_finite,
-    error_line,
-    failure_line,
-    mark_failed,
-    task_wrapper,
-    wandb_group,
-)
+from nercc.runtime.logs import FILE_ONLY, ConsoleFilter, error_line, failure_line
+from nercc.runtime.resolvers import wandb_group
+from nercc.runtime.run_folders import FAILED_FILE, mark_failed
+from nercc.runtime.signals import Interrupted
+from nercc.runtime.wrapper import JobFailed, check_objective_finite, task_wrapper
 from nercc.utils.errors import ConfigError
 from tests.wandb_offline import records
 
@@ -195,7 +187,7 @@ def test_job_logging_is_nercc_unless_the_command_line_chooses_another(compose_co
     assert (logging_cfg.handlers.stdout.stream, logging_cfg.handlers.stderr.stream) == (
         "ext://sys.stdout", "ext://sys.stderr",
     )  # fmt: skip
-    assert logging_cfg.filters.below_warning["()"] == "nercc.config.ConsoleFilter"
+    assert logging_cfg.filters.below_warning["()"] == "nercc.runtime.logs.ConsoleFilter"
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         assert logging_cfg.loggers[name].propagate is True
     disabled = compose_config("eval", ["hydra/job_logging=disabled"]).hydra.job_logging
@@ -251,7 +243,7 @@ def test_the_error_line_is_logged_past_the_console(hydra_mode, caplog, capsys):
     cfg = hydra_mode(RunMode.RUN)
     with caplog.at_level(logging.INFO), pytest.raises(SystemExit):
         failing(ValueError("bad"))(cfg)
-    (record,) = [r for r in caplog.records if r.name == "nercc.config"]
+    (record,) = [r for r in caplog.records if r.name == "nercc.runtime.wrapper"]
     assert (record.levelname, record.getMessage()) == ("ERROR", "error: bad")
     assert record.nercc_file_only is True and not ConsoleFilter().filter(record)
     assert capsys.readouterr().err == "error: bad\n"  # printed once, by the wrapper

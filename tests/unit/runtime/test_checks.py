@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from nercc import checks
 from nercc.eval import check_config
+from nercc.runtime import checks
 from nercc.train import check_config as check_train_config
 from nercc.tune import _check as check_tune_config
 
