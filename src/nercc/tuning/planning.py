@@ -1,0 +1,112 @@
+"""Which published table each scheme of a config takes: the one lookup that evaluation, tuning
+and serving share.
+
+A scheme node names its table under :data:`~nercc.tuning.grid.TABLE_KEY` (``lambdas``:
+``published``, ``none`` or a path). :func:`scheme_tables` resolves it for the node's code (or the
+code a caller gives, e.g. serving's ``coding`` node) and turns a bad setting or a broken file into
+one :class:`~nercc.utils.errors.ConfigError` naming ``scheme.<name>.lambdas``.
+:func:`table_notes` words what an evaluation says about the table it took (or did not find).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from omegaconf import DictConfig
+
+from nercc.tuning.grid import TABLE_KEY, open_settings
+from nercc.tuning.tables import ParamTable, resolve_table
+from nercc.utils.errors import ConfigError
+
+__all__ = ["code_key", "scheme_tables", "table_notes", "untuned"]
+
+
+def code_key(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The code a scheme node describes, as a table records it: ``num_inputs``,
+    ``num_workers`` and ``points`` (``chebyshev`` when the node names none)."""
+    return {
+        "num_inputs": node.get("num_inputs"),
+        "num_workers": node.get("num_workers"),
+        "points": node.get("points", "chebyshev"),
+    }
+
+
+def scheme_tables(
+    cfg: DictConfig, names: Iterable[str], code: Mapping[str, Any] | None = None
+) -> dict[str, ParamTable | None]:
+    """The table each scheme of ``names`` takes (``cfg.scheme.<name>.lambdas``).
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A checked config with ``scheme``, ``paths.lambdas_dir``, ``model_name`` and ``data.name``.
+    names : iterable of str
+        Schemes of ``cfg.scheme`` to look up.
+    code : mapping, optional
+        ``num_inputs`` and ``num_workers`` of every scheme (serving's ``coding`` node); by
+        default each node's own. ``points`` is always the node's (:func:`code_key`).
+
+    Returns
+    -------
+    dict
+        ``name -> ParamTable``, or None where the node names no table, says ``none``, or says
+        ``published`` and none is published yet for this classifier and code (:func:`untuned`).
+
+    Raises
+    ------
+    ConfigError
+        A setting that is not ``published``, ``none`` or a path, or a table file that cannot be
+        read, named as ``scheme.<name>.lambdas``.
+    """
+    tables: dict[str, ParamTable | None] = {}
+    for name in names:
+        node = cfg.scheme[name]
+        if TABLE_KEY not in node:
+            tables[name] = None
+            continue
+        key = code_key(node)
+        if code is not None:
+            key.update(num_inputs=code["num_inputs"], num_workers=code["num_workers"])
+        try:
+            tables[name] = resolve_table(
+                node[TABLE_KEY], cfg.paths.lambdas_dir, cfg.model_name, cfg.data.name, key
+            )
+        except ValueError as error:
+            raise ConfigError(f"scheme.{name}.{TABLE_KEY}", str(error)) from None
+    return tables
+
+
+def untuned(node: Mapping[str, Any], table: ParamTable | None) -> bool:
+    """Whether ``node`` asked for the published table and none exists yet."""
+    return table is None and node.get(TABLE_KEY) == "published"
+
+
+def table_notes(cfg: DictConfig, name: str, table: ParamTable | None) -> list[str]:
+    """What an evaluation notes about scheme ``name``'s table: none published while settings are
+    open (they take the scheme's defaults), a table left unused by settings the config gives,
+    straggler counts the table lacks, or a table tuned for another classifier or dataset."""
+    node = cfg.scheme[name]
+    code = code_key(node)
+    notes = []
+    unset = open_settings(node)  # lam_enc=1e-6 with df_enc=null leaves nothing open
+    if untuned(node, table) and unset:
+        notes.append(
+            f"no tuned table for {cfg.model_name} on {cfg.data.name} with "
+            f"K={code['num_inputs']}, N={code['num_workers']}, {code['points']} points "
+            f"in {cfg.paths.lambdas_dir}: "
+            f"{name} runs with its defaults for {', '.join(unset)} (0: interpolation). "
+            f"Tune them with: python -m nercc.tune"
+        )
+    elif table is not None and not unset:
+        notes.append(f"{name}: parameters given in the config; the table {table.path} is unused")
+    elif table is not None:
+        missing = sorted({s for s in cfg.stragglers if s not in table.by_stragglers})
+        for s in missing:
+            notes.append(f"{table.path} has no S={s}: {name} uses S={table.params_at(s)[1]}'s")
+        if table.model != cfg.model_name or table.dataset != cfg.data.name:
+            notes.append(
+                f"scheme.{name}.{TABLE_KEY}: {table.path} was tuned for {table.model} on "
+                f"{table.dataset}, this run evaluates {cfg.model_name} on {cfg.data.name}"
+            )
+    return notes
