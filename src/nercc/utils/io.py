@@ -100,7 +100,8 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
 
 def copy_atomic(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
     """Make ``target`` a copy of ``source`` atomically: a hard link where the file system allows
-    (no bytes copied), else a copy with its metadata, under a unique temporary name, renamed."""
+    (no bytes copied), else a copy with its metadata, fsynced, under a unique temporary name,
+    renamed."""
     target = Path(target)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -111,6 +112,8 @@ def copy_atomic(source: str | os.PathLike[str], target: str | os.PathLike[str]) 
             os.link(source, tmp)
         except OSError:
             shutil.copy2(source, tmp)
+            with open(tmp, "rb+") as handle:  # the copy's bytes on disk before the rename
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -185,21 +188,13 @@ def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -
 
 
 def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
-    """Save a matplotlib figure as PNG through a temporary file and a rename, then close it."""
+    """Save a matplotlib figure as PNG with the atomic writer (:func:`write_bytes_atomic`), then
+    close it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    buffer = io.BytesIO()
     try:
-        figure.savefig(tmp, dpi=120)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except OSError as error:
-        name_file(error, path)
-        raise
+        figure.savefig(buffer, format="png", dpi=120)
     finally:
         plt.close(figure)
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return write_bytes_atomic(path, buffer.getvalue())
