@@ -2,8 +2,19 @@
 
 Pure numerical code (numpy and scipy; torch tensors are accepted where it is imported). Nothing here
 knows of Lightning, Hydra, W&B or Ray. See ``docs/method.md`` for the mathematics.
+
+One concept per module: :mod:`~nercc.coding.base` (the contract of every scheme),
+:mod:`~nercc.coding.params` (what a scheme declares about its parameters),
+:mod:`~nercc.coding.decoder_cache` and :mod:`~nercc.coding.spectrum_cache` (the caches a scheme
+holds), :mod:`~nercc.coding.nercc`, :mod:`~nercc.coding.bacc` and
+:mod:`~nercc.coding.baselines` (the schemes), and the numerics under them
+(:mod:`~nercc.coding.points`, :mod:`~nercc.coding.splines`, :mod:`~nercc.coding.gcv`,
+:mod:`~nercc.coding.berrut`).
 """
 
+from nercc.coding.bacc import BACC
+from nercc.coding.base import CodingScheme, FewAnswersWarning
+from nercc.coding.baselines import Replication, Uncoded
 from nercc.coding.berrut import berrut_matrix
 from nercc.coding.gcv import (
     DEFAULT_LAM_GRID,
@@ -13,25 +24,28 @@ from nercc.coding.gcv import (
     lam_for_df,
     loo_scores,
 )
+from nercc.coding.nercc import NeRCC
+from nercc.coding.params import Choice, Tunable
 from nercc.coding.points import LAYOUTS, make_points
-from nercc.coding.schemes import (
-    BACC,
-    CodingScheme,
-    FewAnswersWarning,
-    NeRCC,
-    Replication,
-    Uncoded,
-)
 from nercc.coding.splines import lam_bound, smoothing_spline_matrix
+
+#: Every scheme class by its name (the last part of a config's ``_target_``), in the order a
+#: comparison lists them.
+SCHEMES: dict[str, type[CodingScheme]] = {
+    cls.__name__: cls for cls in (NeRCC, BACC, Replication, Uncoded)
+}
 
 __all__ = [
     "BACC",
     "DEFAULT_LAM_GRID",
     "LAYOUTS",
+    "SCHEMES",
+    "Choice",
     "CodingScheme",
     "FewAnswersWarning",
     "NeRCC",
     "Replication",
+    "Tunable",
     "Uncoded",
     "berrut_matrix",
     "choose_lam_gcv",

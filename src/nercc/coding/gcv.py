@@ -70,15 +70,21 @@ import math
 
 import numpy as np
 
-from nercc.coding.splines import _lam_bounds
+from nercc.coding.splines import lam_bounds
 
 __all__ = [
     "DEFAULT_LAM_GRID",
+    "argmin_rows",
     "choose_lam_gcv",
     "effective_df",
     "gcv_scores",
     "lam_for_df",
     "loo_scores",
+    "spectrum",
+    "spectrum_df",
+    "spectrum_energy",
+    "spectrum_gcv",
+    "spectrum_lam_for_df",
 ]
 
 #: The default lambdas GCV chooses from: 0 and 10^-16 .. 10^2, four per decade (74 values).
@@ -143,8 +149,8 @@ def effective_df(sites: object, lam: object) -> np.ndarray | float:
     if n < 3:
         result = np.full((rows.shape[0], flat.size), float(n))
     else:
-        d, _ = _spectrum(rows, vectors=False)
-        result = _df(d, np.broadcast_to(flat, (rows.shape[0], flat.size)))
+        d, _ = spectrum(rows, vectors=False)
+        result = spectrum_df(d, np.broadcast_to(flat, (rows.shape[0], flat.size)))
     return _shaped(result, one, lams.shape)
 
 
@@ -184,8 +190,8 @@ def lam_for_df(sites: object, df: object) -> np.ndarray | float:
             f"lambda = inf; df = n interpolates), got {_show(targets[bad].reshape(-1)[0])}"
         )
     flat = np.broadcast_to(targets.reshape(-1), (rows.shape[0], targets.size))
-    d, _ = _spectrum(rows, vectors=False)
-    result = _lam_for_df(d, flat, _lam_bounds(rows)[:, None])
+    d, _ = spectrum(rows, vectors=False)
+    result = spectrum_lam_for_df(d, flat, lam_bounds(rows)[:, None])
     return _shaped(result, one, targets.shape)
 
 
@@ -239,14 +245,15 @@ def choose_lam_gcv(sites: object, values: object, lams: object = None) -> np.nda
     """
     rows, one, columns, grid = _check_fit("sites", sites, values, lams)
     grid = np.sort(grid, kind="stable")
-    chosen = grid[_argmin(_gcv_of(rows, columns, grid))]
+    chosen = grid[argmin_rows(_gcv_of(rows, columns, grid))]
     return float(chosen[0]) if one else chosen
 
 
 def _gcv_of(rows: np.ndarray, columns: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """GCV scores (P, L) of checked site sets (P, n), their values (P, n, m) and a grid (L,)."""
-    d, vectors = _spectrum(rows, vectors=True)
-    return _gcv(d, _energy(vectors, columns), np.broadcast_to(grid, (rows.shape[0], grid.size)))
+    d, vectors = spectrum(rows, vectors=True)
+    grids = np.broadcast_to(grid, (rows.shape[0], grid.size))
+    return spectrum_gcv(d, spectrum_energy(vectors, columns), grids)
 
 
 def loo_scores(sites: object, values: object, lams: object = None) -> np.ndarray:
@@ -276,7 +283,7 @@ def loo_scores(sites: object, values: object, lams: object = None) -> np.ndarray
     ndarray of shape (L,) or (P, L)
     """
     rows, one, columns, grid = _check_fit("sites", sites, values, lams)
-    d, vectors = _spectrum(rows, vectors=True)
+    d, vectors = spectrum(rows, vectors=True)
     n = rows.shape[1]
     weights = _shrinkage(d, np.broadcast_to(grid, (rows.shape[0], grid.size)))  # (P, L, k)
     coefficients = np.einsum("pnk,pnm->pkm", vectors, columns)
@@ -286,12 +293,29 @@ def loo_scores(sites: object, values: object, lams: object = None) -> np.ndarray
     return result[0] if one else result
 
 
-# -- internals (unchecked; also used by NeRCC) ---------------------------------------------
-def _spectrum(sites: np.ndarray, vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Positive eigenvalues d (P, n-2) of ``K = Q R^-1 Q^T`` for P rows of sites (P, n), n >= 3,
-    and with ``vectors`` their orthonormal eigenvectors W (P, n, n-2): ``K = W diag(d) W^T``.
+# -- spectral helpers (unchecked; NeRCC decodes with these) ------------------------------------
+# Every function below takes checked arguments (its callers check once): rows of strictly
+# ascending finite sites with n >= 3, and eigenvalues from :func:`spectrum`. One decomposition per
+# site set makes every lambda cost O(n) (df, GCV) or O(n m) (fits of m value columns).
+def spectrum(sites: np.ndarray, vectors: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return the spectrum of the smoother's penalty on P rows of sites.
 
-    Through the SVD of ``B = Q S L^-T`` (``S R S = L L^T``, ``S = diag(R)^-1/2``): ``K = B B^T``.
+    Positive eigenvalues of ``K = Q R^-1 Q^T``, through the SVD of ``B = Q S L^-T``
+    (``S R S = L L^T``, ``S = diag(R)^-1/2``): ``K = B B^T`` (see the module docstring).
+
+    Parameters
+    ----------
+    sites : ndarray of shape (P, n)
+        Strictly ascending, finite rows, n >= 3 (unchecked).
+    vectors : bool
+        Whether to return the eigenvectors too.
+
+    Returns
+    -------
+    d : ndarray of shape (P, n-2)
+        The positive eigenvalues.
+    w : ndarray of shape (P, n, n-2) or None
+        Orthonormal eigenvectors with ``K = W diag(d) W^T``, or None without ``vectors``.
     """
     num_rows, n = sites.shape
     k = n - 2
@@ -315,17 +339,47 @@ def _spectrum(sites: np.ndarray, vectors: bool) -> tuple[np.ndarray, np.ndarray 
     return sigma**2, w
 
 
-def _df(d: np.ndarray, lams: np.ndarray) -> np.ndarray:
-    """df (P, L) of eigenvalues d (P, k) at lambdas (P, L) (inf allowed: 2)."""
+def spectrum_df(d: np.ndarray, lams: np.ndarray) -> np.ndarray:
+    """Return the effective degrees of freedom at lambdas, from eigenvalues of :func:`spectrum`.
+
+    Parameters
+    ----------
+    d : ndarray of shape (P, k)
+        Eigenvalues of P site sets of n = k + 2 sites.
+    lams : ndarray of shape (P, L)
+        Lambdas >= 0 per site set (inf allowed: df 2).
+
+    Returns
+    -------
+    ndarray of shape (P, L)
+        ``2 + sum_i 1 / (1 + n lam d_i)``.
+    """
     n = d.shape[1] + 2
     with np.errstate(over="ignore", invalid="ignore"):
         x = (n * lams)[..., None] * d[:, None, :]
     return 2.0 + np.sum(1.0 / (1.0 + x), axis=2)
 
 
-def _lam_for_df(d: np.ndarray, targets: np.ndarray, bound: np.ndarray | float) -> np.ndarray:
-    """Lambdas (P, D) with df = targets (P, D) for eigenvalues d (P, k); targets in (2, inf),
-    those >= n give 0; lambdas past ``bound`` ((P, 1) or a number) are capped at it."""
+def spectrum_lam_for_df(
+    d: np.ndarray, targets: np.ndarray, bound: np.ndarray | float
+) -> np.ndarray:
+    """Return the lambdas at which the smoother has the target degrees of freedom (bisection in
+    log lambda, to below double precision).
+
+    Parameters
+    ----------
+    d : ndarray of shape (P, k)
+        Eigenvalues of P site sets of n = k + 2 sites (:func:`spectrum`).
+    targets : ndarray of shape (P, D)
+        Degrees of freedom in (2, inf); those >= n give 0 (interpolation).
+    bound : ndarray of shape (P, 1), or float
+        The largest lambda allowed per site set (:func:`nercc.coding.splines.lam_bounds`);
+        lambdas past it are capped at it.
+
+    Returns
+    -------
+    ndarray of shape (P, D)
+    """
     n = d.shape[1] + 2
     excess = targets - 2.0  # the df above the line's, in (0, n - 2] where lambda > 0 matters
     interpolate = excess >= n - 2
@@ -368,21 +422,58 @@ def _shrinkage(d: np.ndarray, lams: np.ndarray) -> np.ndarray:
     return d[:, None, :] / (a[..., None] + b[..., None] * d[:, None, :])
 
 
-def _energy(vectors: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """``e_i = ||(W^T Y)_i||^2``: (P, k) for W (P, n, k) and Y (P, n, m)."""
+def spectrum_energy(vectors: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Return the energy of value columns along each eigenvector, ``e_i = ||(W^T Y)_i||^2``.
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (P, n, k)
+        Eigenvectors W of :func:`spectrum`.
+    columns : ndarray of shape (P, n, m)
+        Values Y at the sites, m columns per site set.
+
+    Returns
+    -------
+    ndarray of shape (P, k)
+    """
     return np.sum(np.matmul(vectors.transpose(0, 2, 1), columns) ** 2, axis=2)
 
 
-def _gcv(d: np.ndarray, energy: np.ndarray, lams: np.ndarray) -> np.ndarray:
-    """GCV (P, L) = n sum r^2 e / (sum r)^2 of eigenvalues d (P, k), energies e (P, k)."""
+def spectrum_gcv(d: np.ndarray, energy: np.ndarray, lams: np.ndarray) -> np.ndarray:
+    """Return GCV scores ``n sum_i r_i^2 e_i / (sum_i r_i)^2`` at lambdas (module docstring;
+    lam = 0 takes the limit lam -> 0+).
+
+    Parameters
+    ----------
+    d : ndarray of shape (P, k)
+        Eigenvalues of :func:`spectrum`.
+    energy : ndarray of shape (P, k)
+        Energies of :func:`spectrum_energy`.
+    lams : ndarray of shape (P, L)
+        Finite lambdas >= 0.
+
+    Returns
+    -------
+    ndarray of shape (P, L)
+    """
     n = d.shape[1] + 2
     weights = _shrinkage(d, lams)
     numerator = np.matmul(weights**2, energy[..., None])[..., 0]
     return n * numerator / np.sum(weights, axis=2) ** 2
 
 
-def _argmin(scores: np.ndarray) -> np.ndarray:
-    """Index of the smallest score per row (the first on ties; NaN never wins unless all are)."""
+def argmin_rows(scores: np.ndarray) -> np.ndarray:
+    """Return the index of the smallest score per row (the first on ties; NaN never wins unless
+    all are).
+
+    Parameters
+    ----------
+    scores : ndarray of shape (P, L)
+
+    Returns
+    -------
+    ndarray of int, shape (P,)
+    """
     return np.argmin(np.where(np.isnan(scores), np.inf, scores), axis=1)
 
 

@@ -34,7 +34,7 @@ from scipy.linalg import solveh_banded
 
 from nercc.coding._validation import check_lam, check_points_1d
 
-__all__ = ["lam_bound", "smoothing_spline_matrix"]
+__all__ = ["lam_bound", "lam_bounds", "smoothing_spline_matrix"]
 
 # The largest accepted lambda, and how it was measured.
 #
@@ -169,11 +169,21 @@ def _lam_bound(sites: np.ndarray, weights: np.ndarray) -> float:
     return float(f"1e{exponent}")  # the literal, so that lam=1e140 passes a bound of 1e+140
 
 
-def _lam_bounds(sites: np.ndarray) -> np.ndarray:
-    """:func:`lam_bound` of P rows of checked sites (P, n) with unit weights, vectorised: (P,).
+def lam_bounds(sites: np.ndarray) -> np.ndarray:
+    """Return :func:`lam_bound` of P rows of sites with unit weights, vectorised.
 
-    The same formula as :func:`_lam_bound` (``P = n max(1, max_j (1/h_{j-1} + 1/h_j))^2``), row by
+    The same formula as :func:`lam_bound` (``P = n max(1, max_j (1/h_{j-1} + 1/h_j))^2``), row by
     row; ``inf`` for fewer than three sites, 0 for absurdly close ones.
+
+    Parameters
+    ----------
+    sites : ndarray of shape (P, n)
+        Strictly ascending, finite rows (unchecked).
+
+    Returns
+    -------
+    ndarray of shape (P,)
+        The bounds, each the same literal power of ten as :func:`lam_bound` gives for its row.
     """
     num_rows, n = sites.shape
     if n < 3:

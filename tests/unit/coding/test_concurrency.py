@@ -16,8 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from nercc.coding import BACC, DEFAULT_LAM_GRID, NeRCC, Replication
-from nercc.coding import schemes as schemes_module
+from nercc.coding import (
+    BACC,
+    DEFAULT_LAM_GRID,
+    NeRCC,
+    Replication,
+    arrays,
+    decoder_cache,
+    spectrum_cache,
+)
 
 THREADS, CALLS, POOL = 8, 24, 16
 CACHE = 8  # far fewer decoders than patterns: eviction happens while threads decode
@@ -48,9 +55,9 @@ def patterns(num_workers, count, seed=0):
 @pytest.fixture
 def contention(monkeypatch):
     """A small decoder and spectrum cache, and threads switching as often as Python allows."""
-    monkeypatch.setattr(schemes_module, "DECODER_CACHE_SIZE", CACHE)
+    monkeypatch.setattr(decoder_cache, "DECODER_CACHE_SIZE", CACHE)
     one = 80 * 78 * 8 + 78 * 8  # the eigen-decomposition of one mask of 80 answering workers
-    monkeypatch.setattr(schemes_module, "SPECTRUM_CACHE_BYTES", 4 * one)
+    monkeypatch.setattr(spectrum_cache, "SPECTRUM_CACHE_BYTES", 4 * one)
     interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH)
     yield monkeypatch
@@ -105,7 +112,7 @@ def test_threads_sharing_a_scheme_decode_as_one_thread_alone(contention, name):
         thread.join()
     assert errors == []
 
-    contention.setattr(schemes_module, "DECODER_CACHE_SIZE", POOL)  # the reference: no eviction
+    contention.setattr(decoder_cache, "DECODER_CACHE_SIZE", POOL)  # the reference: no eviction
     reference = SCHEMES[name]()
     for t in range(THREADS):
         for (i, kind), result in zip(plans[t], results[t], strict=True):
@@ -113,17 +120,19 @@ def test_threads_sharing_a_scheme_decode_as_one_thread_alone(contention, name):
             np.testing.assert_array_equal(result, expected, err_msg=f"thread {t}, {kind}")
     # one encoder for everyone; the caches hold what a fresh scheme builds, within their bounds
     assert all(encoder is encoders[0] for encoder in encoders)
-    assert 0 < len(scheme._decoders) <= CACHE
+    assert 0 < len(scheme.decoder_cache) <= CACHE
     by_key = {np.packbits(mask).tobytes(): mask for mask in masks}
-    for key, entry in scheme._decoders.items():
+    for key, entry in scheme.decoder_cache.items():
         fresh = reference.decoder_matrix(by_key[key])
         np.testing.assert_array_equal(entry.matrix, fresh)
         for (dtype, _), tensor in entry.tensors.items():
             torch.testing.assert_close(tensor, torch.tensor(fresh, dtype=dtype), rtol=0, atol=0)
     if isinstance(scheme, NeRCC):
-        held = sum(d.nbytes + (0 if w is None else w.nbytes) for d, w in scheme._spectra.values())
-        assert scheme._spectra_bytes == held <= schemes_module.SPECTRUM_CACHE_BYTES
-        assert (len(scheme._spectra) > 0) == (name == "nercc_df")
+        held = sum(
+            d.nbytes + (0 if w is None else w.nbytes) for d, w in scheme.spectrum_cache.values()
+        )
+        assert scheme.spectrum_cache.nbytes == held <= spectrum_cache.SPECTRUM_CACHE_BYTES
+        assert (len(scheme.spectrum_cache) > 0) == (name == "nercc_df")
 
 
 def test_gcv_decoding_from_threads_matches_serial(contention):
@@ -151,21 +160,21 @@ def test_gcv_decoding_from_threads_matches_serial(contention):
             np.testing.assert_allclose(
                 result, reference.decode(outputs[t], masks[i]), rtol=1e-12, atol=0
             )
-    held = sum(d.nbytes + (0 if w is None else w.nbytes) for d, w in scheme._spectra.values())
-    assert scheme._spectra_bytes == held <= schemes_module.SPECTRUM_CACHE_BYTES
+    held = sum(d.nbytes + (0 if w is None else w.nbytes) for d, w in scheme.spectrum_cache.values())
+    assert scheme.spectrum_cache.nbytes == held <= spectrum_cache.SPECTRUM_CACHE_BYTES
 
 
 @pytest.fixture
 def conversions(monkeypatch):
     """Count the numpy -> torch conversions of decoders and encoders."""
     calls = []
-    real = schemes_module._to_torch
+    real = arrays.to_torch
 
     def counted(matrix, like):
         calls.append(matrix.shape)
         return real(matrix, like)
 
-    monkeypatch.setattr(schemes_module, "_to_torch", counted)
+    monkeypatch.setattr(arrays, "to_torch", counted)
     return calls
 
 
@@ -212,7 +221,7 @@ def test_a_cached_pattern_is_neither_rebuilt_nor_converted_again(conversions):
 
 
 def test_torch_copies_are_evicted_with_their_decoders(monkeypatch, conversions):
-    monkeypatch.setattr(schemes_module, "DECODER_CACHE_SIZE", 2)
+    monkeypatch.setattr(decoder_cache, "DECODER_CACHE_SIZE", 2)
     scheme = BACC(20, 100)
     masks = patterns(100, 3, seed=6)
     outputs = torch.randn(100, 10, generator=torch.Generator().manual_seed(1))
@@ -220,8 +229,8 @@ def test_torch_copies_are_evicted_with_their_decoders(monkeypatch, conversions):
     scheme.decode(outputs, masks[1])
     assert len(conversions) == 2
     scheme.decode(outputs, masks[2])  # masks[0] goes, with its float32 copy
-    assert len(scheme._decoders) == 2 and len(conversions) == 3
-    assert np.packbits(masks[0]).tobytes() not in scheme._decoders
+    assert len(scheme.decoder_cache) == 2 and len(conversions) == 3
+    assert np.packbits(masks[0]).tobytes() not in scheme.decoder_cache
     torch.testing.assert_close(scheme.decode(outputs, masks[0]), first, rtol=0, atol=0)
     assert len(conversions) == 4  # rebuilt and converted again
 
@@ -255,8 +264,8 @@ def test_a_scheme_with_full_caches_survives_pickle_and_deepcopy(roundtrip, make)
 
     assert repr(other) == repr(scheme) and other.decoder_key() == scheme.decoder_key()
     assert other.params() == scheme.params()
-    assert other._lock is not scheme._lock
-    assert len(other._decoders) == 0 and other._torch_cache == {}  # caches start empty
+    assert other.decoder_cache is not scheme.decoder_cache
+    assert len(other.decoder_cache) == 0 and other._torch_cache == {}  # caches start empty
     for p, mask in enumerate(masks):
         torch.testing.assert_close(other.decode(outputs, mask), before[p], rtol=0, atol=0)
     torch.testing.assert_close(
@@ -272,5 +281,5 @@ def test_a_scheme_with_full_caches_survives_pickle_and_deepcopy(roundtrip, make)
             assert other.encoder_df() == scheme.encoder_df()
     # the original keeps its caches (a gcv NeRCC has no decoder matrices to cache)
     gcv = isinstance(scheme, NeRCC) and scheme.lam_dec == "gcv"
-    assert len(scheme._decoders) == (0 if gcv else 3)
+    assert len(scheme.decoder_cache) == (0 if gcv else 3)
     torch.testing.assert_close(scheme.decode(outputs, masks[0]), before[0], rtol=0, atol=0)

@@ -256,10 +256,10 @@ def test_default_grid():
 
 
 def test_batched_bounds_equal_lam_bound_row_by_row():
-    from nercc.coding.splines import _lam_bounds
+    from nercc.coding.splines import lam_bounds
 
     rng = np.random.default_rng(9)
     for n, span in ((3, 1e-3), (5, 1.0), (50, 2.0), (300, 1e3)):
         rows = np.sort(rng.uniform(0, span, (6, n)), axis=1)
-        assert _lam_bounds(rows).tolist() == [lam_bound(row) for row in rows]
-    assert _lam_bounds(np.zeros((2, 2))).tolist() == [np.inf, np.inf]
+        assert lam_bounds(rows).tolist() == [lam_bound(row) for row in rows]
+    assert lam_bounds(np.zeros((2, 2))).tolist() == [np.inf, np.inf]

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-import nercc.coding.schemes as schemes
 from nercc.coding import (
     BACC,
     FewAnswersWarning,
@@ -19,9 +18,12 @@ from nercc.coding import (
     Replication,
     choose_lam_gcv,
     effective_df,
+    gcv,
     lam_for_df,
     smoothing_spline_matrix,
+    spectrum_cache,
 )
+from nercc.coding import nercc as nercc_module
 
 K, N = 8, 30
 
@@ -148,11 +150,11 @@ def test_gcv_in_smaller_chunks_and_from_the_cache(monkeypatch):
     outputs = smooth_outputs(scheme.betas, len(masks), seed=2)
     first = scheme.decode_each(outputs, masks)
     calls = []
-    real = schemes._spectrum
-    monkeypatch.setattr(schemes, "_spectrum", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = gcv.spectrum
+    monkeypatch.setattr(gcv, "spectrum", lambda *a, **k: calls.append(1) or real(*a, **k))
     np.testing.assert_array_equal(scheme.decode_each(outputs, masks), first)
     assert calls == []  # every mask's eigen-decomposition came from the cache
-    monkeypatch.setattr(schemes, "SPECTRUM_CHUNK", 3)
+    monkeypatch.setattr(nercc_module, "SPECTRUM_CHUNK", 3)
     chunked = NeRCC(K, N, lam_dec="gcv")
     np.testing.assert_allclose(chunked.decode_each(outputs, masks), first, rtol=1e-12)
     assert len(calls) == 4  # 7 masks of 20 in chunks of 3, 3 masks of 15 in one
@@ -160,14 +162,14 @@ def test_gcv_in_smaller_chunks_and_from_the_cache(monkeypatch):
 
 def test_spectrum_cache_stays_within_its_bytes(monkeypatch):
     one = 29 * 27 * 8 + 27 * 8  # eigenvectors (n, n-2) and eigenvalues of one mask, n = 29
-    monkeypatch.setattr(schemes, "SPECTRUM_CACHE_BYTES", 3 * one)
+    monkeypatch.setattr(spectrum_cache, "SPECTRUM_CACHE_BYTES", 3 * one)
     scheme = NeRCC(K, N, lam_dec="gcv")
     masks = np.ones((6, N), dtype=bool)
     masks[np.arange(6), np.arange(6)] = False  # six distinct masks of 29 answering
     outputs = smooth_outputs(scheme.betas, 6)
     scheme.decode_each(outputs, masks)
-    assert 0 < scheme._spectra_bytes <= 3 * one
-    assert len(scheme._spectra) == 3
+    assert 0 < scheme.spectrum_cache.nbytes <= 3 * one
+    assert len(scheme.spectrum_cache) == 3
 
 
 def test_gcv_grid_can_be_given():

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nercc.coding import BACC, NeRCC, Replication
-from nercc.coding import schemes as schemes_module
+from nercc.coding import BACC, NeRCC, Replication, decoder_cache
 
 # -- replication (item 5) -----------------------------------------------------------------------
 K, R = 3, 3  # N = 9; worker n computes input n % K, so input k's replicas are k, k + 3, k + 6
@@ -104,7 +103,7 @@ CACHE = 6
 
 @pytest.fixture
 def small_cache(monkeypatch):
-    monkeypatch.setattr(schemes_module, "DECODER_CACHE_SIZE", CACHE)
+    monkeypatch.setattr(decoder_cache, "DECODER_CACHE_SIZE", CACHE)
     return CACHE
 
 
@@ -155,7 +154,7 @@ def test_more_patterns_than_the_cache_holds_stay_correct_and_bounded(small_cache
         scheme.decoder_matrices(masks[order]), references[order], rtol=0, atol=1e-14
     )
     assert len(built) == 20  # each distinct pattern built once, repeats included
-    assert len(scheme._decoders) <= small_cache
+    assert len(scheme.decoder_cache) <= small_cache
     # the most recently used patterns are still there: no rebuild; the oldest was dropped
     recent = [19, 0, 5]
     for i in recent:
@@ -171,7 +170,7 @@ def test_more_patterns_than_the_cache_holds_stay_correct_and_bounded(small_cache
             np.testing.assert_allclose(
                 scheme.decode(outputs, masks[i]), references[i] @ outputs, rtol=0, atol=1e-12
             )
-            assert len(scheme._decoders) <= small_cache
+            assert len(scheme.decoder_cache) <= small_cache
         chosen = rng.choice(20, 9)
         np.testing.assert_allclose(
             scheme.decode(outputs, masks[chosen]),
@@ -182,7 +181,7 @@ def test_more_patterns_than_the_cache_holds_stay_correct_and_bounded(small_cache
         np.testing.assert_array_equal(
             scheme.lost(masks[chosen]), ~np.any(references[chosen] != 0, axis=2)
         )
-        assert len(scheme._decoders) <= small_cache
+        assert len(scheme.decoder_cache) <= small_cache
 
 
 def test_the_least_recently_used_pattern_goes_first(small_cache):
@@ -209,4 +208,4 @@ def test_the_least_recently_used_pattern_goes_first(small_cache):
     np.testing.assert_allclose(
         batch, np.stack([NeRCC(4, 10, lam_dec=1e-3).decoder_matrix(m) for m in masks]), atol=1e-14
     )
-    assert len(scheme._decoders) == CACHE
+    assert len(scheme.decoder_cache) == CACHE
