@@ -9,13 +9,14 @@ One concept per module: :mod:`~nercc.coding.base` (the contract of every scheme)
 holds), :mod:`~nercc.coding.nercc`, :mod:`~nercc.coding.bacc` and
 :mod:`~nercc.coding.baselines` (the schemes), and the numerics under them
 (:mod:`~nercc.coding.points`, :mod:`~nercc.coding.splines`, :mod:`~nercc.coding.gcv`,
-:mod:`~nercc.coding.berrut`).
+:mod:`~nercc.coding.berrut`, :mod:`~nercc.coding.floater_hormann`).
 """
 
-from nercc.coding.bacc import BACC
+from nercc.coding.bacc import BACC, FloaterHormann
 from nercc.coding.base import CodingScheme, FewAnswersWarning
 from nercc.coding.baselines import Replication, Uncoded
 from nercc.coding.berrut import berrut_matrix
+from nercc.coding.floater_hormann import floater_hormann_matrix, floater_hormann_weights
 from nercc.coding.gcv import (
     DEFAULT_LAM_GRID,
     choose_lam_gcv,
@@ -32,7 +33,7 @@ from nercc.coding.splines import lam_bound, smoothing_spline_matrix
 #: Every scheme class by its name (the last part of a config's ``_target_``), in the order a
 #: comparison lists them.
 SCHEMES: dict[str, type[CodingScheme]] = {
-    cls.__name__: cls for cls in (NeRCC, BACC, Replication, Uncoded)
+    cls.__name__: cls for cls in (NeRCC, BACC, FloaterHormann, Replication, Uncoded)
 }
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Choice",
     "CodingScheme",
     "FewAnswersWarning",
+    "FloaterHormann",
     "NeRCC",
     "Replication",
     "Tunable",
@@ -50,6 +52,8 @@ __all__ = [
     "berrut_matrix",
     "choose_lam_gcv",
     "effective_df",
+    "floater_hormann_matrix",
+    "floater_hormann_weights",
     "gcv_scores",
     "lam_bound",
     "lam_for_df",

@@ -76,3 +76,14 @@ def check_df(name: str, value: object) -> float:
             f"got {value}"
         )
     return value
+
+
+def check_whole(name: str, value: object, minimum: int) -> int:
+    """Return ``value`` as an ``int`` if it is a whole number >= ``minimum``: an integer, or a
+    float without a fractional part (``2.0``, as a table of parameters stores one)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool | numbers.Integral):
+        number = float(value)
+        if not (math.isfinite(number) and number.is_integer()):
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {_show(value)}")
+        value = int(number)
+    return check_int(name, value, minimum)

@@ -1,5 +1,5 @@
 """Schemes that place inputs and workers at points: input ``k`` at ``alphas[k]``, worker ``n`` at
-``betas[n]`` (NeRCC, BACC). The encoder fits the inputs at the alphas and
+``betas[n]`` (NeRCC, BACC, Floater–Hormann). The encoder fits the inputs at the alphas and
 evaluates at the betas; the decoder fits the answers at the answering betas and evaluates at the
 alphas. A subclass gives the fit (:meth:`PointScheme._fit`)."""
 
@@ -18,7 +18,8 @@ __all__ = ["PointScheme"]
 
 
 class PointScheme(CodingScheme, ABC):
-    """A scheme that places inputs at ``alphas`` and workers at ``betas`` (NeRCC, BACC)."""
+    """A scheme that places inputs at ``alphas`` and workers at ``betas`` (NeRCC, BACC,
+    Floater–Hormann)."""
 
     _FEW_ANSWERS_UNDERDETERMINED = True
 

@@ -19,6 +19,7 @@ import torch
 from nercc.coding import (
     BACC,
     DEFAULT_LAM_GRID,
+    FloaterHormann,
     NeRCC,
     Replication,
     arrays,
@@ -243,9 +244,10 @@ def test_torch_copies_are_evicted_with_their_decoders(monkeypatch, conversions):
         lambda: NeRCC(20, 100, lam_enc=1e-4, lam_dec="gcv"),
         lambda: NeRCC(20, 100, df_enc=10.0, df_dec=8.0),
         lambda: BACC(20, 100),
+        lambda: FloaterHormann(20, 100, d=3),
         lambda: Replication(4, 3),
     ],
-    ids=["nercc", "nercc_gcv", "nercc_df", "bacc", "replication"],
+    ids=["nercc", "nercc_gcv", "nercc_df", "bacc", "fh", "replication"],
 )
 def test_a_scheme_with_full_caches_survives_pickle_and_deepcopy(roundtrip, make):
     scheme = make()

@@ -17,6 +17,7 @@ from nercc.coding import (
     Choice,
     CodingScheme,
     FewAnswersWarning,
+    FloaterHormann,
     NeRCC,
     Replication,
     Tunable,
@@ -41,13 +42,14 @@ INSTANCES = {
     "nercc_gcv": lambda: NeRCC(K, N, df_enc=5.0, lam_dec="gcv"),
     "nercc_df": lambda: NeRCC(K, N, lam_enc=1e-5, df_dec=6.0),
     "bacc": lambda: BACC(K, N),
+    "fh": lambda: FloaterHormann(K, N, d=2),
     "uncoded": lambda: Uncoded(K),
     "replication": lambda: Replication(K, 2),
 }
 
 
 def test_the_registry_holds_every_scheme_class_by_name():
-    assert list(SCHEMES) == ["NeRCC", "BACC", "Replication", "Uncoded"]
+    assert list(SCHEMES) == ["NeRCC", "BACC", "FloaterHormann", "Replication", "Uncoded"]
     for name, cls in SCHEMES.items():
         assert cls.__name__ == name and issubclass(cls, CodingScheme)
 

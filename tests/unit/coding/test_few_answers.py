@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from nercc.coding import BACC, FewAnswersWarning, NeRCC, Replication, Uncoded
+from nercc.coding import BACC, FewAnswersWarning, FloaterHormann, NeRCC, Replication, Uncoded
 
 K, N = 4, 10
 
@@ -38,6 +38,7 @@ SCHEMES = {
     "nercc_df": lambda: NeRCC(K, N, df_dec=3.0),
     "nercc_gcv": lambda: NeRCC(K, N, lam_dec="gcv"),
     "bacc": lambda: BACC(K, N),
+    "fh": lambda: FloaterHormann(K, N, d=2),
 }
 
 

@@ -11,6 +11,7 @@ from scipy.interpolate import make_smoothing_spline
 from nercc.coding import (
     BACC,
     FewAnswersWarning,
+    FloaterHormann,
     NeRCC,
     Replication,
     Uncoded,
@@ -33,6 +34,7 @@ def make_schemes():
         "nercc_interp": NeRCC(8, 20),
         "nercc_uniform": NeRCC(8, 20, lam_enc=1e-3, lam_dec=1e-2, points="uniform"),
         "bacc": BACC(8, 20),
+        "fh": FloaterHormann(8, 20, d=2),
         "uncoded": Uncoded(8),
         "replication": Replication(8, 3),
     }
@@ -166,7 +168,7 @@ def test_lost_inputs_of_baselines():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("name", ["nercc", "bacc", "replication"])
+@pytest.mark.parametrize("name", ["nercc", "bacc", "fh", "replication"])
 def test_numpy_and_torch_agree(name, dtype):
     scheme = make_schemes()[name]
     rng = np.random.default_rng(3)
@@ -216,7 +218,7 @@ def test_repr_names_the_parameters():
     )
 
 
-@pytest.mark.parametrize("name", ["nercc", "nercc_interp", "bacc", "replication", "uncoded"])
+@pytest.mark.parametrize("name", ["nercc", "nercc_interp", "bacc", "fh", "replication", "uncoded"])
 @pytest.mark.parametrize("as_tensor", [False, True])
 def test_decode_each_pairs_patterns_with_their_outputs(name, as_tensor):
     scheme = make_schemes()[name]
