@@ -18,6 +18,11 @@ waiting (the frontend waits by it). :class:`LatencyStragglers` composes them for
 evaluation: ``wait.keep(delays.times(...))``.
 
 A pattern always keeps at least one worker: with a deadline the master waits for the first answer.
+
+What each model accepts is declared on its class: ``settings``, a tuple of :class:`Setting`
+(name, default, range or choices, and whether giving it makes S a label only). The config checks
+(:mod:`nercc.runtime.checks`) read those declarations; this module imports torch only when it
+draws, so that reading them costs no torch import.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ from __future__ import annotations
 import math
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "Availability",
@@ -37,9 +45,11 @@ __all__ = [
     "DelayModel",
     "FixedStragglers",
     "LatencyStragglers",
+    "Setting",
     "StragglerModel",
     "WaitPolicy",
     "WorstCaseStragglers",
+    "several_s_refusal",
 ]
 
 
@@ -88,11 +98,118 @@ def _is_finite(value: Any) -> bool:
     return _is_real(value) and math.isfinite(value)
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One setting a model accepts, declared on its class (``settings``) and read by the checks.
+
+    Parameters
+    ----------
+    name : str
+        The constructor argument (and the config key below the model's node).
+    default : Any
+        Its value when not given.
+    options : tuple, optional
+        The values allowed (a choice). Without options the setting is a finite number in the
+        range given by ``low`` and ``high`` (each end open where ``low_open`` / ``high_open``).
+    low, high : float, optional
+        The ends of the range (None: unbounded).
+    low_open, high_open : bool
+        Whether the end itself is refused.
+    optional : bool
+        None is allowed (the setting is off).
+    ignores_s : str, optional
+        Set where giving the setting (not None) makes S a label only, the patterns the same for
+        every S: the words naming it in the refusal of several S (e.g. ``"a deadline"``).
+    fix : str
+        What to do instead of several S; ``{key}`` stands for the setting's config key.
+    """
+
+    name: str
+    default: Any = None
+    options: tuple[Any, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False
+    ignores_s: str | None = None
+    fix: str = "give one S"
+
+    def refusal(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (``"must be ..."``), or None where it is accepted."""
+        if value is None and self.optional:
+            return None
+        null = "null or " if self.optional else ""
+        if self.options:
+            if isinstance(value, bool) or value not in self.options:
+                shown = [repr(o) for o in self.options]
+                listed = f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
+                return f"must be {null}{listed}"
+            return None
+        ok = _is_finite(value)
+        if ok and self.low is not None:
+            ok = value > self.low if self.low_open else value >= self.low
+        if ok and self.high is not None:
+            ok = value < self.high if self.high_open else value <= self.high
+        if ok:
+            return None
+        low, high = self.low, self.high
+        if low is not None and high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            interval = f" in {left}{low:g}, {high:g}{right}"
+        elif low is not None:
+            interval = f" {'>' if self.low_open else '>='} {low:g}"
+        elif high is not None:
+            interval = f" {'<' if self.high_open else '<='} {high:g}"
+        else:
+            interval = ""
+        return f"must be {null}a finite number{interval}"
+
+    def check(self, value: Any) -> None:
+        """Raise ``ValueError`` naming the setting and ``value`` unless it is accepted."""
+        problem = self.refusal(value)
+        if problem is not None:
+            raise ValueError(f"{self.name} {problem}, got {value!r}")
+
+
+def _uses_s(model: Any) -> bool:
+    """False where a declared setting that makes S a label is given (see :class:`Setting`)."""
+    return not any(
+        s.ignores_s is not None and getattr(model, s.name) is not None for s in model.settings
+    )
+
+
+def several_s_refusal(what: str, stragglers: Sequence[int], fix: str = "give one S") -> str | None:
+    """Why a model that ignores S refuses the S list ``stragglers``; None for a single S.
+
+    The one rule for every model whose patterns do not depend on S (``uses_num_stragglers``
+    False: a Bernoulli ``p``, a latency ``deadline``): its rows for several S would be one
+    experiment under several labels.
+
+    Parameters
+    ----------
+    what : str
+        The model or the setting that ignores S, as the reason names it (``"a deadline"``).
+    stragglers : sequence of int
+        The S list asked for.
+    fix : str
+        What to do instead.
+    """
+    if len({int(s) for s in stragglers}) < 2:
+        return None
+    return (
+        f"{what} ignores S, so the rows of stragglers={list(stragglers)} would be the same run "
+        f"under different labels; {fix}"
+    )
+
+
 class StragglerModel(ABC):
     """Draws availability patterns. Subclasses implement :meth:`_draw`."""
 
     #: Whether the patterns depend on the scheme being attacked (then drawn per scheme).
     depends_on_scheme = False
+    #: What the model accepts besides ``num_stragglers`` (S comes from the S list).
+    settings: ClassVar[tuple[Setting, ...]] = ()
 
     def __init__(self, num_stragglers: int | None = None) -> None:
         self.num_stragglers = _check_stragglers(num_stragglers)
@@ -109,9 +226,10 @@ class StragglerModel(ABC):
           ``deadline``); models for different S draw the same patterns.
 
         Truthy exactly when S changes the patterns, so a caller can refuse a list of several S
-        with ``if not model.uses_num_stragglers``.
+        with ``if not model.uses_num_stragglers`` (:func:`several_s_refusal`). Derived from the
+        declared :attr:`settings` (``Setting.ignores_s``).
         """
-        return True
+        return _uses_s(self)
 
     def check(self, num_workers: int) -> None:
         """Raise ``ValueError`` if the model cannot serve ``num_workers`` workers."""
@@ -153,6 +271,8 @@ class StragglerModel(ABC):
 
 def _first(order: torch.Tensor, count: int) -> torch.Tensor:
     """Mask (P, N) that is True at the first ``count`` entries of each row of ``order``."""
+    import torch
+
     mask = torch.zeros(order.shape, dtype=torch.bool, device=order.device)
     mask.scatter_(1, order[:, :count], True)
     return mask
@@ -165,6 +285,8 @@ class FixedStragglers(StragglerModel):
         super().__init__(num_stragglers)
 
     def _draw(self, p: int, n: int, generator: torch.Generator, scheme: Any) -> Availability:
+        import torch
+
         order = torch.rand(p, n, generator=generator).argsort(dim=1)
         return Availability(~_first(order, self.num_stragglers))
 
@@ -176,17 +298,22 @@ class BernoulliStragglers(StragglerModel):
     given, ``num_stragglers`` is only a label (:attr:`uses_num_stragglers` is False).
     """
 
+    settings = (
+        Setting("p", None, low=0.0, high=1.0, high_open=True, optional=True,
+                ignores_s="a fixed probability",
+                fix="give one S or {key}=null (p = S / N, S stragglers in expectation)"),
+    )  # fmt: skip
+
     def __init__(self, num_stragglers: int | None = None, p: float | None = None) -> None:
         super().__init__(num_stragglers)
-        if p is not None and not (isinstance(p, int | float) and 0.0 <= p < 1.0):
-            raise ValueError(f"p must lie in [0, 1), got {p!r}")
+        self.settings[0].check(p)
         if p is None and num_stragglers is None:
             raise ValueError("p or num_stragglers must be given, got neither")
         self.p = None if p is None else float(p)
 
     @property
     def uses_num_stragglers(self) -> bool | Literal["expected"]:
-        return "expected" if self.p is None else False
+        return "expected" if super().uses_num_stragglers else False
 
     uses_num_stragglers.__doc__ = StragglerModel.uses_num_stragglers.__doc__
 
@@ -194,6 +321,8 @@ class BernoulliStragglers(StragglerModel):
         return self.p if self.p is not None else self.num_stragglers / num_workers
 
     def _draw(self, p: int, n: int, generator: torch.Generator, scheme: Any) -> Availability:
+        import torch
+
         prob = self.probability(n)
         available = torch.rand(p, n, generator=generator) >= prob
         empty = ~available.any(dim=1)
@@ -212,15 +341,18 @@ class WorstCaseStragglers(StragglerModel):
     draws the offset uniformly.
     """
 
+    settings = (Setting("placement", "adversarial", options=("adversarial", "random")),)
+
     def __init__(self, num_stragglers: int = 0, placement: str = "adversarial") -> None:
         super().__init__(num_stragglers)
-        if placement not in ("adversarial", "random"):
-            raise ValueError(f"placement must be 'adversarial' or 'random', got {placement!r}")
+        self.settings[0].check(placement)
         self.placement = placement
         self.depends_on_scheme = placement == "adversarial"
         self._worst: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
     def _blocks(self, n: int) -> torch.Tensor:
+        import torch
+
         s = self.num_stragglers
         offsets = torch.arange(n - s + 1)
         masks = torch.ones(len(offsets), n, dtype=torch.bool)
@@ -238,6 +370,8 @@ class WorstCaseStragglers(StragglerModel):
         return self._worst[scheme]
 
     def _draw(self, p: int, n: int, generator: torch.Generator, scheme: Any) -> Availability:
+        import torch
+
         blocks = self._blocks(n)
         if self.placement == "random" or scheme is None:
             if self.placement == "adversarial":
@@ -295,25 +429,22 @@ class DelayModel:
     slow_fraction: float = 0.0
     slow_factor: float = 10.0
 
+    #: The settings above, as the checks read them (in the order of the fields).
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("distribution", "shifted_exponential", options=("shifted_exponential", "pareto")),
+        Setting("shift", 1.0, low=0.0),
+        Setting("rate", 1.0, low=0.0, low_open=True),
+        Setting("scale", 1.0, low=0.0, low_open=True),
+        Setting("shape", 2.0, low=0.0, low_open=True),
+        Setting("slow_fraction", 0.0, low=0.0, high=1.0, high_open=True),
+        Setting("slow_factor", 10.0, low=1.0),
+    )
+
     def __post_init__(self) -> None:
-        if self.distribution not in ("shifted_exponential", "pareto"):
-            raise ValueError(
-                f"distribution must be 'shifted_exponential' or 'pareto', got {self.distribution!r}"
-            )
-        for name in ("rate", "scale", "shape"):
-            value = getattr(self, name)
-            if not (_is_finite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-        if not (_is_finite(self.shift) and self.shift >= 0):
-            raise ValueError(f"shift must be a finite number >= 0, got {self.shift!r}")
-        if not (_is_finite(self.slow_fraction) and 0 <= self.slow_fraction < 1):
-            raise ValueError(
-                f"slow_fraction must be a finite number in [0, 1), got {self.slow_fraction!r}"
-            )
-        if not (_is_finite(self.slow_factor) and self.slow_factor >= 1):
-            raise ValueError(f"slow_factor must be a finite number >= 1, got {self.slow_factor!r}")
-        for name in ("shift", "rate", "scale", "shape", "slow_fraction", "slow_factor"):
-            object.__setattr__(self, name, float(getattr(self, name)))
+        for setting in self.settings:
+            setting.check(getattr(self, setting.name))
+        for setting in self.settings[1:]:
+            object.__setattr__(self, setting.name, float(getattr(self, setting.name)))
 
     def slow_count(self, n: int) -> int:
         """How many of ``n`` workers are slow: ``slow_fraction * n`` rounded half up.
@@ -342,6 +473,8 @@ class DelayModel:
         torch.Tensor
             (N,) bool, True at the slow workers.
         """
+        import torch
+
         count = self.slow_count(n)
         if count == 0:
             return torch.zeros(n, dtype=torch.bool)
@@ -379,6 +512,8 @@ class DelayModel:
         torch.Tensor
             (P, N) float64.
         """
+        import torch
+
         p = _check_count(p, "p", 0)
         n = _check_count(n, "n", 1)
         if slow is not None:
@@ -399,6 +534,8 @@ class DelayModel:
 
 def _check_slow(slow: Any, p: int, n: int) -> torch.Tensor:
     """``slow`` as a bool tensor of shape (N,) or (P, N)."""
+    import torch
+
     try:
         mask = torch.as_tensor(slow)
     except (TypeError, ValueError, RuntimeError):
@@ -434,21 +571,24 @@ class WaitPolicy:
     num_stragglers: int | None = None
     deadline: float | None = None
 
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("deadline", None, low=0.0, low_open=True, optional=True, ignores_s="a deadline",
+                fix="give one S (a label) or no deadline"),
+    )  # fmt: skip
+
     def __post_init__(self) -> None:
         if self.num_stragglers is None and self.deadline is None:
             raise ValueError("num_stragglers or deadline must be given, got neither")
         object.__setattr__(self, "num_stragglers", _check_stragglers(self.num_stragglers))
-        deadline = self.deadline
-        if deadline is not None:
-            if not (_is_real(deadline) and deadline > 0):
-                raise ValueError(f"deadline must be a number > 0, got {deadline!r}")
-            object.__setattr__(self, "deadline", float(deadline))
+        self.settings[0].check(self.deadline)
+        if self.deadline is not None:
+            object.__setattr__(self, "deadline", float(self.deadline))
 
     @property
     def uses_num_stragglers(self) -> bool:
         """Whether S decides the answers kept (no deadline); see
         :attr:`StragglerModel.uses_num_stragglers`."""
-        return self.deadline is None
+        return _uses_s(self)
 
     def check(self, n: int) -> None:
         """Raise ``ValueError`` unless ``n`` workers can serve the policy (S <= N - 1)."""
@@ -478,6 +618,8 @@ class WaitPolicy:
         torch.Tensor
             (P, N) bool, True at the answers kept.
         """
+        import torch
+
         times = torch.as_tensor(times)
         if times.ndim != 2:
             raise ValueError(f"times must have shape (p, n), got shape {tuple(times.shape)}")
@@ -521,6 +663,8 @@ class LatencyStragglers(StragglerModel):
         How many times slower a slow worker is.
     """
 
+    settings = WaitPolicy.settings + DelayModel.settings
+
     num_stragglers = _part("wait", "num_stragglers")
     deadline = _part("wait", "deadline")
     distribution = _part("delays", "distribution")
@@ -548,12 +692,6 @@ class LatencyStragglers(StragglerModel):
         self.delays = DelayModel(
             distribution, shift, rate, scale, shape, slow_fraction, slow_factor
         )
-
-    @property
-    def uses_num_stragglers(self) -> bool | Literal["expected"]:
-        return self.wait.uses_num_stragglers
-
-    uses_num_stragglers.__doc__ = StragglerModel.uses_num_stragglers.__doc__
 
     def check(self, num_workers: int) -> None:
         """Raise ``ValueError`` if the model cannot serve ``num_workers`` workers."""

@@ -10,7 +10,6 @@ import torch
 import yaml
 
 from nercc.coding import BACC, NeRCC, Replication
-from nercc.eval import check_config
 from nercc.paths import CONFIG_DIR
 from nercc.stragglers import (
     BernoulliStragglers,
@@ -18,6 +17,7 @@ from nercc.stragglers import (
     LatencyStragglers,
     WorstCaseStragglers,
 )
+from nercc.tasks.evaluate import check_config
 from nercc.utils.instantiate import build
 
 CONF = Path(CONFIG_DIR)

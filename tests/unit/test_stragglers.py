@@ -12,8 +12,10 @@ from nercc.stragglers import (
     DelayModel,
     FixedStragglers,
     LatencyStragglers,
+    Setting,
     WaitPolicy,
     WorstCaseStragglers,
+    several_s_refusal,
 )
 
 
@@ -101,7 +103,11 @@ def test_latency_deadline_and_distributions():
         (lambda: FixedStragglers(10).sample(1, 10, gen()), "at most num_workers - 1 = 9"),
         (lambda: FixedStragglers(-1), "num_stragglers must be an integer >= 0, got -1"),
         (lambda: FixedStragglers(2.5), "got 2.5"),
-        (lambda: BernoulliStragglers(p=1.0), r"p must lie in \[0, 1\), got 1.0"),
+        (
+            lambda: BernoulliStragglers(p=1.0),
+            r"p must be null or a finite number in \[0, 1\), got 1.0",
+        ),
+        (lambda: BernoulliStragglers(p=True), "got True"),
         (lambda: BernoulliStragglers(p=-0.1), "got -0.1"),
         (lambda: BernoulliStragglers(), "p or num_stragglers"),
         (lambda: WorstCaseStragglers(2, placement="middle"), "'middle'"),
@@ -110,7 +116,10 @@ def test_latency_deadline_and_distributions():
         (lambda: LatencyStragglers(12, deadline=1.0).sample(1, 12, gen()), "at most"),
         (lambda: LatencyStragglers(2, distribution="normal"), "'normal'"),
         (lambda: LatencyStragglers(2, rate=0.0), "rate must be a finite number > 0, got 0.0"),
-        (lambda: LatencyStragglers(deadline=-1.0), "deadline must be a number > 0, got -1.0"),
+        (
+            lambda: LatencyStragglers(deadline=-1.0),
+            "deadline must be null or a finite number > 0, got -1.0",
+        ),
     ],
 )
 def test_bad_parameters(build, text):
@@ -355,8 +364,9 @@ def test_latency_repr_reads_as_the_call():
         (lambda: WaitPolicy(), "num_stragglers or deadline must be given, got neither"),
         (lambda: WaitPolicy(-1), "num_stragglers must be an integer >= 0, got -1"),
         (lambda: WaitPolicy(2.5), "num_stragglers must be an integer >= 0, got 2.5"),
-        (lambda: WaitPolicy(deadline=0), "deadline must be a number > 0, got 0"),
-        (lambda: WaitPolicy(deadline=float("nan")), "deadline must be a number > 0, got nan"),
+        (lambda: WaitPolicy(deadline=0), "deadline must be null or a finite number > 0, got 0"),
+        (lambda: WaitPolicy(deadline=float("nan")), "a finite number > 0, got nan"),
+        (lambda: WaitPolicy(deadline=float("inf")), "a finite number > 0, got inf"),
         (
             lambda: WaitPolicy(5).check(5),
             "num_stragglers must be at most num_workers - 1 = 4 (at least one worker must answer), "
@@ -379,3 +389,91 @@ def test_latency_repr_reads_as_the_call():
 def test_bad_delay_and_wait_parameters(build, text):
     with pytest.raises(ValueError, match=re.escape(text)):
         build()
+
+
+# -- the declarations the config checks read ----------------------------------------------------
+@pytest.mark.parametrize(
+    "cls",
+    [FixedStragglers, BernoulliStragglers, WorstCaseStragglers, LatencyStragglers, DelayModel],
+)
+def test_declared_settings_are_the_constructors_arguments_with_their_defaults(cls):
+    """A setting the checks accept is one the constructor takes, with the same default; every
+    argument but S is declared."""
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    declared = {s.name: s.default for s in cls.settings}
+    assert declared == {name: p.default for name, p in params.items() if name != "num_stragglers"}
+    for setting in cls.settings:  # each default is accepted by its own declaration
+        setting.check(setting.default)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "text"),
+    [
+        (Setting("x", low=0.0, low_open=True), 0, "must be a finite number > 0"),
+        (Setting("x", low=1.0), float("nan"), "must be a finite number >= 1"),
+        (Setting("x", high=2.0, high_open=True), 2, "must be a finite number < 2"),
+        (
+            Setting("x", low=0.0, high=1.0, high_open=True),
+            True,
+            "must be a finite number in [0, 1)",
+        ),
+        (
+            Setting("x", optional=True, low=0.5, high=1.0),
+            0.25,
+            "must be null or a finite number in [0.5, 1]",
+        ),
+        (Setting("x", options=("a", "b", "c")), "d", "must be 'a', 'b' or 'c'"),
+        (Setting("x", options=("a",)), None, "must be 'a'"),
+        (Setting("x"), "1", "must be a finite number"),
+    ],
+)
+def test_a_setting_refuses_values_outside_its_declaration(setting, value, text):
+    assert setting.refusal(value) == text
+    with pytest.raises(ValueError, match=re.escape(f"x {text}, got {value!r}")):
+        setting.check(value)
+
+
+def test_a_setting_accepts_its_ends_where_closed_and_null_where_optional():
+    assert Setting("x", low=0.0, high=1.0).refusal(0) is None
+    assert Setting("x", low=0.0, high=1.0).refusal(1.0) is None
+    assert Setting("x", optional=True, low=0.0).refusal(None) is None
+    assert Setting("x", options=("a", "b")).refusal("b") is None
+
+
+def test_the_settings_that_make_s_a_label_are_the_ones_uses_num_stragglers_sees():
+    ignoring = {
+        cls.__name__: [s.name for s in cls.settings if s.ignores_s]
+        for cls in (FixedStragglers, BernoulliStragglers, WorstCaseStragglers, LatencyStragglers)
+    }
+    assert ignoring == {
+        "FixedStragglers": [],
+        "BernoulliStragglers": ["p"],
+        "WorstCaseStragglers": [],
+        "LatencyStragglers": ["deadline"],
+    }
+    assert WaitPolicy(deadline=1.0).uses_num_stragglers is False
+
+
+def test_several_s_are_refused_once_with_the_list_and_the_fix():
+    assert several_s_refusal("a deadline", [3]) is None
+    assert several_s_refusal("a deadline", [3, 3]) is None
+    assert several_s_refusal("a deadline", [0, 5], "give one S (a label)") == (
+        "a deadline ignores S, so the rows of stragglers=[0, 5] would be the same run under "
+        "different labels; give one S (a label)"
+    )
+
+
+def test_reading_the_declarations_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from nercc.stragglers import LatencyStragglers as L; L.settings; "
+        "L(num_stragglers=2).uses_num_stragglers; print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

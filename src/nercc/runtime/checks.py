@@ -1,19 +1,24 @@
 """One validation pass over a composed config, before any data, model or heavy import.
 
-Every entry point (``nercc.eval``, ``nercc.tune``, ``nercc.train``, ``nercc.demo``) calls its
-``check_*`` function first. A bad setting raises :class:`ConfigError`, a ``ValueError`` whose
-message is ``<config key>: <what is wrong>, got <value>``; the task wrapper prints it as one line
-``error: ...`` and exits 1. The checks cover types and ranges, the settings against each other
-(N >= K, integer S < N, the straggler model against the S list, equal cost for the baselines),
-the logger's needs, the output and publishing folders, and a memory estimate of the coded
-evaluation. What needs torch or the data (the hardware, batches against processes) is in
+Every task (``nercc.tasks.*``) calls its ``check_*`` function first. A bad setting raises
+:class:`ConfigError`, a ``ValueError`` whose message is ``<config key>: <what is wrong>, got
+<value>``; the task wrapper prints it as one line ``error: ...`` and exits 1. The checks cover
+types and ranges, the settings against each other (N >= K, integer S < N, the straggler model
+against the S list, equal cost for the baselines), the logger's needs, the output and
+publishing folders, and a memory estimate of the coded evaluation. What needs torch or the data (the hardware, batches against processes) is in
 :func:`check_hardware` and :func:`check_batches`, called after the imports they need.
+
+Facts are read from their owners, not restated: a straggler or delay model's settings from its
+class (``settings``, :class:`nercc.stragglers.Setting`, located by the node's ``_target_``),
+a dataset's format from :data:`nercc.data.sources.FORMATS`, the point layouts from
+:data:`nercc.coding.points.LAYOUTS`.
 
 This module imports only the standard library, OmegaConf and numpy-level code.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import netrc
 import os
@@ -26,15 +31,18 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nercc.coding.points import LAYOUTS as POINT_LAYOUTS
+from nercc.data.sources import DATASETS, FORMATS, SYNTHETIC_DEFAULTS
+from nercc.stragglers import DelayModel, Setting, several_s_refusal
 from nercc.utils.errors import ConfigError, show
 
 __all__ = [
     "ConfigError",
     "check_batches",
     "check_checkpoint_exists",
-    "check_demo",
     "check_eval",
     "check_hardware",
+    "check_straggler_node",
     "check_train",
     "check_tune",
     "coded_memory_bytes",
@@ -44,35 +52,11 @@ __all__ = [
 
 _MISSING = object()
 
-#: Image shape (channels, size) and class count of the datasets with a fixed format.
-DATASET_FORMATS = {
-    "fashion_mnist": (1, 28, 10),
-    "mnist": (1, 28, 10),
-    "cifar10": (3, 32, 10),
-    "cifar100": (3, 32, 100),
-}
-POINT_LAYOUTS = ("chebyshev", "uniform")
 PRECISIONS = {
     "16", "32", "64", "bf16", "16-mixed", "bf16-mixed", "32-true", "64-true", "16-true",
     "bf16-true", "transformer-engine", "transformer-engine-float16",
 }  # fmt: skip
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
-#: The settings of each straggler model (the S list gives num_stragglers).
-STRAGGLER_SETTINGS = {
-    "FixedStragglers": (),
-    "BernoulliStragglers": ("p",),
-    "WorstCaseStragglers": ("placement",),
-    "LatencyStragglers": (
-        "distribution",
-        "shift",
-        "rate",
-        "scale",
-        "shape",
-        "deadline",
-        "slow_fraction",
-        "slow_factor",
-    ),
-}
 
 
 # -- reading and typing single values ---------------------------------------------------------
@@ -203,21 +187,20 @@ def check_seed(cfg: DictConfig, key: str = "seed") -> int:
 
 def check_data(cfg: DictConfig) -> tuple[int, int, int]:
     """The data node; returns (channels, image size, classes)."""
-    from nercc.data.sources import DATASETS
-
     name = choice(cfg, "data.name", DATASETS)
     channels = integer(cfg, "data.channels", 1)
     size = integer(cfg, "data.image_size", 1)
     classes = integer(cfg, "data.num_classes", 2)
-    if name in DATASET_FORMATS:
-        want_c, want_size, want_classes = DATASET_FORMATS[name]
-        for key, got, want, what in (
-            ("data.channels", channels, want_c, f"{want_c} channel(s)"),
-            ("data.image_size", size, want_size, f"{want_size}x{want_size} images"),
-            ("data.num_classes", classes, want_classes, f"{want_classes} classes"),
-        ):
-            if got != want:
-                raise ConfigError(key, f"must be {want}: {name} has {what}", got)
+    if name in FORMATS:
+        want = FORMATS[name]
+        for key, got, right, what in (
+            ("data.channels", channels, want.channels, f"{want.channels} channel(s)"),
+            ("data.image_size", size, want.image_size,
+             f"{want.image_size}x{want.image_size} images"),
+            ("data.num_classes", classes, want.num_classes, f"{want.num_classes} classes"),
+        ):  # fmt: skip
+            if got != right:
+                raise ConfigError(key, f"must be {right}: {name} has {what}", got)
     integer(cfg, "data.batch_size", 1)
     integer(cfg, "data.eval_batch_size", 1)
     val_size = integer(cfg, "data.val_size", 1)
@@ -228,9 +211,11 @@ def check_data(cfg: DictConfig) -> tuple[int, int, int]:
     boolean(cfg, "data.augment", default=False)
     integer(cfg, "data.shift", 0, size - 1, default=0)
     if name == "synthetic":
-        num_train = integer(cfg, "data.synthetic.num_train", 2, default=512)
-        integer(cfg, "data.synthetic.num_test", 1, default=256)
-        number(cfg, "data.synthetic.noise", 0.0, default=0.35)
+        num_train = integer(
+            cfg, "data.synthetic.num_train", 2, default=SYNTHETIC_DEFAULTS["num_train"]
+        )
+        integer(cfg, "data.synthetic.num_test", 1, default=SYNTHETIC_DEFAULTS["num_test"])
+        number(cfg, "data.synthetic.noise", 0.0, default=SYNTHETIC_DEFAULTS["noise"])
         if val_size >= num_train:
             raise ConfigError(
                 "data.val_size", f"must be below data.synthetic.num_train={num_train}", val_size
@@ -442,7 +427,7 @@ def check_eval(cfg: DictConfig) -> None:
     integer(cfg, "eval.auto_images", 1, default=500)
     workers = _check_schemes(cfg, k)
     stragglers = integer_list(cfg, "stragglers", 0, min(workers) - 1, f"N - 1 = {min(workers) - 1}")
-    _check_straggler_node(cfg, stragglers)
+    check_straggler_node(cfg, stragglers)
     metric = get(cfg, "optimized_metric", None)
     if metric is not None and not isinstance(metric, str):
         raise ConfigError("optimized_metric", "must be null or coded/<scheme>/<metric>", metric)
@@ -495,7 +480,7 @@ def _split_size(cfg: DictConfig) -> int | None:
     if cfg.eval.split == "val":
         return int(cfg.data.val_size)
     if cfg.data.name == "synthetic":
-        return int(get(cfg, "data.synthetic.num_test", 256))
+        return int(get(cfg, "data.synthetic.num_test", SYNTHETIC_DEFAULTS["num_test"]))
     return None
 
 
@@ -646,68 +631,89 @@ def _count_grid(cfg: DictConfig, param: str) -> int:
     return count
 
 
-def _check_straggler_node(cfg: DictConfig, stragglers: list[int]) -> None:
+def check_straggler_node(cfg: DictConfig, stragglers: list[int]) -> None:
+    """The ``straggler`` node: the settings its class declares (``settings``), the S list
+    against a setting that makes S a label (:func:`nercc.stragglers.several_s_refusal`), the
+    model built for the largest S, and a model whose patterns depend on the scheme (the
+    adversarial placement) against gcv decoders."""
     node = get(cfg, "straggler")
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError("straggler", "must be a straggler model config with a _target_", node)
-    target = str(node["_target_"]).rsplit(".", 1)[-1]
-    if target in STRAGGLER_SETTINGS:
-        settings = STRAGGLER_SETTINGS[target]
-        for key in node:
-            if key not in settings and key not in ("_target_", "_partial_"):
-                known = f"its settings: {', '.join(settings)}" if settings else "it has none"
-                raise ConfigError(
-                    f"straggler.{key}",
-                    f"is not a setting of {target} ({known}; the S list gives num_stragglers)",
-                    node[key],
-                )
-    several = len(set(stragglers)) > 1
-    if target == "BernoulliStragglers":
-        p = number(cfg, "straggler.p", 0.0, 1.0, high_open=True, optional=True, default=None)
-        if p is not None and several:
+    cls, values = _model_settings(cfg, "straggler", "the S list gives num_stragglers")
+    if cls is None:
+        return
+    for setting in cls.settings:
+        value = values[setting.name]
+        if setting.ignores_s is None or value is None:
+            continue
+        key = f"straggler.{setting.name}"
+        reason = several_s_refusal(setting.ignores_s, stragglers, setting.fix.format(key=key))
+        if reason is not None:
+            raise ConfigError(key, reason, value)
+    try:
+        model = cls(num_stragglers=max(stragglers), **values)
+    except ValueError as error:
+        raise ConfigError("straggler", f"{cls.__name__} refuses it ({error})", node) from None
+    if not model.depends_on_scheme:
+        return
+    schemes = get(cfg, "scheme", None) or {}
+    for name in schemes:
+        value = schemes[name].get("lam_dec")
+        if value == "gcv" or "gcv" in (_as_list(value) or []):
             raise ConfigError(
-                "straggler.p",
-                f"a fixed probability ignores S, so the rows of stragglers={stragglers} would be "
-                "the same run under different labels; give one S or straggler.p=null "
-                "(p = S / N, S stragglers in expectation)",
-                p,
+                f"scheme.{name}.lam_dec",
+                "gcv decodes each pattern from its answers, so it has no decoder matrix for "
+                "the adversarial placement to attack; use straggler.placement=random, or a "
+                "number or auto",
+                value,
             )
-    elif target == "LatencyStragglers":
-        _delay_settings(cfg, "straggler")
-        deadline = number(
-            cfg, "straggler.deadline", 0.0, low_open=True, optional=True, default=None
-        )
-        if deadline is not None and several:
-            raise ConfigError(
-                "straggler.deadline",
-                f"a deadline ignores S, so the rows of stragglers={stragglers} would be the same "
-                "run under different labels; give one S (a label) or no deadline",
-                deadline,
-            )
-    elif target == "WorstCaseStragglers":
-        placement = choice(
-            cfg, "straggler.placement", ("adversarial", "random"), default="adversarial"
-        )
-        for name in cfg.scheme:
-            value = cfg.scheme[name].get("lam_dec")
-            if placement == "adversarial" and (value == "gcv" or "gcv" in (_as_list(value) or [])):
-                raise ConfigError(
-                    f"scheme.{name}.lam_dec",
-                    "gcv decodes each pattern from its answers, so it has no decoder matrix for "
-                    "the adversarial placement to attack; use straggler.placement=random, or a "
-                    "number or auto",
-                    value,
-                )
 
 
-def _delay_settings(cfg: DictConfig, where: str) -> None:
-    """The settings of a delay distribution (:class:`nercc.stragglers.DelayModel`) at ``where``."""
-    choice(cfg, f"{where}.distribution", ("shifted_exponential", "pareto"))
-    number(cfg, f"{where}.shift", 0.0, default=1.0)
-    for key in ("rate", "scale", "shape"):
-        number(cfg, f"{where}.{key}", 0.0, low_open=True, default=1.0)
-    number(cfg, f"{where}.slow_fraction", 0.0, 1.0, high_open=True, default=0.0)
-    number(cfg, f"{where}.slow_factor", 1.0, default=10.0)
+def _model_settings(
+    cfg: DictConfig, where: str, note: str = ""
+) -> tuple[type | None, dict[str, Any]]:
+    """Check the node at ``where`` against the settings its ``_target_`` class declares (a
+    :class:`nercc.stragglers.Setting` tuple named ``settings``): no other key, each value in its
+    range. Returns the class and every declared setting's value (its default where not given);
+    a target that cannot be imported or declares nothing gives (None, {}) and is left to its
+    instantiation."""
+    node = get(cfg, where)
+    cls = _target_class(node["_target_"])
+    settings = getattr(cls, "settings", None)
+    if not isinstance(settings, tuple) or not all(isinstance(s, Setting) for s in settings):
+        return None, {}
+    names = [s.name for s in settings]
+    for key in node:
+        if key not in names and key not in ("_target_", "_partial_"):
+            known = f"its settings: {', '.join(names)}" if names else "it has none"
+            raise ConfigError(
+                f"{where}.{key}",
+                f"is not a setting of {cls.__name__} ({known}{'; ' + note if note else ''})",
+                node[key],
+            )
+    values = {}
+    for setting in settings:
+        key = f"{where}.{setting.name}"
+        if setting.optional and get(cfg, key, setting.default) is None:
+            values[setting.name] = None
+        elif setting.options:
+            values[setting.name] = choice(cfg, key, setting.options, setting.default)
+        else:
+            values[setting.name] = number(
+                cfg, key, setting.low, setting.high, low_open=setting.low_open,
+                high_open=setting.high_open, optional=setting.optional, default=setting.default,
+            )  # fmt: skip
+    return cls, values
+
+
+def _target_class(target: Any) -> type | None:
+    """The class a ``_target_`` names, or None where it cannot be imported."""
+    module, _, name = str(target).rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return found if isinstance(found, type) else None
 
 
 def coded_memory_terms(
@@ -907,56 +913,9 @@ def check_model_input(module: Any, cfg: DictConfig) -> None:
         )  # fmt: skip
 
 
-# -- demo -----------------------------------------------------------------------------------------
-def check_demo(cfg: DictConfig) -> None:
-    """Check the coding demo's config."""
-    check_seed(cfg)
-    k = integer(cfg, "num_inputs", 1)
-    n = integer(cfg, "num_workers", k, low_text=f"num_inputs K={k}")
-    assert n is not None
-    integer_list(cfg, "stragglers", 0, n - 1, f"num_workers - 1 = {n - 1}")
-    integer(cfg, "trials", 1)
-    integer(cfg, "features", 1)
-    integer(cfg, "logits", 1)
-    choice(cfg, "points", POINT_LAYOUTS)
-    pairs = get(cfg, "nercc_lams")
-    ok = isinstance(pairs, ListConfig) and all(
-        isinstance(p, ListConfig) and len(p) == 2 and all(_is_number(v) and v >= 0 for v in p)
-        for p in pairs
-    )
-    if not ok or not len(pairs):
-        raise ConfigError(
-            "nercc_lams",
-            "must be a non-empty list of [lam_enc, lam_dec] pairs of numbers >= 0",
-            pairs,
-        )
-    from nercc.coding import BACC, NeRCC
-
-    points = cfg.points
-    try:
-        BACC(k, n, points=points)
-    except ValueError as error:
-        raise ConfigError("num_inputs", f"BACC refuses K={k}, N={n} ({error})", k) from None
-    for pair in pairs:
-        try:
-            NeRCC(k, n, float(pair[0]), float(pair[1]), points=points)
-        except ValueError as error:
-            raise ConfigError(
-                "nercc_lams", f"NeRCC refuses {list(pair)} ({error})", pairs
-            ) from None
-    check_writable("output_dir", _hydra_output_dir())
-
-
-def _hydra_output_dir() -> str:
-    from hydra.core.hydra_config import HydraConfig
-
-    return str(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else "."
-
-
 # -- serving --------------------------------------------------------------------------------------
 #: The schemes coded serving knows, in the order a load test compares them.
 SERVED_SCHEMES = ("uncoded", "replication", "bacc", "nercc")
-DELAY_SETTINGS = ("distribution", "shift", "rate", "scale", "shape", "slow_fraction", "slow_factor")
 
 
 #: The CPU share of the HTTP deployment's replica (nercc.serving.endpoint).
@@ -1047,14 +1006,10 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
     delay = get(cfg, "delay", None)
     if delay is not None:
         if not isinstance(delay, DictConfig) or "_target_" not in delay:
-            raise ConfigError("delay", "must be null or a DelayModel config with a _target_", delay)
-        for key in delay:
-            if key not in DELAY_SETTINGS and key != "_target_":
-                raise ConfigError(
-                    f"delay.{key}", f"is not a setting of DelayModel ({', '.join(DELAY_SETTINGS)})",
-                    delay[key],
-                )  # fmt: skip
-        _delay_settings(cfg, "delay")
+            raise ConfigError(
+                "delay", f"must be null or a {DelayModel.__name__} config with a _target_", delay
+            )
+        _model_settings(cfg, "delay")
     check_writable("paths.output_dir", get(cfg, "paths.output_dir"))
     check_loggers(cfg)
 
@@ -1088,7 +1043,7 @@ def check_loadtest(cfg: DictConfig) -> None:
     split, queries = cfg.loadtest.split, get(cfg, "loadtest.num_queries")
     size = int(cfg.data.val_size) if split == "val" else None
     if split == "test" and cfg.data.name == "synthetic":
-        size = int(get(cfg, "data.synthetic.num_test", 256))
+        size = int(get(cfg, "data.synthetic.num_test", SYNTHETIC_DEFAULTS["num_test"]))
     if size is not None and queries > size:
         raise ConfigError(
             "loadtest.num_queries", f"the {split} split of {cfg.data.name} has {size} images",

@@ -139,3 +139,29 @@ def test_synthetic_images_are_seeded_and_shaped():
     assert not np.array_equal(
         a.train_images, synthetic_arrays(20, 10, 3, 30, 4, seed=6).train_images
     )
+
+
+# -- the formats the config checks read ----------------------------------------------------------
+@pytest.mark.parametrize("name", ["fashion_mnist", "mnist", "cifar10", "cifar100", "synthetic"])
+def test_each_data_config_says_its_datasets_declared_format(name):
+    """conf/data/<name>.yaml gives the shape and classes that nercc.data.sources declares (the
+    checks refuse any other), and the synthetic config the declared defaults."""
+    from pathlib import Path
+
+    import yaml
+
+    from nercc.data.sources import DATASETS, FORMATS, SYNTHETIC_DEFAULTS
+    from nercc.paths import CONFIG_DIR
+
+    node = yaml.safe_load((Path(CONFIG_DIR) / "data" / f"{name}.yaml").read_text())
+    assert node["name"] == name and name in DATASETS
+    if name == "synthetic":
+        assert name not in FORMATS
+        assert node["synthetic"] == SYNTHETIC_DEFAULTS
+        return
+    want = FORMATS[name]
+    assert (node["channels"], node["image_size"], node["num_classes"]) == (
+        want.channels,
+        want.image_size,
+        want.num_classes,
+    )

@@ -1,14 +1,18 @@
 """The one validation pass of every entry point: each bad setting is refused with one line that
-starts with its config key and shows the value it got; good configs pass."""
+starts with its config key and shows the value it got; good configs pass.
+
+The refusals are rows of the tables below (overrides -> key and what the line shows), boundaries
+included: the first value refused is a row here, the last value accepted a row of GOOD."""
 
 from __future__ import annotations
 
 import pytest
 
-from nercc.eval import check_config
 from nercc.runtime import checks
-from nercc.train import check_config as check_train_config
-from nercc.tune import _check as check_tune_config
+from nercc.tasks.demo import check_config as check_demo_config
+from nercc.tasks.evaluate import check_config
+from nercc.tasks.train import check_config as check_train_config
+from nercc.tasks.tune import check_config as check_tune_config
 
 FILE = "{tmp}/a_file"  # a path below a plain file: no folder can be made there
 
@@ -88,6 +92,38 @@ EVAL_CASES = [
     (["scheme.nercc.df_dec=[10,20]", "scheme.nercc.lam_dec=gcv"], "scheme.nercc.df_dec",
      "and lam_dec='gcv' both give the decoder's smoothing: set one of them, the other null "
      "(scheme.nercc.lam_dec=null), got [10, 20]"),
+    # boundaries: the first value refused (the last accepted is a row of GOOD)
+    (["coding.num_inputs=20", "coding.num_workers=19", "stragglers=[0]"], "coding.num_workers",
+     "coding.num_inputs K=20, got 19"),
+    (["coding.num_inputs=2", "coding.num_workers=1", "eval.batch_size=2", "stragglers=[0]"],
+     "coding.num_workers", "K=2, got 1"),
+    (["coding.num_workers=30", "stragglers=[0,30]"], "stragglers", "N - 1 = 29, got [0, 30]"),
+    (["eval.batch_size=19"], "eval.batch_size", "K=20, got 19"),
+    (["scheme.nercc.df_enc=20.001"], "scheme.nercc.df_enc", "20.001"),
+    (["scheme.nercc.df_dec=100.001"], "scheme.nercc.df_dec", "100.001"),
+    (["scheme.nercc.df_dec=2"], "scheme.nercc.df_dec", "got 2"),
+    (["scheme=all", "coding.num_workers=60", "scheme.replication.replicas=2",
+      "stragglers=[0,10]"], "scheme.replication.replicas", "got 2"),
+    # straggler models: their settings as their classes declare them
+    (["straggler=bernoulli", "straggler.p=0.3"], "straggler.p",
+     "a fixed probability ignores S, so the rows of stragglers=[0, 10, 20, 30, 40, 50, 60, 70, "
+     "80] would be the same "
+     "run under different labels; give one S or straggler.p=null (p = S / N, S stragglers in "
+     "expectation), got 0.3"),
+    (["straggler=latency", "+straggler.deadline=3", "stragglers=[0,5]"], "straggler.deadline",
+     "a deadline ignores S, so the rows of stragglers=[0, 5] would be the same run under "
+     "different labels; give one S (a label) or no deadline, got 3.0"),
+    (["straggler=latency", "+straggler.deadline=0", "stragglers=[5]"], "straggler.deadline",
+     "must be null or a finite number > 0, got 0"),
+    (["straggler=latency", "straggler.shape=-1"], "straggler.shape", "got -1"),
+    (["straggler=latency", "straggler.shift=-1"], "straggler.shift", "got -1"),
+    (["straggler=bernoulli", "+straggler.deadline=3"], "straggler.deadline",
+     "is not a setting of BernoulliStragglers (its settings: p; the S list gives "
+     "num_stragglers), got 3"),
+    (["+straggler.placement=random"], "straggler.placement",
+     "is not a setting of FixedStragglers (it has none; the S list gives num_stragglers)"),
+    (["straggler=worst_case", "~straggler.placement", "scheme.nercc.lam_dec=[0,gcv]"],
+     "scheme.nercc.lam_dec", "no decoder matrix for the adversarial placement"),
 ]  # fmt: skip
 
 TRAIN_CASES = [
@@ -110,6 +146,15 @@ TRAIN_CASES = [
     (["data.shift=40"], "data.shift", "40"),
     (["seed=1.5"], "seed", "1.5"),
     (["trainer.limit_train_batches=-1"], "trainer.limit_train_batches", "-1"),
+    # datasets: the format each declares (nercc.data.sources.FORMATS)
+    (["data=cifar10", "data.channels=1"], "data.channels",
+     "must be 3: cifar10 has 3 channel(s), got 1"),
+    (["data=cifar100", "data.num_classes=10"], "data.num_classes",
+     "must be 100: cifar100 has 100 classes, got 10"),
+    (["data=mnist", "data.image_size=32"], "data.image_size",
+     "must be 28: mnist has 28x28 images, got 32"),
+    (["data=synthetic", "data.val_size=512"], "data.val_size",
+     "must be below data.synthetic.num_train=512, got 512"),
 ]  # fmt: skip
 
 TUNE_CASES = [
@@ -134,15 +179,49 @@ TUNE_CASES = [
 DEMO_CASES = [
     (["trials=0"], "trials", "0"),
     (["trials=abc"], "trials", "'abc'"),
-    (["num_workers=5"], "num_workers", "5"),
+    (["coding.num_workers=5"], "coding.num_workers", "5"),
     (["stragglers=[100]"], "stragglers", "[100]"),
     (["stragglers=[2.5]"], "stragglers", "[2.5]"),
     (["nercc_lams=[[1]]"], "nercc_lams", "[[1]]"),
     (["nercc_lams=[[0,-1]]"], "nercc_lams", "[[0, -1]]"),
-    (["points=random"], "points", "'random'"),
+    (["coding.points=random"], "coding.points", "'random'"),
     (["features=0"], "features", "0"),
     (["nercc_lams=[]"], "nercc_lams", "[]"),
     (["nercc_lams=[[1e300,0]]"], "nercc_lams", "1e+300"),
+    (["coding.num_inputs=6", "coding.num_workers=5"], "coding.num_workers", "got 5"),
+    (["coding.num_inputs=6", "coding.num_workers=6", "stragglers=[6]"], "stragglers",
+     "coding.num_workers - 1 = 5, got [6]"),
+]  # fmt: skip
+
+SMALL_SERVE = ["coding.num_inputs=4", "coding.num_workers=4", "serving.scheme=bacc"]
+SERVE_CASES = [
+    ([*SMALL_SERVE, "serving.num_stragglers=4"], "serving.num_stragglers", "got 4"),
+    (["coding.num_inputs=4", "coding.num_workers=3"], "coding.num_workers", "got 3"),
+    (["serving.scheme=lt"], "serving.scheme", "'lt'"),
+    (["scheme.nercc.lam_enc=[0,1]"], "scheme.nercc.lam_enc", "a list is a grid"),
+    (["scheme.nercc.lam_dec=gcv"], "scheme.nercc.lam_dec", "gcv is not served"),
+    (["serving.worker_cpus=100", "serving.num_cpus=2"], "serving.worker_cpus", "got 100.0"),
+    (["serving.address=auto", "serving.num_cpus=2"], "serving.num_cpus", "got 2"),
+    (["serving.address=nowhere"], "serving.address", "'nowhere'"),
+    (["serving.port=0"], "serving.port", "got 0"),
+    # the delay model: its settings as DelayModel declares them
+    (["delay.shape=0"], "delay.shape", "must be a finite number > 0, got 0"),
+    (["delay=slow_workers", "delay.slow_fraction=1"], "delay.slow_fraction", "got 1"),
+    (["delay=shifted_exponential", "delay.distribution=normal"], "delay.distribution",
+     "'normal'"),
+    (["+delay.mean=3"], "delay.mean",
+     "is not a setting of DelayModel (its settings: distribution, shift, rate, scale, shape, "
+     "slow_fraction, slow_factor), got 3"),
+]  # fmt: skip
+
+LOADTEST_CASES = [
+    (["loadtest.schemes=[nercc,lt]"], "loadtest.schemes", "['nercc', 'lt']"),
+    (["loadtest.schemes=[nercc,nercc]"], "loadtest.schemes", "must not repeat"),
+    (["loadtest.target=http", "serving.host=0.0.0.0"], "serving.host", "'0.0.0.0'"),
+    (["data=synthetic", "loadtest.num_queries=257"], "loadtest.num_queries",
+     "the test split of synthetic has 256 images, got 257"),
+    (["loadtest.split=val", "loadtest.num_queries=5001"], "loadtest.num_queries", "got 5001"),
+    (["loadtest.rate=0"], "loadtest.rate", "got 0"),
 ]  # fmt: skip
 
 
@@ -201,21 +280,40 @@ def test_tune_refuses(compose_config, tmp_path, overrides, key, got):
     _assert_names(error, key, got)
 
 
-def _demo_config(overrides: list[str]):
+def _demo_config(overrides: list[str], tmp_path):
+    """The demo's config with Hydra's runtime set (its output folder under ``tmp_path``)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
     from nercc.paths import CONFIG_DIR
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("demo", overrides)
+        cfg = compose("demo", overrides, return_hydra_config=True)
+    cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+    HydraConfig.instance().set_config(cfg)
+    return cfg
 
 
 @pytest.mark.parametrize(("overrides", "key", "got"), DEMO_CASES)
-def test_demo_refuses(overrides, key, got):
+def test_demo_refuses(tmp_path, overrides, key, got):
     with pytest.raises(ValueError) as error:
-        checks.check_demo(_demo_config(overrides))
+        check_demo_config(_demo_config(overrides, tmp_path))
+    _assert_names(error, key, got)
+
+
+@pytest.mark.parametrize(("overrides", "key", "got"), SERVE_CASES)
+def test_serve_refuses(compose_config, no_wandb_key, overrides, key, got):
+    with pytest.raises(ValueError) as error:
+        checks.check_serve(compose_config("serve", overrides))
+    _assert_names(error, key, got)
+
+
+@pytest.mark.parametrize(("overrides", "key", "got"), LOADTEST_CASES)
+def test_loadtest_refuses(compose_config, no_wandb_key, overrides, key, got):
+    with pytest.raises(ValueError) as error:
+        checks.check_loadtest(compose_config("loadtest", overrides))
     _assert_names(error, key, got)
 
 
@@ -250,6 +348,17 @@ def test_demo_refuses(overrides, key, got):
         ("eval", ["scheme.nercc.df_enc=[10,15]", "scheme.nercc.lam_dec=gcv", "scheme=all"]),
         # a cache that cannot be written turns itself off in the run: never a refusal
         ("eval", ["paths.cache_dir=/proc/nercc-cache"]),
+        # boundaries: the last value accepted (the first refused is a row of EVAL_CASES)
+        ("eval", ["coding.num_inputs=20", "coding.num_workers=20", "stragglers=[0]"]),
+        ("eval", ["coding.num_workers=30", "stragglers=[0,29]"]),
+        ("eval", ["eval.batch_size=20"]),
+        ("eval", ["scheme.nercc.df_enc=20", "scheme.nercc.df_dec=100"]),
+        ("eval", ["scheme.nercc.df_enc=2.001", "scheme.nercc.df_dec=2.001"]),
+        ("eval", ["scheme=all", "coding.num_workers=60", "stragglers=[0,10]"]),
+        ("eval", ["straggler=latency", "straggler.slow_fraction=0.99", "straggler.shift=0"]),
+        ("eval", ["straggler=worst_case", "straggler.placement=random",
+                  "scheme.nercc.lam_dec=gcv"]),
+        ("eval", ["data=cifar10", "model=repvgg"]),
         ("train", []),
         (
             "train",
@@ -265,17 +374,30 @@ def test_demo_refuses(overrides, key, got):
         ("train", ["data=synthetic", "publish=force", "trainer.max_epochs=0"]),
         ("tune", ["experiment=paper/vit"]),
         ("tune", ["tune.search=optuna"]),
+        ("demo", []),
+        ("demo", ["coding.num_inputs=6", "coding.num_workers=6", "stragglers=[0,5]"]),
+        ("serve", [*SMALL_SERVE, "serving.num_stragglers=3"]),
+        ("serve", ["delay=none", "serving.scheme=nercc", "serving.deadline_ms=5"]),
+        ("serve", ["delay=slow_workers", "serving.scheme=replication"]),
+        ("loadtest", []),
+        ("loadtest", ["data=synthetic", "loadtest.num_queries=256", "delay=shifted_exponential"]),
     ],
-)
-def test_good_configs_pass(compose_config, name, overrides):
+)  # fmt: skip
+def test_good_configs_pass(compose_config, tmp_path, no_wandb_key, name, overrides):
+    if name == "demo":
+        check_demo_config(_demo_config(overrides, tmp_path))
+        return
     cfg = compose_config(name, overrides)
-    checks.check_demo(_demo_config([]))
     if name in ("eval", "tune"):
         _published(cfg)
     if name == "eval":
         check_config(cfg)
     elif name == "tune":
         check_tune_config(cfg)
+    elif name == "serve":
+        checks.check_serve(cfg)
+    elif name == "loadtest":
+        checks.check_loadtest(cfg)
     else:
         check_train_config(cfg)
 
@@ -336,82 +458,11 @@ def test_a_missing_classifier_is_found_before_the_data(compose_config):
     assert checks.check_checkpoint_exists(cfg).name == "vit_fashion_mnist.ckpt"
 
 
-# -- boundaries: the last value accepted and the first refused ---------------------------------
 def _eval_check(compose_config, overrides):
     cfg = compose_config("eval", overrides)
     _published(cfg)
     checks.check_eval(cfg)
     return cfg
-
-
-@pytest.mark.parametrize("k", [1, 20])
-def test_n_equal_to_k_is_accepted_and_one_fewer_refused(compose_config, no_wandb_key, k):
-    """N = K (every worker needed, no straggler tolerated) is a code; N = K - 1 cannot carry the
-    inputs. Through check_eval, and through the whole eval check for N = K = 20."""
-    same = [f"coding.num_inputs={k}", f"coding.num_workers={k}", "stragglers=[0]"]
-    if k == 20:
-        check_config(compose_config("eval", same))  # the published file is not read here
-    cfg = _eval_check(compose_config, same)
-    assert cfg.coding.num_workers == cfg.coding.num_inputs == k
-    if k > 1:
-        fewer = [f"coding.num_inputs={k}", f"coding.num_workers={k - 1}", "stragglers=[0]"]
-        with pytest.raises(ValueError) as error:
-            _eval_check(compose_config, fewer)
-        _assert_names(error, "coding.num_workers", f"got {k - 1}")
-        assert f"K={k}" in str(error.value)
-
-
-def test_s_up_to_n_minus_one_is_accepted_and_n_refused(compose_config, no_wandb_key):
-    _eval_check(compose_config, ["coding.num_workers=30", "stragglers=[0,29]"])
-    with pytest.raises(ValueError) as error:
-        _eval_check(compose_config, ["coding.num_workers=30", "stragglers=[0,30]"])
-    _assert_names(error, "stragglers", "[0, 30]")
-    assert "N - 1 = 29" in str(error.value)
-
-
-def test_a_batch_of_k_images_is_accepted_and_k_minus_one_refused(compose_config, no_wandb_key):
-    _eval_check(compose_config, ["eval.batch_size=20"])
-    with pytest.raises(ValueError) as error:
-        _eval_check(compose_config, ["eval.batch_size=19"])
-    _assert_names(error, "eval.batch_size", "got 19")
-
-
-def test_df_bounds_are_inclusive_at_k_and_n(compose_config, no_wandb_key):
-    _eval_check(compose_config, ["scheme.nercc.df_enc=20", "scheme.nercc.df_dec=100"])
-    _eval_check(compose_config, ["scheme.nercc.df_enc=2.001", "scheme.nercc.df_dec=2.001"])
-    for key, value in (("df_enc", "20.001"), ("df_dec", "100.001"), ("df_dec", "2")):
-        with pytest.raises(ValueError) as error:
-            _eval_check(compose_config, [f"scheme.nercc.{key}={value}"])
-        _assert_names(error, f"scheme.nercc.{key}", value)
-
-
-def test_replication_needs_exactly_n_over_k_copies(compose_config, no_wandb_key):
-    _eval_check(compose_config, ["scheme=all", "coding.num_workers=60", "stragglers=[0,10]"])
-    with pytest.raises(ValueError) as error:
-        _eval_check(
-            compose_config,
-            ["scheme=all", "coding.num_workers=60", "scheme.replication.replicas=2",
-             "stragglers=[0,10]"],
-        )  # fmt: skip
-    _assert_names(error, "scheme.replication.replicas", "got 2")
-
-
-def test_demo_and_serve_accept_n_equal_to_k_and_s_up_to_n_minus_one(compose_config):
-    checks.check_demo(_demo_config(["num_inputs=6", "num_workers=6", "stragglers=[0,5]"]))
-    with pytest.raises(ValueError) as error:
-        checks.check_demo(_demo_config(["num_inputs=6", "num_workers=5"]))
-    _assert_names(error, "num_workers", "got 5")
-    with pytest.raises(ValueError) as error:
-        checks.check_demo(_demo_config(["num_inputs=6", "num_workers=6", "stragglers=[6]"]))
-    _assert_names(error, "stragglers", "[6]")
-    serve = ["coding.num_inputs=4", "coding.num_workers=4", "serving.scheme=bacc"]
-    checks.check_serve(compose_config("serve", [*serve, "serving.num_stragglers=3"]))
-    with pytest.raises(ValueError) as error:
-        checks.check_serve(compose_config("serve", [*serve, "serving.num_stragglers=4"]))
-    _assert_names(error, "serving.num_stragglers", "got 4")
-    with pytest.raises(ValueError) as error:
-        checks.check_serve(compose_config("serve", ["coding.num_inputs=4", "coding.num_workers=3"]))
-    _assert_names(error, "coding.num_workers", "got 3")
 
 
 # -- the memory estimate ---------------------------------------------------------------------------
