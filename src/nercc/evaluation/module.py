@@ -16,10 +16,10 @@ row reports the parameters its patterns were actually decoded with. For each par
 reports (NeRCC: ``lam_enc``, ``lam_dec``, ``df_enc``, ``df_dec``), the column of its name holds the
 lower median over the row's (group, pattern) draws (one of the values used); for the decoder's
 parameters that change from pattern to pattern (a lambda chosen by GCV or from df_dec; the
-decoder's df, a property of each pattern's answering workers: see
-:func:`~nercc.evaluation.variants.has_spread`) ``<name>_min`` and ``<name>_max`` follow it. Every
-row of a run has the same keys, None where its scheme has no such parameter or no such spread. All
-are exact under DDP (:class:`~nercc.evaluation.metrics.ParamStats`).
+decoder's df, a property of each pattern's answering workers; as the scheme declares, see
+:meth:`~nercc.evaluation.variants.SchemeVariant.varies`) ``<name>_min`` and ``<name>_max`` follow
+it. Every row of a run has the same keys, None where its scheme has no such parameter or no such
+spread. All are exact under DDP (:class:`~nercc.evaluation.metrics.ParamStats`).
 
 Each result row holds S as asked (``num_stragglers``) and as realised over the row's patterns
 (``stragglers_mean``, ``stragglers_max``: workers that did not answer); the two differ for straggler
@@ -61,7 +61,7 @@ from torch import nn
 from nercc.coding import FewAnswersWarning
 from nercc.evaluation.cache import OutputCache, fingerprint
 from nercc.evaluation.metrics import CodedMetrics, ParamStats
-from nercc.evaluation.variants import SPREAD_SUFFIXES, SchemeVariant, has_spread
+from nercc.evaluation.variants import SPREAD_SUFFIXES, SchemeVariant
 from nercc.stragglers import StragglerModel
 
 __all__ = ["CodedInferenceModule", "NonFiniteOutputsError", "straggler_models"]
@@ -78,15 +78,6 @@ def _decode(scheme: Any, outputs: Any, available: np.ndarray) -> tuple[Any, dict
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewAnswersWarning)
         return scheme.decode_each_with_params(outputs, available)
-
-
-def _reported(scheme: Any) -> dict[str, float]:
-    """The parameters a scheme reports when it decodes (their names, in its order, with their
-    values on a probe: one pattern where only worker 0 answers, which costs nothing)."""
-    available = np.zeros((1, scheme.num_workers), dtype=bool)
-    available[0, 0] = True
-    _, params = _decode(scheme, np.zeros((1, scheme.num_workers, 1)), available)
-    return {name: float(np.asarray(values).reshape(-1)[0]) for name, values in params.items()}
 
 
 def _kinds(values: torch.Tensor) -> str:
@@ -205,11 +196,11 @@ class CodedInferenceModule(pl.LightningModule):
         self.metrics = nn.ModuleList(
             nn.ModuleList(CodedMetrics() for _ in self.stragglers) for _ in self.variants
         )
-        # The parameters each variant reports when it decodes, and their histograms per S.
-        # Variants decoded side by side share the decoder's per-pattern values; a parameter that
-        # the probe shows differing from the decoding variant's belongs to the variant's own
-        # encoder (fixed for it: the decoder is the same), and is taken from its probe.
-        self.reported = [_reported(v.scheme) for v in self.variants]
+        # The parameters each variant reports when it decodes (as its scheme declares), and
+        # their histograms per S. Variants decoded side by side share the decoder's per-pattern
+        # values; the parameters their encoders fix may differ, and are each variant's own.
+        self.reported = [v.scheme.reported for v in self.variants]
+        self.encoder_params = [v.scheme.encoder_params() for v in self.variants]
         self.param_stats = nn.ModuleList(
             nn.ModuleList(ParamStats(list(self.reported[i])) for _ in self.stragglers)
             for i in range(len(self.variants))
@@ -408,12 +399,17 @@ class CodedInferenceModule(pl.LightningModule):
 
     def _own(self, i: int, decoding: int, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Variant i's parameters per pattern, from those of variant ``decoding``, which decoded
-        for both (the same decoder): where their probes differ, i's own fixed value."""
+        for both (the same decoder): where their encoders fix a parameter differently, i's own
+        fixed value."""
         if i == decoding:
             return params
-        mine, theirs = self.reported[i], self.reported[decoding]
+        mine, theirs = self.encoder_params[i], self.encoder_params[decoding]
         return {
-            name: values if mine[name] == theirs[name] else np.full(len(values), mine[name])
+            name: (
+                np.full(len(values), mine[name])
+                if name in mine and mine[name] != theirs.get(name)
+                else values
+            )
             for name, values in params.items()
         }
 
@@ -463,15 +459,12 @@ class CodedInferenceModule(pl.LightningModule):
     def _param_columns(self) -> list[tuple[str, str, str]]:
         """(column, parameter, statistic) of every parameter column of this run's rows: each
         reported parameter's median under its name, followed by its ``_min`` and ``_max`` where
-        some variant reports a spread (:func:`has_spread`)."""
+        some variant reports a spread (:meth:`SchemeVariant.varies`)."""
         names = list(dict.fromkeys(name for reported in self.reported for name in reported))
         columns = []
         for name in names:
             columns.append((name, name, "median"))
-            if any(
-                name in reported and has_spread(name, v.params)
-                for v, reported in zip(self.variants, self.reported, strict=True)
-            ):
+            if any(v.varies(name) for v in self.variants):
                 columns += [(name + suffix, name, suffix[1:]) for suffix in SPREAD_SUFFIXES]
         return columns
 
@@ -481,7 +474,6 @@ class CodedInferenceModule(pl.LightningModule):
         columns = self._param_columns()
         rows = []
         for i, variant in enumerate(self.variants):
-            settings = variant.params
             for s_index, s in enumerate(self.stragglers):
                 if not variant.runs_at(s):
                     continue
@@ -489,7 +481,7 @@ class CodedInferenceModule(pl.LightningModule):
                 params = {
                     column: (
                         used[name][stat]
-                        if name in used and (stat == "median" or has_spread(name, settings))
+                        if name in used and (stat == "median" or variant.varies(name))
                         else None
                     )
                     for column, name, stat in columns

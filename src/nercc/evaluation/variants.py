@@ -9,25 +9,11 @@ from typing import Any
 from nercc.coding import CodingScheme
 from nercc.utils.instantiate import build_checked
 
-__all__ = ["SPREAD_SUFFIXES", "SchemeVariant", "build_scheme", "has_spread"]
+__all__ = ["SPREAD_SUFFIXES", "SchemeVariant", "build_scheme"]
 
 #: The suffixes of the result columns that give a parameter's spread over a row's patterns
 #: (``lam_dec_min``, ``lam_dec_max`` beside ``lam_dec``, the median).
 SPREAD_SUFFIXES = ("_min", "_max")
-
-
-def has_spread(name: str, settings: Mapping[str, Any]) -> bool:
-    """Whether result rows give the spread of parameter ``name`` over their patterns, for a
-    scheme with the fixed settings ``settings`` (:meth:`~nercc.coding.CodingScheme.params`).
-
-    The decoder's parameters that change from one pattern to the next have one: NeRCC's decoder
-    df always (a property of each pattern's answering betas, their count and places; a given
-    ``df_dec`` too, since patterns with at most df_dec answers are interpolated), and its lambda
-    unless it is a fixed number (``lam_dec="gcv"`` and ``df_dec`` choose one per pattern). The
-    encoder's are fixed for the scheme. Decided by the settings, not by the values, so that the
-    columns of a run depend on its config only.
-    """
-    return name == "df_dec" or (name == "lam_dec" and name not in settings)
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +39,15 @@ class SchemeVariant:
     def params(self) -> dict[str, float]:
         """The scheme's tunable parameters (see :meth:`CodingScheme.params`)."""
         return self.scheme.params()
+
+    def varies(self, name: str) -> bool:
+        """Whether result rows give the spread of parameter ``name`` over their patterns: a
+        parameter the scheme reports whose value changes from pattern to pattern with this
+        variant's settings (:meth:`nercc.coding.Tunable.varies`; NeRCC's ``df_dec`` always, its
+        ``lam_dec`` unless given as a number). Decided by the settings, not by the values, so
+        that the columns of a run depend on its config only."""
+        scheme = type(self.scheme)
+        return name in scheme.reported and scheme.tunable(name).varies(self.params)
 
     def runs_at(self, num_stragglers: int) -> bool:
         return self.stragglers is None or num_stragglers in self.stragglers
