@@ -9,20 +9,22 @@ model's (``figures.models.<model>.overrides``: experiment, images, patterns), th
 that every run is one ``python -m nercc.eval ...`` command (:attr:`PlannedRun.command`).
 
 This module reads configs only (no torch, no data): :func:`check_figures` returns one
-:class:`~nercc.utils.errors.ConfigError` per bad key.
+:class:`~nercc.utils.errors.ConfigError` per bad key. It reads with the readers of
+:mod:`nercc.runtime.checks` (``get``, ``boolean``, ``choice``, ``integer``), keyed by the full
+config key, and collects what they refuse instead of stopping at the first.
 """
 
 from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
+from nercc.runtime.checks import boolean, choice, get, integer
 from nercc.utils.errors import ConfigError
 
 __all__ = [
@@ -158,6 +160,17 @@ def merge_overrides(*groups: Any) -> tuple[str, ...]:
     return tuple(merged.values())
 
 
+def _read(errors: list[ConfigError], reader: Callable[..., Any], *args: Any, fallback: Any = None,
+          **kwargs: Any) -> Any:  # fmt: skip
+    """``reader(*args, **kwargs)``, a reader of :mod:`nercc.runtime.checks`; what it refuses is
+    appended to ``errors`` and ``fallback`` returned, so that every bad key is named at once."""
+    try:
+        return reader(*args, **kwargs)
+    except ConfigError as error:
+        errors.append(error)
+        return fallback
+
+
 def _plain(node: Any) -> Any:
     if isinstance(node, DictConfig | ListConfig):
         return OmegaConf.to_container(node, resolve=True)
@@ -199,9 +212,10 @@ def _unknown(where: str, node: Mapping[str, Any], known: tuple[str, ...], errors
                                       node[key]))  # fmt: skip
 
 
-def read_models(node: Any, where: str, errors: list[ConfigError]) -> dict[str, ModelSpec]:
-    """``figures.models`` (or ``figures.dry_models``) as specs; problems appended to ``errors``."""
-    node = _plain(node)
+def read_models(cfg: DictConfig, where: str, errors: list[ConfigError]) -> dict[str, ModelSpec]:
+    """``figures.models`` (or ``figures.dry_models``: ``where``) of ``cfg`` as specs; problems
+    appended to ``errors``."""
+    node = _plain(_read(errors, get, cfg, where, None))
     if not isinstance(node, dict) or not node:
         errors.append(ConfigError(where, "must map model names to their settings", node))
         return {}
@@ -216,9 +230,7 @@ def read_models(node: Any, where: str, errors: list[ConfigError]) -> dict[str, M
         if not overrides:
             errors.append(ConfigError(f"{at}.overrides", "must list at least one override",
                                       spec.get("overrides")))  # fmt: skip
-        optional = spec.get("optional", False)
-        if not isinstance(optional, bool):
-            errors.append(ConfigError(f"{at}.optional", "must be true or false", optional))
+        optional = _read(errors, boolean, cfg, f"{at}.optional", default=False, fallback=False)
         about = spec.get("about", "")
         if not isinstance(about, str):
             errors.append(ConfigError(f"{at}.about", "must be a string", about))
@@ -232,11 +244,13 @@ def read_models(node: Any, where: str, errors: list[ConfigError]) -> dict[str, M
             if value is not None:
                 value = list(_check_overrides(f"{at}.{key}", value, errors) or ())
             extra[key] = None if value is None else tuple(value)
-        models[name] = ModelSpec(name, overrides, str(about), bool(optional), **extra)
+        models[name] = ModelSpec(name, overrides, str(about), optional, **extra)
     return models
 
 
-def _read_run(where: str, node: Any, switches: Mapping[str, Any], errors: list) -> RunSpec | None:
+def _read_run(
+    cfg: DictConfig, where: str, node: Any, switches: Mapping[str, Any], errors: list
+) -> RunSpec | None:
     if not isinstance(node, dict):
         errors.append(ConfigError(where, "must be a mapping (label or labels, overrides)", node))
         return None
@@ -262,11 +276,9 @@ def _read_run(where: str, node: Any, switches: Mapping[str, Any], errors: list) 
         known = ", ".join(switches) or "none"
         errors.append(ConfigError(f"{where}.when", f"must be null or a key of figures.switches "
                                   f"({known})", when))  # fmt: skip
-    optional = node.get("optional", False)
-    if not isinstance(optional, bool):
-        errors.append(ConfigError(f"{where}.optional", "must be true or false", optional))
+    optional = _read(errors, boolean, cfg, f"{where}.optional", default=False, fallback=False)
     return RunSpec(overrides, label if isinstance(label, str) else None, labels, needs, when,
-                   bool(optional))  # fmt: skip
+                   optional)  # fmt: skip
 
 
 def _positive_ints(value: Any) -> bool:
@@ -276,15 +288,15 @@ def _positive_ints(value: Any) -> bool:
 
 
 def _read_figure(
-    name: str, node: Any, switches: Mapping[str, Any], model_names: set[str], errors: list
-) -> FigureSpec | None:
+    cfg: DictConfig, name: str, node: Any, switches: Mapping[str, Any], model_names: set[str],
+    errors: list,
+) -> FigureSpec | None:  # fmt: skip
     where = f"figure.{name}"
     if not isinstance(node, dict):
         errors.append(ConfigError(where, "must be a figure config (kind, runs, ...)", node))
         return None
-    kind = node.get("kind")
-    if kind not in KINDS:
-        errors.append(ConfigError(f"{where}.kind", f"must be one of {', '.join(KINDS)}", kind))
+    kind = _read(errors, choice, cfg, f"{where}.kind", tuple(KINDS), None)
+    if kind is None:
         return None
     _unknown(where, node, FIGURE_KEYS + KINDS[kind], errors)
     title = node.get("title", "{model}: " + name)
@@ -337,12 +349,14 @@ def _read_figure(
             )
     options = {key: node[key] for key in KINDS[kind] if key in node}
     if kind == "convergence":
-        _check_convergence(where, options, per_model, errors)
+        _check_convergence(cfg, where, options, per_model, errors)
     runs_node = node.get("runs")
     if not isinstance(runs_node, list) or not runs_node:
         errors.append(ConfigError(f"{where}.runs", "must be a non-empty list of runs", runs_node))
         return None
-    runs = [_read_run(f"{where}.runs[{i}]", r, switches, errors) for i, r in enumerate(runs_node)]
+    runs = [
+        _read_run(cfg, f"{where}.runs[{i}]", r, switches, errors) for i, r in enumerate(runs_node)
+    ]
     seen: dict[str, int] = {}
     for i, run in enumerate(runs):
         for label in run.names if run else ():
@@ -354,7 +368,9 @@ def _read_figure(
                       per_model, panels, tuple(models) if models else None, options)  # fmt: skip
 
 
-def _check_convergence(where: str, options: dict, per_model: dict, errors: list) -> None:
+def _check_convergence(
+    cfg: DictConfig, where: str, options: dict, per_model: dict, errors: list
+) -> None:
     fraction = options.get("fraction")
     if not (isinstance(fraction, float | int) and not isinstance(fraction, bool)
             and 0 < fraction < 1):  # fmt: skip
@@ -374,38 +390,28 @@ def _check_convergence(where: str, options: dict, per_model: dict, errors: list)
         ):
             errors.append(ConfigError(f"{at}.num_workers", "must be an increasing list of at "
                                       "least two N", workers))  # fmt: skip
-        fixed = settings.get("fixed_stragglers")
-        if fixed is not None and not (isinstance(fixed, int) and not isinstance(fixed, bool)
-                                      and fixed >= 0):  # fmt: skip
-            errors.append(ConfigError(f"{at}.fixed_stragglers", "must be an integer >= 0", fixed))
+        _read(errors, integer, cfg, f"{at}.fixed_stragglers", 0, optional=True, default=None)
 
 
 def read_figures(
-    node: Any, switches: Mapping[str, Any], model_names: set[str], errors: list[ConfigError]
+    cfg: DictConfig, switches: Mapping[str, Any], model_names: set[str], errors: list[ConfigError]
 ) -> dict[str, FigureSpec]:
-    """``figure`` (the selected figure configs) as specs; problems appended to ``errors``."""
-    node = _plain(node)
+    """``figure`` of ``cfg`` (the selected figure configs) as specs; problems appended to
+    ``errors``."""
+    node = _plain(_read(errors, get, cfg, "figure", None))
     if not isinstance(node, dict) or not node:
         errors.append(ConfigError("figure", "must select at least one figure config "
                                   "(figure=[vs_stragglers,...])", node))  # fmt: skip
         return {}
     figures = {}
     for name, spec in node.items():
-        figure = _read_figure(str(name), spec, switches, model_names, errors)
+        figure = _read_figure(cfg, str(name), spec, switches, model_names, errors)
         if figure is not None:
             figures[str(name)] = figure
     return figures
 
 
 # -- checking the app's own settings ---------------------------------------------------------------
-def _get(cfg: DictConfig, key: str, errors: list[ConfigError], default: Any = None) -> Any:
-    try:
-        return OmegaConf.select(cfg, key, default=default, throw_on_missing=True)
-    except OmegaConfBaseException as error:
-        errors.append(ConfigError(key, f"cannot be resolved ({str(error).splitlines()[0]})"))
-        return default
-
-
 def check_figures(
     cfg: DictConfig,
 ) -> tuple[list[ConfigError], dict[str, ModelSpec], dict[str, FigureSpec]]:
@@ -422,37 +428,31 @@ def check_figures(
         The figure specs, in the order of the config.
     """
     errors: list[ConfigError] = []
-    dry = _get(cfg, "figures.dry", errors, False)
-    if not isinstance(dry, bool):
-        errors.append(ConfigError("figures.dry", "must be true or false", dry))
-        dry = False
-    for key in ("tune_missing",):
-        value = _get(cfg, f"figures.{key}", errors, False)
-        if not isinstance(value, bool):
-            errors.append(ConfigError(f"figures.{key}", "must be true or false", value))
-    output = _get(cfg, "figures.output_dir", errors)
+    dry = _read(errors, boolean, cfg, "figures.dry", default=False, fallback=False)
+    _read(errors, boolean, cfg, "figures.tune_missing", default=False)
+    output = _read(errors, get, cfg, "figures.output_dir", None)
     if not isinstance(output, str) or not output:
         errors.append(ConfigError("figures.output_dir", "must be a folder path", output))
-    switches = _plain(_get(cfg, "figures.switches", errors, {})) or {}
+    switches = _plain(_read(errors, get, cfg, "figures.switches", {}, fallback={})) or {}
     if not isinstance(switches, dict) or not all(isinstance(v, bool) for v in switches.values()):
         errors.append(ConfigError("figures.switches", "must map names to true or false",
                                   switches))  # fmt: skip
         switches = {}
-    common = _plain(_get(cfg, "figures.common", errors, []))
+    common = _plain(_read(errors, get, cfg, "figures.common", [], fallback=[]))
     _check_overrides("figures.common", common, errors)
-    all_models = read_models(_get(cfg, "figures.models", errors), "figures.models", errors)
-    dry_models = read_models(_get(cfg, "figures.dry_models", errors), "figures.dry_models", errors)
+    all_models = read_models(cfg, "figures.models", errors)
+    dry_models = read_models(cfg, "figures.dry_models", errors)
     known = set(all_models) | set(dry_models)
     models = dry_models if dry else all_models
-    only = _plain(_get(cfg, "figures.only", errors))
+    only = _plain(_read(errors, get, cfg, "figures.only", None))
     if only is not None:
         if not (_strings(only) and only and set(only) <= set(models)):
             errors.append(ConfigError("figures.only", f"must be null or a list of "
                                       f"{', '.join(models)}", only))  # fmt: skip
         else:
             models = {name: models[name] for name in only}
-    figures = read_figures(_get(cfg, "figure", errors), switches, known, errors)
-    summary = _get(cfg, "figures.summary_figure", errors)
+    figures = read_figures(cfg, switches, known, errors)
+    summary = _read(errors, get, cfg, "figures.summary_figure", None)
     if summary is not None and not isinstance(summary, str):
         errors.append(ConfigError("figures.summary_figure", "must be null or a figure name",
                                   summary))  # fmt: skip
