@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from nercc.coding import SCHEMES  # noqa: E402
 from nercc.evaluation.variants import SPREAD_SUFFIXES  # noqa: E402
 from nercc.utils.io import save_figure  # noqa: E402
 
@@ -90,24 +91,42 @@ def _shown(row: dict[str, Any], name: str, fmt: str) -> str:
     return text
 
 
+def _alternatives() -> dict[str, str]:
+    """Every declared parameter that is another way to give a setting, to that setting's name
+    (NeRCC: ``df_enc`` to ``lam_enc``, ``df_dec`` to ``lam_dec``), over every scheme class."""
+    return {
+        tunable.name: tunable.alternative_of
+        for scheme in SCHEMES.values()
+        for tunable in scheme.tunables
+        if tunable.alternative_of is not None
+    }
+
+
 def _param_cells(params: Sequence[str]) -> list[tuple[str, Any]]:
-    """The table's parameter columns: (header, row -> cell). A lambda and the df of the same
-    side share one column, ``lam_dec (df)``: ``1e-06 (17.2)``, each with its spread, to three
-    significant digits (the rows keep every digit); other parameters show alone."""
+    """The table's parameter columns: (header, row -> cell). A setting and its alternative (a
+    lambda and the df of the same side) share one column, ``lam_dec (df)``: ``1e-06 (17.2)``,
+    each with its spread, to three significant digits (the rows keep every digit); other
+    parameters show alone."""
+    shared = {
+        setting: alternative
+        for alternative, setting in _alternatives().items()
+        if setting in params and alternative in params
+    }
     cells = []
     for name in params:
-        if name.startswith("df_") and f"lam_{name[3:]}" in params:
-            continue  # shown beside its lambda
-        df = f"df_{name[4:]}" if name.startswith("lam_") else None
-        if df in params:
+        if name in shared.values():
+            continue  # shown beside its setting
+        other = shared.get(name)
+        if other is not None:
 
-            def cell(row: dict[str, Any], lam: str = name, df: str = df) -> str:
-                first, second = _shown(row, lam, ".3g"), _shown(row, df, ".3g")
-                if first and second:
-                    return f"{first} ({second})"
-                return first or second
+            def cell(row: dict[str, Any], first: str = name, second: str = other) -> str:
+                one, two = _shown(row, first, ".3g"), _shown(row, second, ".3g")
+                if one and two:
+                    return f"{one} ({two})"
+                return one or two
 
-            cells.append((f"{name} (df)", cell))
+            # the header names the alternative by its prefix: lam_dec (df)
+            cells.append((f"{name} ({other.split('_')[0]})", cell))
         else:
             cells.append((name, lambda row, name=name: _shown(row, name, "g")))
     return cells
