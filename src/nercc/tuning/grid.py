@@ -4,31 +4,43 @@ each used only at its straggler counts."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nercc.coding import CodingScheme
 from nercc.evaluation.variants import SchemeVariant, build_scheme
 from nercc.tuning.tables import ParamTable
 
-__all__ = ["ALTERNATIVES", "TABLE_KEY", "expand_schemes", "format_params", "open_settings"]
+__all__ = ["TABLE_KEY", "expand_schemes", "format_params", "open_settings"]
 
 #: Key of a scheme entry that chooses its table of tuned parameters (not a scheme argument):
 #: ``published``, ``none`` or a path.
 TABLE_KEY = "lambdas"
 
-#: Parameters that give the same setting as another, in other terms: NeRCC's effective degrees of
-#: freedom instead of the lambda of the same side. A setting is *given* by the config when any of
-#: its parameters is not null; a table fills only settings the config leaves open.
-ALTERNATIVES = {"df_enc": "lam_enc", "df_dec": "lam_dec"}
+
+@functools.cache
+def _scheme_class(target: str) -> type[CodingScheme] | None:
+    """The scheme class a ``_target_`` names, or None where it names none."""
+    try:
+        found = get_class(target)
+    except Exception:  # not importable: building the scheme says why
+        return None
+    return found if isinstance(found, type) and issubclass(found, CodingScheme) else None
 
 
-def _setting(key: str) -> str:
-    """The setting a parameter gives (``df_enc`` and ``lam_enc``: ``lam_enc``)."""
-    return ALTERNATIVES.get(key, key)
+def _setting(node: Mapping[str, Any], key: str) -> str:
+    """The setting a parameter of the scheme entry ``node`` gives, as its scheme declares it
+    (:attr:`nercc.coding.Tunable.setting`: NeRCC's ``df_enc`` and ``lam_enc`` give ``lam_enc``);
+    the key itself where the scheme declares no such parameter."""
+    scheme = _scheme_class(str(node.get("_target_", "")))
+    if scheme is not None and key in {t.name for t in scheme.tunables}:
+        return scheme.tunable(key).setting
+    return key
 
 
 def open_settings(node: Mapping[str, Any]) -> list[str]:
@@ -36,10 +48,11 @@ def open_settings(node: Mapping[str, Any]) -> list[str]:
 
     ``{"lam_enc": None, "df_enc": None, "lam_dec": 1e-3, "df_dec": None}`` leaves ``lam_enc``
     open (a table fills it, else the scheme's default); ``df_dec: null`` beside a given lam_dec
-    only says that df_dec is not used. A setting is named by its lambda (:data:`ALTERNATIVES`).
+    only says that df_dec is not used. A setting is named by the parameter its alternatives
+    stand for, as the scheme of ``node['_target_']`` declares (:class:`nercc.coding.Tunable`).
     """
-    given = {_setting(k) for k, v in node.items() if v is not None}
-    nulls = [_setting(k) for k, v in node.items() if v is None]
+    given = {_setting(node, k) for k, v in node.items() if v is not None}
+    nulls = [_setting(node, k) for k, v in node.items() if v is None]
     return [k for k in dict.fromkeys(nulls) if k not in given]
 
 
@@ -56,14 +69,15 @@ def expand_schemes(
     """Instantiate every scheme config as one or more variants.
 
     A scheme entry's parameter may be a number or a string (``lam_dec="gcv"``: one value, not a
-    grid), a list (every combination of the listed values is a variant: a grid) or null (not
-    passed to the scheme). NeRCC's smoothing of each side is one *setting*, given by its lambda
-    or by its degrees of freedom (:data:`ALTERNATIVES`: ``lam_enc`` or ``df_enc``, ``lam_dec`` or
-    ``df_dec``). A setting whose parameters are all null is taken, per S, from the scheme's table
-    in ``tables`` when there is one (a setting given in the config always wins over the table:
-    ``df_enc=6`` leaves the table's ``lam_enc`` unused, and the table still fills ``lam_dec``
-    if the config leaves the decoder open), and otherwise is left to the scheme's default
-    (``source="default"``). A table's df columns are used the same way, only if it has them.
+    grid), a list (every combination of the listed values is a variant: a grid) or null (not passed
+    to the scheme). NeRCC's smoothing of each side is one *setting*, given by its lambda or by its
+    degrees of freedom (the alternatives its scheme declares: ``lam_enc`` or ``df_enc``,
+    ``lam_dec`` or ``df_dec``). A setting whose parameters are all null is taken, per S, from the
+    scheme's table in ``tables`` when there is one (a setting given in the config always wins over
+    the table: ``df_enc=6`` leaves the table's ``lam_enc`` unused, and the table still fills
+    ``lam_dec`` if the config leaves the decoder open), and otherwise is left to the scheme's
+    default (``source="default"``). A table's df columns are used the same way, only if it has
+    them.
 
     Parameters
     ----------
@@ -104,10 +118,11 @@ def _check_table(name: str, table: ParamTable, scheme: CodingScheme, node: DictC
     if table.scheme != name:
         raise ValueError(f"{where} was tuned for scheme {table.scheme!r}, not {name!r}")
     # The scheme's settings, given either way (a table's lam_dec fits a run with df_dec or gcv).
-    known = {_setting(k) for k in scheme.params()}
-    known |= {_setting(k) for k in node if k in ALTERNATIVES or k in ALTERNATIVES.values()}
+    declared = {t.name for t in type(scheme).tunables}
+    known = {_setting(node, k) for k in scheme.params()}
+    known |= {_setting(node, k) for k in node if k in declared}
     tuned = table.by_stragglers[min(table.by_stragglers)]
-    unknown = sorted(k for k in tuned if _setting(k) not in known)
+    unknown = sorted(k for k in tuned if _setting(node, k) not in known)
     if unknown:
         raise ValueError(f"{where} sets {', '.join(unknown)}, not parameters of scheme.{name}")
     for key, value in table.code.items():
@@ -122,20 +137,20 @@ def _variants(
 ) -> list[SchemeVariant]:
     grid = {k: list(v) for k, v in node.items() if isinstance(v, ListConfig)}
     unset = set(open_settings(node))  # filled by the table, else the scheme's defaults
-    given = {_setting(k) for k, v in node.items() if v is not None}
+    given = {_setting(node, k) for k, v in node.items() if v is not None}
     for key in [k for k, v in node.items() if v is None]:  # null: not passed to the scheme
         del node[key]
     # (values from the table, the S they serve or None for every S, source) per distinct setting
     settings: list[tuple[dict[str, float], frozenset[int] | None, str]]
     tuned = set(table.by_stragglers[min(table.by_stragglers)]) if table is not None else set()
-    if table is not None and unset & {_setting(k) for k in tuned}:
+    if table is not None and unset & {_setting(node, k) for k in tuned}:
         by_values: dict[tuple, set[int]] = {}
         for s in stragglers:
             params, _ = table.params_at(s)
-            chosen = {k: v for k, v in params.items() if _setting(k) in unset}
+            chosen = {k: v for k, v in params.items() if _setting(node, k) in unset}
             by_values.setdefault(tuple(chosen.items()), set()).add(int(s))
         # a tuned setting the config gives itself (by either name)
-        overridden = any(_setting(k) in given for k in tuned)
+        overridden = any(_setting(node, k) in given for k in tuned)
         source = f"{'config+' if overridden else ''}table:{table.path}"
         settings = [(dict(values), frozenset(at), source) for values, at in by_values.items()]
     else:

@@ -181,6 +181,10 @@ def test_a_table_with_df_fills_only_open_settings():
 def test_open_settings():
     from nercc.tuning.grid import open_settings
 
-    node = {"lam_enc": None, "df_enc": None, "lam_dec": 1e-3, "df_dec": None, "points": None}
-    assert open_settings(node) == ["lam_enc", "points"]
-    assert open_settings({"lam_enc": None, "df_enc": 5, "lam_dec": "gcv"}) == []
+    nercc = {"_target_": "nercc.coding.NeRCC"}
+    node = {**nercc, "lam_enc": None, "df_enc": None, "lam_dec": 1e-3, "df_dec": None}
+    assert open_settings({**node, "points": None}) == ["lam_enc", "points"]
+    assert open_settings({**nercc, "lam_enc": None, "df_enc": 5, "lam_dec": "gcv"}) == []
+    # the alternatives are the scheme's declarations: a scheme without df_enc knows no such pair
+    fh = {"_target_": "nercc.coding.FloaterHormann", "d": None, "df_enc": 5}
+    assert open_settings(fh) == ["d"]
