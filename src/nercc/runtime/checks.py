@@ -5,8 +5,9 @@ Every task (``nercc.tasks.*``) calls its ``check_*`` function first. A bad setti
 <value>``; the task wrapper prints it as one line ``error: ...`` and exits 1. The checks cover
 types and ranges, the settings against each other (N >= K, integer S < N, the straggler model
 against the S list, equal cost for the baselines), the logger's needs, the output and
-publishing folders, and a memory estimate of the coded evaluation. What needs torch or the data (the hardware, batches against processes) is in
-:func:`check_hardware` and :func:`check_batches`, called after the imports they need.
+publishing folders, and a memory estimate of the coded evaluation. What needs torch or the data
+(the hardware, batches against processes) is in :func:`check_hardware` and :func:`check_batches`,
+called after the imports they need.
 
 Facts are read from their owners, not restated: a straggler or delay model's settings from its
 class (``settings``, :class:`nercc.stragglers.Setting`, located by the node's ``_target_``),
