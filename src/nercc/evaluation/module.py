@@ -62,7 +62,7 @@ from nercc.coding import FewAnswersWarning
 from nercc.evaluation.cache import OutputCache, fingerprint
 from nercc.evaluation.metrics import CodedMetrics, ParamStats
 from nercc.evaluation.variants import SPREAD_SUFFIXES, SchemeVariant
-from nercc.stragglers import StragglerModel
+from nercc.stragglers import StragglerModel, several_s_refusal
 
 __all__ = ["CodedInferenceModule", "NonFiniteOutputsError", "straggler_models"]
 
@@ -105,14 +105,11 @@ def straggler_models(
     ``deadline``) is asked for several S, whose rows would be one experiment under several labels.
     """
     models = {}
-    several = len(set(int(s) for s in stragglers)) > 1
     for s in stragglers:
         model = factory(num_stragglers=int(s))
-        if several and not model.uses_num_stragglers:
-            raise ValueError(
-                f"stragglers: {model!r} ignores S, so the rows of stragglers={list(stragglers)} "
-                "would be the same run under different labels; give one S"
-            )
+        refusal = None if model.uses_num_stragglers else several_s_refusal(repr(model), stragglers)
+        if refusal is not None:
+            raise ValueError(f"stragglers: {refusal}")
         for variant in (v for v in variants if v.runs_at(s)):
             try:
                 model.check(variant.scheme.num_workers)
