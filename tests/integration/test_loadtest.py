@@ -118,7 +118,7 @@ def test_serve_refuses_a_nan_checkpoint_in_one_line_before_ray_starts(checkpoint
 def test_loadtest_compares_the_four_schemes_and_writes_its_results(
     compose_config, checkpoints, tmp_path
 ):
-    from nercc.loadtest import loadtest
+    from nercc.tasks.loadtest import loadtest
 
     cfg = compose_config(
         "loadtest",
@@ -138,7 +138,7 @@ def test_loadtest_compares_the_four_schemes_and_writes_its_results(
             "logger=wandb",
         ],
     )
-    summary = loadtest(cfg)
+    summary, _ = loadtest(cfg)
     wandb.finish()  # as the CLI's task wrapper does
     run = tmp_path / "run"
     assert list(summary["schemes"]) == ["uncoded", "replication", "bacc", "nercc"]
@@ -173,7 +173,7 @@ def test_loadtest_compares_the_four_schemes_and_writes_its_results(
 
 @pytest.mark.usefixtures("ray_session")
 def test_loadtest_over_http(compose_config, checkpoints, tmp_path):
-    from nercc.loadtest import loadtest
+    from nercc.tasks.loadtest import loadtest
 
     cfg = compose_config(
         "loadtest",
@@ -193,7 +193,7 @@ def test_loadtest_over_http(compose_config, checkpoints, tmp_path):
             "logger=none",
         ],
     )
-    summary = loadtest(cfg)
+    summary, _ = loadtest(cfg)
     assert summary["settings"]["target"] == "http"
     nercc = summary["schemes"]["nercc"]
     assert (nercc["sent"], nercc["answered"], nercc["failed"]) == (24, 24, 0)
@@ -212,8 +212,8 @@ def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints, 
 
     import numpy as np
 
-    from nercc.serve import serve
     from nercc.serving.images import image_to_png
+    from nercc.tasks.serve import serve
     from nercc.tuning.tables import table_document, table_path
 
     port = free_port()

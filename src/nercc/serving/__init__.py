@@ -1,7 +1,8 @@
 """Coded prediction serving on Ray: worker actors, a batching frontend, HTTP, and load.
 
 Builds on :mod:`nercc.coding` (the codes), :mod:`nercc.stragglers` (delays and wait policies) and
-:mod:`nercc.models` (the classifiers); not on :mod:`nercc.evaluation`.
+:mod:`nercc.models` (the classifiers); :mod:`nercc.serving.plan` (what a config serves, shared by
+the serve and load-test tasks) also on :mod:`nercc.tuning` (the published tables).
 
 The names load on first use, so that Ray Serve's HTTP proxy, which imports
 :mod:`nercc.serving.http_errors` (its middleware), imports neither torch nor the codes.

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from nercc.serve import _stop_on_signals
+from nercc.tasks.serve import stop_on_signals
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -22,7 +22,7 @@ def test_the_first_signal_stops_the_service_and_the_second_interrupts(signum):
 
     signal.signal(signum, previous)
     try:
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             os.kill(os.getpid(), signum)
             time.sleep(0.05)
             assert stop.is_set() and seen == []  # a clean stop, no exception

@@ -1,0 +1,159 @@
+"""What a checked serving config serves, shared by the serve and load-test tasks.
+
+:func:`serving_plan` builds the schemes by name with their wait policies and the workers' delay
+model (NeRCC's lambdas at S from the published table when the config leaves them open);
+:func:`table_warnings` words the tables tuned on another checkpoint; :func:`model_loader` is what
+each worker calls to build its classifier.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from nercc.tuning import expand_schemes
+from nercc.tuning.planning import scheme_tables, untuned
+from nercc.utils.errors import ConfigError
+from nercc.utils.instantiate import build_checked
+
+__all__ = ["ServingPlan", "model_loader", "serving_plan", "table_warnings"]
+
+
+@dataclass
+class ServingPlan:
+    """What a checked config serves: the schemes by name, their wait policies, the delays."""
+
+    schemes: dict[str, Any]
+    policies: dict[str, Any]
+    delays: Any
+    num_workers: int
+    notes: list[str] = field(default_factory=list)
+    tables: dict[str, Any] = field(default_factory=dict)  # name: the ParamTable it took, or None
+
+
+def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
+    """Build the schemes ``names`` of a checked config, with NeRCC's lambdas at S from the
+    published table when the config leaves them open (and one exists).
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A checked serve or load-test config (``coding``, ``serving``, ``scheme``, ``delay``).
+    names : list of str
+        The schemes to serve, in order (``uncoded``, ``replication``, ``bacc``, ``nercc``).
+
+    Returns
+    -------
+    ServingPlan
+        With a note per table taken (or published table missing) for the log.
+
+    Raises
+    ------
+    ConfigError
+        A table setting or file that cannot be read, or a scheme the settings cannot build.
+    """
+    from nercc.coding import Uncoded
+    from nercc.stragglers import WaitPolicy
+
+    k, n = int(cfg.coding.num_inputs), int(cfg.coding.num_workers)
+    s = int(cfg.serving.num_stragglers)
+    deadline = cfg.serving.deadline_ms
+    notes: list[str] = []
+    schemes: dict[str, Any] = {}
+    policies: dict[str, Any] = {}
+    tables: dict[str, Any] = {}
+    for name in names:
+        if name == "uncoded":
+            schemes[name] = Uncoded(k)
+            policies[name] = WaitPolicy(num_stragglers=0)  # waits for all K in any case
+            continue
+        node = cfg.scheme[name]
+        # one scheme at a time: its table's error comes before a later scheme's
+        table = scheme_tables(cfg, [name], {"num_inputs": k, "num_workers": n})[name]
+        if untuned(node, table):
+            notes.append(
+                f"no tuned table for {cfg.model_name} on {cfg.data.name} with K={k}, N={n}: "
+                f"{name} serves with its defaults (0: interpolation); tune with: python -m "
+                f"nercc.tune experiment=paper/{cfg.model_name} coding.num_inputs={k} "
+                f"coding.num_workers={n} stragglers=[{s}]"
+            )
+        tables[name] = table
+        try:
+            (variant,) = expand_schemes({name: node}, [s], {name: table})
+        except ValueError as error:
+            raise ConfigError(f"scheme.{name}", str(error)) from None
+        schemes[name] = variant.scheme
+        if variant.source.startswith("table:") or variant.source.startswith("config+table:"):
+            params = ", ".join(f"{p} {v:.3g}" for p, v in variant.params.items())
+            notes.append(f"{name}: {params} from {variant.source.split('table:', 1)[1]} (S={s})")
+        # Replication waits for the first answer of each input; S and the deadline are for codes.
+        policies[name] = WaitPolicy(num_stragglers=s, deadline=deadline)
+    delays = None
+    if cfg.get("delay") is not None:
+        delays = build_checked("delay", cfg.delay)
+    return ServingPlan(schemes, policies, delays, n, notes, tables)
+
+
+def table_warnings(
+    plan: ServingPlan, checkpoint: str | Path, sha256: str | None = None
+) -> list[str]:
+    """The warnings for tables of ``plan`` tuned on another checkpoint than ``checkpoint``.
+
+    Parameters
+    ----------
+    plan : ServingPlan
+        The plan whose tables are compared.
+    checkpoint : str or Path
+        The served classifier's file.
+    sha256 : str, optional
+        Its content hash when the caller has it (else it is read, only when some table records
+        one).
+
+    Returns
+    -------
+    list of str
+        One warning per table whose recorded content hash differs, worded as the evaluation's.
+    """
+    from nercc.models.checkpoints import file_sha256
+
+    found = []
+    for table in filter(None, plan.tables.values()):
+        if table.checkpoint_sha256 is None:
+            continue
+        sha256 = sha256 or file_sha256(checkpoint)
+        stale = table.stale_warning(checkpoint, sha256)
+        if stale is not None:
+            found.append(stale)
+    return found
+
+
+def model_loader(cfg: DictConfig, expected: Mapping[str, Any]) -> functools.partial:
+    """What each worker calls to build its classifier.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        The config (``model_name``, ``data.name``, ``paths.checkpoint_dir``).
+    expected : mapping
+        What the classifier must take and give (``num_classes``, ``image_shape``), as
+        :func:`nercc.models.load_classifier` checks.
+
+    Returns
+    -------
+    functools.partial
+        :func:`nercc.models.load_classifier` of the published checkpoint for (model, data).
+    """
+    from nercc.models import load_classifier
+
+    return functools.partial(
+        load_classifier,
+        cfg.model_name,
+        cfg.data.name,
+        cfg.paths.checkpoint_dir,
+        **expected,
+    )

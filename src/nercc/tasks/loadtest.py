@@ -1,0 +1,303 @@
+"""The load-test task (``python -m nercc.loadtest``): Poisson load to each scheme, same workers.
+
+Starts Ray and N worker actors once, then for each scheme of ``loadtest.schemes`` sends
+``loadtest.num_queries`` test images at ``loadtest.rate`` per second to the frontend in this
+process or through HTTP, and writes ``latency.csv``, ``summary.json`` and ``latency_cdf.png`` in
+the run folder (``paths.output_dir``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from nercc.runtime.checks import check_checkpoint_exists, check_loadtest, expected_input
+from nercc.runtime.loggers import log_run
+from nercc.serving.plan import model_loader, serving_plan, table_warnings
+from nercc.utils.instantiate import build, build_all, plain
+
+__all__ = ["loadtest"]
+
+log = logging.getLogger("nercc.loadtest")  # the command's name in its log file
+
+#: The summary keys shown in the printed table, with their headers.
+COLUMNS = {
+    "p50_ms": "p50 ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms", "p99_9_ms": "p99.9 ms",
+    "throughput_qps": "q/s", "accuracy": "accuracy", "agreement": "agreement",
+    "sent": "sent", "answered": "answered", "failed": "failed",
+}  # fmt: skip
+
+
+def loadtest(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the load test of ``cfg``: each scheme's load on the same workers, its files written
+    and its table printed.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A load-test config (conf/loadtest.yaml), checked here first.
+
+    Returns
+    -------
+    summary : dict
+        ``settings`` (the run's) and ``schemes`` (name to its latency summary), as written to
+        ``summary.json``.
+    objects : dict
+        ``plan`` (the :class:`~nercc.serving.plan.ServingPlan`), ``records`` (one
+        :class:`~nercc.serving.load.QueryRecord` per query and scheme) and ``classifier``.
+    """
+    check_loadtest(cfg)
+    if cfg.loadtest.target == "http" and cfg.serving.address is None:
+        from nercc.serving.address import check_bind
+
+        check_bind(cfg.serving.host, int(cfg.serving.port))
+    checkpoint = check_checkpoint_exists(cfg)
+    names = list(cfg.loadtest.schemes)
+    plan = serving_plan(cfg, names)
+    import torch
+
+    from nercc.models import load_classifier
+
+    data = build(cfg.data)
+    data.setup("test")
+    images, labels = _queries(data, cfg.loadtest.split, int(cfg.loadtest.num_queries))
+    classifier = load_classifier(
+        cfg.model_name, cfg.data.name, cfg.paths.checkpoint_dir, **expected_input(cfg)
+    )
+    with torch.inference_mode():
+        base = classifier(torch.from_numpy(images)).argmax(dim=1).numpy()
+    for note in plan.notes:
+        log.info(f"note: {note}")
+    for warning in table_warnings(plan, checkpoint, classifier.info["sha256"]):
+        log.warning(warning)
+    records, summaries = _run(cfg, plan, images, labels, base)
+    summary = _report(cfg, plan, records, summaries, classifier.info)
+    return summary, {"plan": plan, "records": records, "classifier": classifier}
+
+
+def _queries(data: Any, split: str, count: int) -> tuple[Any, Any]:
+    """The first ``count`` images (float32, in [0, 1]) and labels of the split."""
+    import numpy as np
+
+    raw = data.raw_set(split)
+    images, labels = raw.tensors
+    if count > len(labels):
+        from nercc.utils.errors import ConfigError
+
+        raise ConfigError(
+            "loadtest.num_queries", f"the {split} split has only {len(labels)} images", count
+        )
+    return (
+        np.ascontiguousarray(images[:count].numpy(), dtype=np.float32),
+        labels[:count].numpy(),
+    )
+
+
+def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tuple[list, dict]:
+    from nercc.serving import (
+        freeze_startup_heap,
+        latency_summary,
+        poisson_arrivals,
+        ray_cluster,
+        start_workers,
+        stop_workers,
+        wait_ready,
+    )
+
+    serving, load = cfg.serving, cfg.loadtest
+    arrivals = poisson_arrivals(len(labels), float(load.rate), int(cfg.seed))
+    records: list = []
+    summaries: dict[str, dict[str, Any]] = {}
+    # over HTTP each image travels as PNG: encoded once for every scheme
+    bodies = [_png(image) for image in images] if load.target == "http" else None
+
+    def read(record: Any, answer: Any) -> None:
+        if isinstance(answer, dict):  # HTTP
+            record.prediction, record.group = int(answer["class"]), int(answer["group"])
+            record.answered_by = len(answer["workers"])
+            record.failed_workers = len(answer["failed_workers"])
+            record.underdetermined = bool(answer["underdetermined"])
+        else:
+            record.prediction, record.group = answer.prediction, answer.group
+            record.answered_by, record.failed_workers = len(answer.workers), len(answer.failed)
+            record.underdetermined = answer.underdetermined
+
+    with ray_cluster(serving.address, serving.num_cpus):
+        log.info(f"starting {plan.num_workers} workers")
+        workers = start_workers(
+            model_loader(cfg, expected_input(cfg)),
+            plan.num_workers,
+            plan.delays,
+            int(cfg.seed),
+            serving.worker_cpus,
+        )
+        freeze_startup_heap()
+        try:
+            for name in plan.schemes:
+                # every worker up (a killed one restarted) before the next scheme's load
+                wait_ready(workers)
+                scheme, policy = plan.schemes[name], plan.policies[name]
+                log.info(
+                    f"{name}: {len(labels)} queries at {load.rate}/s to the {load.target} "
+                    f"(K={scheme.num_inputs}, N={scheme.num_workers})"
+                )
+                done, kills = _one_scheme(
+                    cfg, name, scheme, policy, workers, images, bodies, arrivals, read
+                )
+                for record in done:
+                    record.label = int(labels[record.query])
+                    record.base_prediction = int(base[record.query])
+                records += done
+                summaries[name] = latency_summary(done) | {"kills": kills}
+                if summaries[name]["failed"] or summaries[name]["pending"]:
+                    log.warning(
+                        f"{name}: {summaries[name]['failed']} queries failed, "
+                        f"{summaries[name]['pending']} unanswered"
+                    )
+        finally:
+            stop_workers(workers)
+    return records, summaries
+
+
+def _one_scheme(
+    cfg: DictConfig, name: str, scheme: Any, policy: Any, workers: list, images: Any,
+    bodies: list[bytes] | None, arrivals: Any, read: Any,
+) -> tuple[list, int | None]:  # fmt: skip
+    """The records of one scheme's load, and how many workers it killed (fault injection; None
+    over HTTP, where the frontend lives in the Serve replica)."""
+    from nercc.serving import Frontend, run_load
+
+    serving, load = cfg.serving, cfg.loadtest
+    options = {
+        "max_wait_ms": float(serving.max_wait_ms),
+        "kill_every": serving.kill_every,
+        "seed": int(cfg.seed),
+    }
+    warmup = int(load.warmup)
+    if load.target == "frontend":
+        with Frontend(
+            workers, scheme, name, policy, image_shape=images.shape[1:], **options
+        ) as frontend:
+            for i in range(warmup):  # not recorded: Ray's paths, worker threads, decoders
+                frontend.predict(images[i % len(images)], timeout=load.timeout_s)
+            records = run_load(
+                lambda i: frontend.submit(images[i]), arrivals, name, read, load.timeout_s
+            )
+        return records, len(frontend.killed)
+    from nercc.serving.endpoint import http_endpoint
+
+    with (
+        http_endpoint(
+            workers, scheme, name, policy, expected_input(cfg)["image_shape"],
+            host=serving.host, port=serving.port, shutdown=serving.address is None, **options,
+        ) as url,
+        ThreadPoolExecutor(64, thread_name_prefix="client") as pool,
+    ):  # fmt: skip
+        assert bodies is not None
+        for i in range(warmup):
+            _post(f"{url}/predict", bodies[i % len(bodies)], load.timeout_s)
+        records = run_load(
+            lambda i: pool.submit(_post, f"{url}/predict", bodies[i], load.timeout_s),
+            arrivals,
+            name,
+            read,
+            load.timeout_s,
+        )
+    return records, None
+
+
+def _png(image: Any) -> bytes:
+    from nercc.serving.images import image_to_png
+
+    return image_to_png(image)
+
+
+def _post(url: str, body: bytes, timeout: float) -> dict[str, Any]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "image/png"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        reason = error.read().decode(errors="replace")
+        raise RuntimeError(f"HTTP {error.code}: {reason}") from None
+
+
+def _report(
+    cfg: DictConfig, plan: Any, records: list, summaries: dict, model_info: dict
+) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.table import Table
+
+    from nercc.serving.plots import plot_latency_cdf
+    from nercc.serving.workers import slow_workers
+    from nercc.utils.io import write_csv, write_json
+
+    out = Path(cfg.paths.output_dir)
+    settings = {
+        "model": cfg.model_name,
+        "dataset": cfg.data.name,
+        "num_inputs": int(cfg.coding.num_inputs),
+        "num_workers": int(cfg.coding.num_workers),
+        "num_stragglers": int(cfg.serving.num_stragglers),
+        "deadline_ms": cfg.serving.deadline_ms,
+        "max_wait_ms": float(cfg.serving.max_wait_ms),
+        "kill_every": cfg.serving.kill_every,
+        "delay": plain(cfg)["delay"],
+        "target": cfg.loadtest.target,
+        "rate": float(cfg.loadtest.rate),
+        "num_queries": int(cfg.loadtest.num_queries),
+        "warmup": int(cfg.loadtest.warmup),
+        "seed": int(cfg.seed),
+        "params": {name: scheme.params() for name, scheme in plan.schemes.items()},
+        "workers": {name: scheme.num_workers for name, scheme in plan.schemes.items()},
+        "slow_workers": slow_workers(plan.delays, plan.num_workers, int(cfg.seed)),
+    }
+    summary = {"settings": settings, "schemes": summaries}
+    write_csv(out / "latency.csv", [r.row() for r in records])
+    write_json(out / "summary.json", summary)
+    title = (
+        f"{cfg.model_name} on {cfg.data.name}: K={settings['num_inputs']}, "
+        f"N={settings['num_workers']}, S={settings['num_stragglers']}, "
+        f"{settings['rate']:g} q/s, kill_every={settings['kill_every']}"
+    )
+    plot = plot_latency_cdf(records, out / "latency_cdf.png", title)
+    table = Table(title=title)
+    table.add_column("scheme")
+    table.add_column("workers", justify="right")
+    for header in COLUMNS.values():
+        table.add_column(header, justify="right")
+    for name, row in summaries.items():
+        table.add_row(name, str(settings["workers"][name]), *(_cell(row[k]) for k in COLUMNS))
+    natural = Console(width=1000).measure(table).maximum  # as wide as the table needs
+    Console(width=max(Console().width, natural)).print(table)
+    columns = ["scheme", *summaries[next(iter(summaries))]]
+    log_run(
+        build_all(cfg.get("logger")),
+        {**plain(cfg), "classifier": model_info},
+        metrics={
+            f"latency/{name}/{key}": value
+            for name, row in summaries.items()
+            for key, value in row.items()
+        },
+        tables={
+            "latency/summary": (columns, [[name, *row.values()] for name, row in summaries.items()])
+        },
+        images={"latency/cdf": plot},
+    )
+    log.info(f"results: {out}")
+    return summary
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}" if value < 1 else f"{value:.1f}"
+    return str(value)
