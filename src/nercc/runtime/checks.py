@@ -20,6 +20,7 @@ This module imports only the standard library, OmegaConf and numpy-level code.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import netrc
 import os
@@ -32,9 +33,12 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nercc.coding.base import CodingScheme
+from nercc.coding.params import Tunable
 from nercc.coding.points import LAYOUTS as POINT_LAYOUTS
 from nercc.data.sources import DATASETS, FORMATS, SYNTHETIC_DEFAULTS
 from nercc.stragglers import DelayModel, Setting, several_s_refusal
+from nercc.tuning.grid import TABLE_KEY
 from nercc.utils.errors import ConfigError, show
 
 __all__ = [
@@ -445,7 +449,7 @@ def check_eval(cfg: DictConfig) -> None:
         patterns,  # type: ignore[arg-type]
         channels * size * size,
         classes,
-        encoders=_count_grid(cfg, "lam_enc"),
+        encoders=_count_encoders(cfg),
         decoders=len(cfg.scheme),
     )
     need, available = sum(terms.values()), available_memory_bytes()
@@ -501,10 +505,7 @@ def _check_schemes(cfg: DictConfig, k: int) -> list[int]:
             integer(cfg, f"{where}.num_inputs", k, k, low_text=f"coding.num_inputs K={k}")
         if "points" in node:
             choice(cfg, f"{where}.points", POINT_LAYOUTS)
-        for param in ("lam_enc", "lam_dec"):
-            if param in node:
-                _lambdas(cfg, f"{where}.{param}")
-        _dfs(cfg, where, node, k)
+        _check_tunables(cfg, where, node, k)
         if "replicas" in node:
             replicas = integer(cfg, f"{where}.replicas", 1)
             assert replicas is not None
@@ -533,103 +534,151 @@ def _check_schemes(cfg: DictConfig, k: int) -> list[int]:
 
 
 def _is_uncoded(node: DictConfig) -> bool:
-    return str(node.get("_target_", "")).endswith("Uncoded")
+    """A scheme on K workers (no ``num_workers``, no ``replicas``): the reference without
+    redundancy, outside the equal-cost comparison."""
+    return "num_workers" not in node and "replicas" not in node
 
 
-#: The words a smoothing parameter takes besides numbers: auto (calibrated per S on validation
-#: images by nercc.eval, both sides together when both say auto), and lam_dec=gcv (chosen per
-#: pattern by generalised cross-validation on the answers; also inside a list: a grid of fixed
-#: lambdas and gcv).
-_LAMBDA_WORDS = {
-    "lam_enc": {"auto": "auto: calibrated on validation images"},
-    "lam_dec": {
-        "gcv": "gcv: chosen per pattern by cross-validation on the answers",
-        "auto": "auto: calibrated on validation images",
-    },
-}
-#: Why the other side's word is refused.
-_WRONG_WORD = {
-    ("lam_enc", "gcv"): "gcv chooses the decoder's lambda by cross-validation on the workers' "
-    "answers; the encoder has no answers to cross-validate: give lam_enc a number, a list, null, "
-    "auto, or df_enc",
-}
-#: A df parameter and the lambda it replaces (as nercc.tuning.grid.ALTERNATIVES).
-_ALTERNATIVE_OF = {"df_enc": "lam_enc", "df_dec": "lam_dec"}
+#: What ``auto`` means for a parameter declared with ``auto=True`` (calibrated per S on validation
+#: images by the evaluation, every such parameter of a scheme together).
+AUTO_MEANING = "auto: calibrated on validation images"
 
 
-def _lambdas(cfg: DictConfig, key: str) -> None:
-    """A smoothing parameter: null, a number >= 0, a list of numbers, or the side's word
-    (:data:`_LAMBDA_WORDS`; gcv also in a list)."""
-    value = get(cfg, key)
-    if value is None:
-        return
-    param = key.rsplit(".", 1)[-1]
-    words = _LAMBDA_WORDS.get(param, {})
-    items = _as_list(value)
-    values = items if items is not None else [value]
-    for item in values:
-        reason = _WRONG_WORD.get((param, item)) if isinstance(item, str) else None
-        if reason is not None:
-            raise ConfigError(key, reason, value)
-    if isinstance(value, str) and value in words:
-        return
-    in_list = "gcv" if "gcv" in words else None  # auto is one calibration, not a grid point
-    if not values or not all((_is_number(v) and v >= 0) or v == in_list for v in values):
-        extra = f" (or {'; '.join(words.values())})" if words else ""
-        raise ConfigError(
-            key, f"must be null, a finite number >= 0 or a list of them{extra}", value
-        )
+def scheme_class(node: Any) -> type[CodingScheme] | None:
+    """The coding scheme class a scheme node's ``_target_`` names; None where it names none (its
+    instantiation then says why)."""
+    if not isinstance(node, DictConfig | dict) or "_target_" not in node:
+        return None
+    found = _target_class(node["_target_"])
+    return found if found is not None and issubclass(found, CodingScheme) else None
 
 
-def _dfs(cfg: DictConfig, where: str, node: DictConfig, k: int) -> None:
-    """NeRCC's effective degrees of freedom ``df_enc`` and ``df_dec``: null (not used), a number
-    or a list of numbers, > 2 (2 is the straight line, lambda = inf); the encoder's at most K
-    (on its K alphas, K interpolates), the decoder's at most N (it applies to each pattern's
-    answering workers; a pattern with at most df_dec answers is interpolated). Either replaces
-    the lambda of its side, which must then be null."""
-    for param, lam in _ALTERNATIVE_OF.items():
-        key = f"{where}.{param}"
-        value = get(cfg, key) if param in node else None
+def _declared(node: Any) -> dict[str, Tunable]:
+    """The tunable parameters the scheme of ``node`` declares, by name (none for a scheme class
+    that cannot be imported)."""
+    cls = scheme_class(node)
+    return {t.name: t for t in cls.tunables} if cls is not None else {}
+
+
+def _range_text(tunable: Tunable, k: int, n: int) -> str:
+    """The numbers a parameter takes, in words: ``a finite number >= 0``, ``an integer >= 0``,
+    ``a number in (2, K=20]``."""
+    low, high = tunable.limits(k, n)
+    kind = "an integer" if tunable.integer else "a finite number"
+    if math.isinf(high):
+        return f"{kind} {'>' if tunable.low_open else '>='} {low:g}"
+    names = {"num_inputs": "K=", "num_workers": "N="}
+    top = f"{names.get(str(tunable.high), '')}{high:g}"
+    kind = "an integer" if tunable.integer else "a number"
+    left, right = "(" if tunable.low_open else "[", ")" if tunable.high_open else "]"
+    return f"{kind} in {left}{low:g}, {top}{right}"
+
+
+def _check_tunables(cfg: DictConfig, where: str, node: DictConfig, k: int) -> None:
+    """Every parameter the scheme of ``node`` declares (:class:`nercc.coding.Tunable`): null (not
+    given), a number in its range, a list of them (a grid), one of its words (a word marked
+    ``in_grid`` also inside a list), or ``auto`` where it may be calibrated; at most one of a
+    setting's alternatives given (``df_enc`` or ``lam_enc``)."""
+    cls = scheme_class(node)
+    if cls is not None:
+        arguments = [a for a in inspect.signature(cls).parameters if a != "self"]
+        for key in node:
+            if key not in (*arguments, "_target_", TABLE_KEY):
+                raise ConfigError(
+                    f"{where}.{key}",
+                    f"is not a parameter of {cls.__name__} (its parameters: "
+                    f"{', '.join(arguments)})",
+                    node[key],
+                )
+    declared = _declared(node)
+    n = node.get("num_workers") if _is_int(node.get("num_workers")) else int(cfg.coding.num_workers)
+    k = node.get("num_inputs") if _is_int(node.get("num_inputs")) else k
+    for name, tunable in declared.items():
+        key = f"{where}.{name}"
+        value = get(cfg, key) if name in node else None
         if value is None:
             continue
-        if param == "df_enc":
-            high = node.get("num_inputs") if _is_int(node.get("num_inputs")) else k
-            bound = f"K={high}"
-            why = "the encoder's effective degrees of freedom on its K alphas: 2 is the straight "
-            why += "line, K interpolates"
-        else:
-            high = node.get("num_workers") if _is_int(node.get("num_workers")) else k
-            bound = f"N={high}"
-            why = "the decoder's effective degrees of freedom on each pattern's answering "
-            why += "workers: a pattern with at most df_dec answers is interpolated"
         items = _as_list(value)
         values = items if items is not None else [value]
-        if not values or not all(_is_number(v) and 2 < v <= high for v in values):
-            what = f"must be null, a number in (2, {bound}] or a list of them ({why})"
+        for item in values:
+            if isinstance(item, str) and tunable.choice(item) is None and item != "auto":
+                _refuse_other_word(key, tunable, declared, item, value)
+        words = [f"{c.value}: {c.meaning}" for c in tunable.choices]
+        words += [AUTO_MEANING] if tunable.auto else []
+        if isinstance(value, str) and (value == "auto" and tunable.auto or tunable.choice(value)):
+            continue
+
+        if not values or not all(_accepted(tunable, v, k, n) for v in values):
+            why = f" (or {'; '.join(words)})" if words else f" ({tunable.meaning})"
+            what = f"must be null, {_range_text(tunable, k, n)} or a list of them{why}"
             raise ConfigError(key, what, value)
-        other = get(cfg, f"{where}.{lam}", None)
+        setting = tunable.alternative_of
+        other = get(cfg, f"{where}.{setting}", None) if setting is not None else None
         if other is not None:
-            side = "encoder" if lam == "lam_enc" else "decoder"
             raise ConfigError(
                 key,
-                f"and {lam}={show(other)} both give the {side}'s smoothing: set one of them, "
-                f"the other null ({where}.{lam}=null)",
+                f"and {setting}={show(other)} both give the {tunable.side}'s setting {setting}: "
+                f"set one of them, the other null ({where}.{setting}=null)",
                 value,
             )
 
 
-def _count_grid(cfg: DictConfig, param: str) -> int:
-    """The most values a scheme lists for ``param``, times those of its df alternative (for
-    lam_enc: the distinct encoders of a grid over lam_enc or df_enc)."""
+def _accepted(tunable: Tunable, item: Any, k: int, n: int) -> bool:
+    """One value of a parameter (alone or in a list): a word of it that may stand in a grid, or
+    a number in its range."""
+    word = tunable.choice(item)
+    if word is not None:
+        return word.in_grid
+    return _is_number(item) and tunable.accepts(item, k, n)
+
+
+def _refuse_other_word(
+    key: str, tunable: Tunable, declared: dict[str, Tunable], word: str, value: Any
+) -> None:
+    """Refuse a word ``tunable`` does not take, saying whose word it is where another parameter
+    of the scheme takes it (``lam_enc=gcv``: the decoder's)."""
+    owner = next((t for t in declared.values() if t.choice(word) is not None), None)
+    if owner is None:
+        return  # the range check names what the parameter takes
+    meaning = owner.choice(word).meaning  # type: ignore[union-attr]
+    takes = ["a number", "a list", "null", *(["auto"] if tunable.auto else [])]
+    takes += [a for a, t in declared.items() if t.alternative_of == tunable.name]
+    raise ConfigError(
+        key,
+        f"{word} is a word of {owner.name} ({meaning}), not of {tunable.name}: give "
+        f"{tunable.name} {', '.join(takes[:-1])} or {takes[-1]}",
+        value,
+    )
+
+
+def _count_encoders(cfg: DictConfig) -> int:
+    """The most distinct encoders a scheme of ``cfg`` lists: the product of the list lengths of
+    its parameters that set the encoder (a grid over NeRCC's lam_enc or df_enc)."""
     count = 1
     for name in cfg.scheme:
         node = cfg.scheme[name]
         here = 1
-        for key in (param, *(k for k, v in _ALTERNATIVE_OF.items() if v == param)):
-            value = node.get(key)
-            here *= len(_as_list(value) or [value])
+        for param, tunable in _declared(node).items():
+            if tunable.side in ("encoder", "both"):
+                value = node.get(param)
+                here *= len(_as_list(value) or [value])
         count = max(count, here)
     return count
+
+
+def _from_outputs(node: Any) -> list[tuple[str, Any]]:
+    """The parameters of a scheme node given a word whose decoding depends on the workers'
+    outputs (``lam_dec=gcv``; also inside a list): (name, value)."""
+    found = []
+    for name, tunable in _declared(node).items():
+        value = node.get(name)
+        items = _as_list(value)
+        for item in items if items is not None else [value]:
+            chosen = tunable.choice(item)
+            if chosen is not None and chosen.from_outputs:
+                found.append((name, value))
+                break
+    return found
 
 
 def check_straggler_node(cfg: DictConfig, stragglers: list[int]) -> None:
@@ -659,13 +708,12 @@ def check_straggler_node(cfg: DictConfig, stragglers: list[int]) -> None:
         return
     schemes = get(cfg, "scheme", None) or {}
     for name in schemes:
-        value = schemes[name].get("lam_dec")
-        if value == "gcv" or "gcv" in (_as_list(value) or []):
+        for param, value in _from_outputs(schemes[name]):
             raise ConfigError(
-                f"scheme.{name}.lam_dec",
-                "gcv decodes each pattern from its answers, so it has no decoder matrix for "
-                "the adversarial placement to attack; use straggler.placement=random, or a "
-                "number or auto",
+                f"scheme.{name}.{param}",
+                f"{show(value)} decodes each pattern from its answers, so it has no decoder "
+                "matrix for the adversarial placement to attack; use "
+                "straggler.placement=random, or a number or auto",
                 value,
             )
 
@@ -826,7 +874,6 @@ def check_tune(cfg: DictConfig, objectives: Sequence[str]) -> None:
 def _buildable(cfg: DictConfig, scheme: str, param: str, value: Any, key: str, got: Any) -> None:
     """The tuned scheme accepts ``param=value`` (e.g. a lambda within its finite range)."""
     from nercc.evaluation.variants import build_scheme
-    from nercc.tuning.grid import TABLE_KEY
 
     node = {k: v for k, v in cfg.scheme[scheme].items() if k != TABLE_KEY and v is not None}
     node[param] = value
@@ -950,6 +997,7 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
                 f"serving {name} needs its config (scheme=all has nercc, bacc and replication)",
                 node,
             )
+        declared = _declared(node)
         for param, value in node.items():
             if isinstance(value, ListConfig):
                 raise ConfigError(
@@ -957,11 +1005,11 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
                     "serving uses one setting; a list is a grid for nercc.eval or nercc.tune",
                     value,
                 )
-            if value in ("auto", "gcv") and param.startswith("lam_"):
+            if param in declared and isinstance(value, str):
                 raise ConfigError(
                     f"scheme.{name}.{param}",
                     "serving takes a number, or null for the published table (auto is "
-                    "calibrated by nercc.eval; gcv is not served)",
+                    f"calibrated by nercc.eval; {value} is not served)",
                     value,
                 )
     _check_schemes(_served(cfg, schemes), k)

@@ -74,7 +74,7 @@ EVAL_CASES = [
     (["trainer.limit_test_batches=0.5"], "trainer.limit_test_batches", "0.5"),
     (["logger.csv.save_dir={tmp}/a_file/csv"], "logger.csv.save_dir", "a_file/csv"),
     # lam_dec=gcv and df_enc / df_dec (effective degrees of freedom)
-    (["scheme.nercc.lam_enc=gcv"], "scheme.nercc.lam_enc", "the encoder has no answers"),
+    (["scheme.nercc.lam_enc=gcv"], "scheme.nercc.lam_enc", "gcv is a word of lam_dec"),
     (["scheme.nercc.lam_enc=[0,gcv]"], "scheme.nercc.lam_enc", "[0, 'gcv']"),
     (["scheme.nercc.lam_enc=[auto]"], "scheme.nercc.lam_enc", "['auto']"),
     (["scheme.nercc.lam_dec=GCV"], "scheme.nercc.lam_dec", "(or gcv: chosen per pattern"),
@@ -86,12 +86,19 @@ EVAL_CASES = [
     (["scheme.nercc.df_dec=101"], "scheme.nercc.df_dec", "101"),
     (["scheme.nercc.df_dec=gcv"], "scheme.nercc.df_dec", "'gcv'"),
     (["scheme.nercc.df_enc=6", "scheme.nercc.lam_enc=1e-6"], "scheme.nercc.df_enc",
-     "and lam_enc=1e-06 both give the encoder's smoothing"),
+     "and lam_enc=1e-06 both give the encoder's setting lam_enc"),
     (["scheme.nercc.df_enc=6", "scheme.nercc.lam_enc=auto"], "scheme.nercc.df_enc",
      "lam_enc='auto' both"),
     (["scheme.nercc.df_dec=[10,20]", "scheme.nercc.lam_dec=gcv"], "scheme.nercc.df_dec",
-     "and lam_dec='gcv' both give the decoder's smoothing: set one of them, the other null "
+     "and lam_dec='gcv' both give the decoder's setting lam_dec: set one of them, the other null "
      "(scheme.nercc.lam_dec=null), got [10, 20]"),
+    # a scheme's parameters are checked as its class declares them (nercc.coding.Tunable)
+    (["scheme=floater_hormann", "scheme.fh.d=-1"], "scheme.fh.d",
+     "must be null, an integer >= 0 or a list of them (or auto: calibrated"),
+    (["scheme=floater_hormann", "scheme.fh.d=1.5"], "scheme.fh.d", "got 1.5"),
+    (["scheme=floater_hormann", "scheme.fh.d=[0,gcv]"], "scheme.fh.d", "[0, 'gcv']"),
+    (["scheme=floater_hormann", "+scheme.fh.df_enc=6"], "scheme.fh.df_enc",
+     "is not a parameter of FloaterHormann (its parameters: num_inputs, num_workers, points, d)"),
     # boundaries: the first value refused (the last accepted is a row of GOOD)
     (["coding.num_inputs=20", "coding.num_workers=19", "stragglers=[0]"], "coding.num_workers",
      "coding.num_inputs K=20, got 19"),
