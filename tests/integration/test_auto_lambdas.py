@@ -2,7 +2,7 @@
 
 import pytest
 
-from nercc.eval import evaluate
+from nercc.tasks.evaluate import evaluate
 from nercc.tuning.auto import auto_candidates
 
 SMALL = [

@@ -7,7 +7,7 @@ import sys
 import pytest
 import wandb
 
-from nercc.eval import evaluate
+from nercc.tasks.evaluate import evaluate
 from tests.wandb_offline import run_contents
 
 SMALL = [

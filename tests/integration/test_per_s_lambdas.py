@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nercc.eval import evaluate
+from nercc.tasks.evaluate import evaluate
 from nercc.tuning.tables import table_document
 
 SMALL = [

@@ -22,7 +22,7 @@ from omegaconf import open_dict
 from nercc.models import load_classifier, read_checkpoint
 from nercc.models.checkpoints import CheckpointError
 from nercc.models.publish import DivergedModelError
-from nercc.train import train
+from nercc.tasks.train import train
 
 QUIET = ["data=synthetic", "logger=none", "trainer.enable_progress_bar=false",
          "trainer.enable_model_summary=false"]  # fmt: skip

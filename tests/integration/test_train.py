@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from nercc.models import load_classifier
 from nercc.paths import CONFIG_DIR
-from nercc.train import train
+from nercc.tasks.train import train
 
 GROUPS = {
     group: sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))

@@ -8,8 +8,8 @@ import sys
 import pytest
 import wandb
 
-from nercc.eval import evaluate
-from nercc.tune import tune
+from nercc.tasks.evaluate import evaluate
+from nercc.tasks.tune import tune
 from nercc.tuning import load_table, publish_table
 from tests.wandb_offline import run_contents
 
@@ -77,9 +77,9 @@ def test_an_interrupted_tune_keeps_the_rows_it_finished(
 ):
     # grid.csv is rewritten after every evaluation round: the grid's rows survive a failure
     # (or a signal) in the first refine round
-    import nercc.tune
+    import nercc.tasks.tune
 
-    real, calls = nercc.tune.run_coded, []
+    real, calls = nercc.tasks.tune.run_coded, []
 
     def second_round_fails(*args, **kwargs):
         calls.append(1)
@@ -87,7 +87,7 @@ def test_an_interrupted_tune_keeps_the_rows_it_finished(
             raise KeyboardInterrupt("the second round is interrupted")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(nercc.tune, "run_coded", second_round_fails)
+    monkeypatch.setattr(nercc.tasks.tune, "run_coded", second_round_fails)
     cfg = compose_config(
         "tune", [*SMALL, *GRID, f"paths.checkpoint_dir={checkpoints}", "tune.num_patterns=2"]
     )

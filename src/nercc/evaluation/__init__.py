@@ -14,6 +14,7 @@ _WHERE = {
     "OutputCache": "nercc.evaluation.cache",
     "SchemeVariant": "nercc.evaluation.variants",
     "build_scheme": "nercc.evaluation.variants",
+    "run_coded": "nercc.evaluation.runner",
 }
 
 __all__ = sorted(_WHERE)

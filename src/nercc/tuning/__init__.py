@@ -2,6 +2,7 @@
 
 from nercc.tuning.grid import TABLE_KEY, expand_schemes
 from nercc.tuning.objective import check_objective, objective_value
+from nercc.tuning.planning import scheme_tables
 from nercc.tuning.tables import ParamTable, load_table, publish_table, resolve_table, table_path
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "objective_value",
     "publish_table",
     "resolve_table",
+    "scheme_tables",
     "table_path",
 ]

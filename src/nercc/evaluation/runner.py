@@ -1,0 +1,88 @@
+"""The Lightning runner of a coded evaluation: variants against a classifier on one split.
+
+:func:`run_coded` is what the evaluation, the calibration of ``auto`` lambdas and every search of
+a tuning run call; they share this process's output cache of each folder (:func:`output_cache`).
+Lightning, torch and the evaluation module load on the first run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from omegaconf import DictConfig
+
+from nercc.evaluation.variants import SchemeVariant
+from nercc.utils.instantiate import build
+
+__all__ = ["output_cache", "run_coded"]
+
+#: The output cache of each folder, one per process: a cache that turned itself off (a full or
+#: read-only folder) stays off, with its one warning, for every evaluation of the run (the
+#: calibration of ``auto``, a tuning's searches, the jobs of a multirun in one process).
+_CACHES: dict[str, Any] = {}
+
+
+def output_cache(folder: str) -> Any:
+    """This process's :class:`~nercc.evaluation.cache.OutputCache` of ``folder``."""
+    from nercc.evaluation.cache import OutputCache
+
+    key = os.path.abspath(folder)
+    if key not in _CACHES:
+        _CACHES[key] = OutputCache(folder)
+    return _CACHES[key]
+
+
+def run_coded(
+    cfg: DictConfig,
+    variants: list[SchemeVariant],
+    straggler_factory: Any,
+    data: Any,
+    classifier: Any,
+    loggers: list | None = None,
+) -> tuple[list[dict[str, Any]], Any]:
+    """Evaluate ``variants`` on ``cfg.eval``'s split with Lightning.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A checked evaluation config (``stragglers``, ``eval``, ``seed``, ``trainer``,
+        ``paths.cache_dir``).
+    variants : list of SchemeVariant
+        The schemes to evaluate, each at its straggler counts.
+    straggler_factory : callable
+        Builds the straggler model of each S.
+    data : LightningDataModule
+        The data, set up.
+    classifier : torch.nn.Module
+        The classifier whose outputs are coded.
+    loggers : list, optional
+        Lightning loggers for the trainer (none by default).
+
+    Returns
+    -------
+    rows : list of dict
+        One result row per variant and S, on every process.
+    trainer : pytorch_lightning.Trainer
+        The trainer that ran the test loop.
+    """
+    from nercc.evaluation.data import CodedEvalData
+    from nercc.evaluation.module import CodedInferenceModule
+
+    module = CodedInferenceModule(
+        classifier,
+        variants,
+        list(cfg.stragglers),
+        straggler_factory,
+        num_patterns=cfg.eval.num_patterns,
+        chunk_size=cfg.eval.chunk_size,
+        seed=cfg.seed,
+        cache=output_cache(cfg.paths.cache_dir) if cfg.eval.get("cache", True) else None,
+    )
+    eval_data = CodedEvalData(data, cfg.eval.split, cfg.eval.batch_size, cfg.eval.get("limit"))
+    # CodedEvalData deals whole batches to the processes: Lightning must not re-shard them.
+    trainer = build(
+        cfg.trainer, logger=loggers or False, callbacks=[], use_distributed_sampler=False
+    )
+    trainer.test(module, datamodule=eval_data, verbose=False)
+    return module.results, trainer

@@ -1,0 +1,370 @@
+"""The tuning task (``python -m nercc.tune``, conf/tune.yaml): a scheme's parameters per S.
+
+On the validation split (``tune.split``), :func:`tune` evaluates a grid of settings
+(``tune.search=grid``: one classifier pass per encoder setting, every decoder setting, S and
+pattern reusing it) or Optuna's TPE (``tune.search=optuna``), picks the best setting per S by
+``tune.objective``, writes ``grid.csv``, ``table.json`` and heatmaps in the run folder, publishes
+the table, then runs the coded evaluation of the run's own ``table.json`` on ``eval.split`` in
+``<run>/test``. ``grid.csv`` is rewritten after every evaluation round or trial, so an
+interrupted search keeps the rows it finished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nercc.evaluation.runner import run_coded
+from nercc.evaluation.variants import SchemeVariant, build_scheme
+from nercc.runtime.checks import check_tune
+from nercc.runtime.loggers import log_run
+from nercc.tasks.evaluate import check_config as check_eval_config
+from nercc.tasks.evaluate import evaluate
+from nercc.tasks.setup import load_task_inputs
+from nercc.tuning import TABLE_KEY, publish_table
+from nercc.tuning.planning import code_key
+from nercc.tuning.search import OBJECTIVES, best_by_stragglers, grid_values, log_grid, tpe_search
+from nercc.tuning.tables import table_document
+from nercc.utils.instantiate import build_all, plain
+from nercc.utils.io import write_csv, write_json
+
+__all__ = ["check_config", "tune", "upper_half_ratio"]
+
+log = logging.getLogger("nercc.tune")  # the command's logger: its lines keep their name
+
+if not OmegaConf.has_resolver("nercc_log_grid"):  # 0 and `num` log-spaced values, low to high
+    OmegaConf.register_new_resolver("nercc_log_grid", log_grid)
+
+
+def check_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, list[float]]]:
+    """Check ``cfg.tune`` (:func:`nercc.runtime.checks.check_tune`) and derive the validation
+    config of the search.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A composed tuning config (conf/tune.yaml).
+
+    Returns
+    -------
+    val : DictConfig
+        The evaluation config of the search: the tuned scheme (its grid, or the low ends of its
+        Optuna ranges, and no table) and the baseline, on ``tune.split`` with ``tune.limit``
+        images and ``tune.num_patterns`` patterns, without an objective.
+    space : dict of str to list of float
+        The search space: each tuned parameter's grid values, or its Optuna ``[low, high]``.
+
+    Raises
+    ------
+    ConfigError
+        A setting of ``tune`` that cannot run, named by its key.
+    """
+    check_tune(cfg, OBJECTIVES)
+    t = cfg.tune
+    if t.search == "grid":
+        space = {name: grid_values(name, list(values)) for name, values in t.grid.items()}
+    else:
+        space = {name: list(bounds) for name, bounds in t.optuna.ranges.items()}
+    val = cfg.copy()
+    with open_dict(val):
+        node = val.scheme[t.scheme]
+        for name in space:
+            node[name] = space[name] if t.search == "grid" else space[name][0]
+        node[TABLE_KEY] = "none"
+        val.scheme = {k: v for k, v in val.scheme.items() if k in (t.scheme, t.baseline)}
+        val.eval.split = t.split
+        val.eval.limit = t.limit
+        val.eval.num_patterns = t.num_patterns
+        val.optimized_metric = None
+    return val, space
+
+
+def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Tune, publish and test.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A composed tuning config (conf/tune.yaml).
+
+    Returns
+    -------
+    metrics : dict
+        ``table`` (the table's content), ``table_path`` (the run's ``table.json``),
+        ``published_table`` when published, and with ``tune.test`` the test evaluation's metrics
+        (``rows``, the objective) and ``ratio_upper_half``.
+    objects : dict
+        ``data``, ``classifier`` and ``rows`` (every validation row).
+    """
+    started = time.time()  # a table published after this is another run's (see publish_table)
+    val, space = check_config(cfg)
+    plan = check_eval_config(val)
+    t = cfg.tune
+    names = list(space)
+    loaded = load_task_inputs(cfg, batches=val)
+    data, classifier = loaded.data, loaded.classifier
+    loggers = build_all(cfg.get("logger"))
+    out = Path(cfg.paths.output_dir)
+    finished: list[dict[str, Any]] = []
+
+    def save(new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Keep ``new`` rows in ``<run>/grid.csv`` at once: an interrupted search keeps them."""
+        finished.extend(new)
+        if finished:
+            write_csv(out / "grid.csv", finished)
+        return new
+
+    if t.search == "grid":
+        rows, _ = run_coded(val, plan.variants, plan.straggler_factory, data, classifier)
+        save(rows)
+    else:
+        baseline = [v for v in plan.variants if v.name != t.scheme]
+        rows, _ = (
+            run_coded(val, baseline, plan.straggler_factory, data, classifier)
+            if baseline
+            else ([], None)
+        )
+        save(rows)
+
+        def trial(params: dict[str, float]) -> list[dict[str, Any]]:
+            one = val.copy()
+            with open_dict(one):
+                one.scheme = {t.scheme: {**OmegaConf.to_container(val.scheme[t.scheme]), **params}}
+            variants = check_eval_config(one).variants
+            found, _ = run_coded(one, variants, plan.straggler_factory, data, classifier)
+            return save(found)
+
+        rows += tpe_search(
+            trial, space, list(cfg.stragglers), t.objective, t.optuna.n_trials, t.optuna.seed
+        )
+    grid_rows = list(rows)
+    if t.search == "grid":
+        rows += _refine(val, plan, data, classifier, rows, names, save)
+    best = best_by_stragglers(rows, t.scheme, names, t.objective)
+    missing = [s for s in cfg.stragglers if s not in best]
+    if missing:
+        raise ValueError(f"tune: no finite {t.objective} of {t.scheme} at S={missing}")
+    baseline_rows = {r["num_stragglers"]: r for r in rows if r["scheme"] == t.baseline}
+    summary = [
+        {
+            "num_stragglers": s,
+            **chosen["params"],
+            t.objective: chosen["row"][t.objective],
+            "mse": chosen["row"]["mse"],
+            "rel_acc": chosen["row"]["rel_acc"],
+            **(
+                {
+                    f"{t.baseline}_mse": baseline_rows[s]["mse"],
+                    f"{t.baseline}_rel_acc": baseline_rows[s]["rel_acc"],
+                }
+                if s in baseline_rows
+                else {}
+            ),
+        }
+        for s, chosen in best.items()
+    ]
+    node = cfg.scheme[t.scheme]
+    content = {
+        "scheme": t.scheme,
+        "model": cfg.model_name,
+        "dataset": cfg.data.name,
+        "code": code_key(node),
+        "checkpoint_sha256": classifier.info["sha256"],
+        "params_by_stragglers": {str(s): chosen["params"] for s, chosen in best.items()},
+        "validation": {str(row["num_stragglers"]): row for row in summary},
+        "found_by": {
+            "split": t.split,
+            "inputs": rows[0]["num_inputs_evaluated"],
+            "patterns_per_group": t.num_patterns,
+            "search": t.search,
+            "space": space,
+            "trials": t.optuna.n_trials if t.search == "optuna" else None,
+            "refine_rounds": t.refine if t.search == "grid" else None,
+            "objective": t.objective,
+            "straggler": plain(cfg.straggler) if OmegaConf.is_dict(cfg.straggler) else None,
+            "seed": cfg.seed,
+            "checkpoint": classifier.info["path"],
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+    write_csv(out / "grid.csv", rows)
+    write_json(out / "table.json", table_document(content))
+    heatmaps = _heatmaps(cfg, grid_rows, best, names, out)
+    _print_summary(cfg, summary)
+    tuned = [r for r in rows if r["scheme"] == t.scheme]
+    grid_columns = ["num_stragglers", *names, "mse", "acc", "rel_acc", "agreement"]
+    best_columns = list(summary[0])
+    log_run(
+        loggers,
+        plain(cfg),
+        tables={
+            "tune/grid": (grid_columns, [[r.get(c) for c in grid_columns] for r in tuned]),
+            "tune/best": (best_columns, [[r.get(c) for c in best_columns] for r in summary]),
+        },
+        images={f"tune/{t.objective}_S{s}": path for s, path in heatmaps.items()},
+    )
+
+    # the test reads the run's own table: a concurrent tuner may replace the published one
+    table_file = out / "table.json"
+    metrics: dict[str, Any] = {"table": content, "table_path": str(table_file)}
+    if t.publish:
+        published, backup, replaced_at = publish_table(
+            content, cfg.paths.lambdas_dir, since=started
+        )
+        metrics["published_table"] = str(published)
+        log.info(f"published {published}")
+        if replaced_at is not None:
+            when = replaced_at.isoformat(timespec="seconds")
+            log.warning(
+                f"replaced a table published by another run at {when} (kept as {backup}); "
+                f"this run's table is also in {table_file}"
+            )
+        elif backup is not None:
+            log.info(f"note: it replaces the previous table, kept as {backup}")
+    if t.test:
+        test = cfg.copy()
+        with open_dict(test):
+            test.scheme[t.scheme][TABLE_KEY] = str(table_file)
+            for name in names:
+                test.scheme[t.scheme][name] = None
+            test.paths.output_dir = str(out / "test")
+        test_metrics, _ = evaluate(test)
+        metrics.update(test_metrics)
+        metrics["ratio_upper_half"] = upper_half_ratio(
+            test_metrics["rows"], t.scheme, t.baseline, list(cfg.stragglers)
+        )
+        if metrics["ratio_upper_half"] is not None:
+            log.info(
+                f"test: mean {t.scheme}/{t.baseline} mse ratio over the upper half of S "
+                f"{metrics['ratio_upper_half']:.3f}"
+            )
+    write_json(out / "metrics.json", {k: v for k, v in metrics.items() if k != "table"})
+    return metrics, {"data": data, "classifier": classifier, "rows": rows}
+
+
+def _refine(
+    val: DictConfig,
+    plan: Any,
+    data: Any,
+    classifier: Any,
+    rows: list[dict[str, Any]],
+    names: list[str],
+    save: Any,
+) -> list[dict[str, Any]]:
+    """``tune.refine`` rounds around each S's best setting: every positive parameter times
+    10^-h, 1 and 10^h (h half a grid step, halved each round), evaluated only at that S; each
+    round's rows are passed to ``save`` as soon as they are found."""
+    t = val.tune
+    found: list[dict[str, Any]] = []
+    node = {k: v for k, v in val.scheme[t.scheme].items() if k not in (*names, TABLE_KEY)}
+    steps = []
+    for name in names:
+        positive = sorted(v for v in {r[name] for r in rows if r["scheme"] == t.scheme} if v > 0)
+        ratios = [b / a for a, b in zip(positive, positive[1:], strict=False)]
+        steps.append(math.log10(min(ratios)) / 2 if ratios else 0.5)
+    for round_ in range(int(t.refine)):
+        best = best_by_stragglers(rows + found, t.scheme, names, t.objective)
+        tried = {tuple(r[n] for n in names) for r in rows + found if r["scheme"] == t.scheme}
+        wanted: dict[tuple[float, ...], set[int]] = {}
+        for s, chosen in best.items():
+            around = [
+                [v * 10 ** (k * step / 2**round_) for k in (-1, 0, 1)] if v > 0 else [v]
+                for v, step in zip(chosen["params"].values(), steps, strict=True)
+            ]
+            for setting in itertools.product(*around):
+                if setting not in tried:
+                    wanted.setdefault(setting, set()).add(s)
+        if not wanted:
+            break
+        variants = [
+            SchemeVariant(
+                t.scheme,
+                build_scheme(t.scheme, node, **dict(zip(names, setting, strict=True))),
+                f"{t.scheme}(refine)",
+                frozenset(at),
+                "tune",
+            )
+            for setting, at in wanted.items()
+        ]
+        refined, _ = run_coded(val, variants, plan.straggler_factory, data, classifier)
+        found += save(refined)
+    return found
+
+
+def upper_half_ratio(
+    rows: list[dict[str, Any]], scheme: str, baseline: str | None, stragglers: list[int]
+) -> float | None:
+    """Mean over the upper half of the S list of ``scheme``'s mse / ``baseline``'s mse.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Result rows (``scheme``, ``num_stragglers``, ``mse``).
+    scheme, baseline : str
+        The tuned scheme and the one it is compared with (None: no ratio).
+    stragglers : list of int
+        The S list, in order; its upper half is ``stragglers[len // 2:]``.
+
+    Returns
+    -------
+    float or None
+        The mean ratio over the S of the upper half that both have, or None (no baseline, or no
+        such S).
+    """
+    if baseline is None:
+        return None
+    mse = {(r["scheme"], r["num_stragglers"]): r["mse"] for r in rows}
+    upper = stragglers[len(stragglers) // 2 :]
+    ratios = [mse[(scheme, s)] / mse[(baseline, s)] for s in upper if (baseline, s) in mse]
+    return sum(ratios) / len(ratios) if ratios else None
+
+
+def _heatmaps(
+    cfg: DictConfig,
+    rows: list[dict[str, Any]],
+    best: dict[int, dict[str, Any]],
+    names: list[str],
+    out: Path,
+) -> dict[int, Path]:
+    """Heatmaps of the validation objective over the two tuned parameters at a few S."""
+    count = int(cfg.tune.heatmaps)
+    if count <= 0 or len(names) != 2:
+        return {}
+    from nercc.tuning.plots import plot_search
+
+    stragglers = list(cfg.stragglers)
+    chosen = sorted(
+        {stragglers[round(i * (len(stragglers) - 1) / max(count - 1, 1))] for i in range(count)}
+    )
+    paths = {}
+    for s in chosen:
+        at = [r for r in rows if r["scheme"] == cfg.tune.scheme and r["num_stragglers"] == s]
+        title = (
+            f"{cfg.model_name} on {cfg.data.name} ({cfg.tune.split}), K={at[0]['num_inputs']}, "
+            f"N={at[0]['num_workers']}, S={s}: {cfg.tune.scheme} {cfg.tune.objective}"
+        )
+        paths[s] = plot_search(
+            at, names, cfg.tune.objective, best[s]["params"], out / f"heatmap_S{s}.png", title
+        )
+    return paths
+
+
+def _print_summary(cfg: DictConfig, summary: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"best {cfg.tune.scheme} parameters per S ({cfg.tune.split}, {cfg.tune.objective})"
+    )
+    for column in summary[0]:
+        table.add_column(column, justify="right")
+    for row in summary:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+    Console(width=140).print(table)

@@ -1,0 +1,86 @@
+"""The one table lookup of evaluation and serving (nercc.tuning.planning)."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from nercc.tuning import publish_table
+from nercc.tuning.planning import code_key, scheme_tables, table_notes, untuned
+from nercc.utils.errors import ConfigError
+
+CODE = {"num_inputs": 8, "num_workers": 20, "points": "chebyshev"}
+
+
+def config(tmp_path, **nercc):
+    node = {"num_inputs": 8, "num_workers": 20, "lam_enc": None, "lam_dec": None}
+    return OmegaConf.create(
+        {
+            "model_name": "lenet5",
+            "data": {"name": "synthetic"},
+            "paths": {"lambdas_dir": str(tmp_path)},
+            "stragglers": [0, 4],
+            "scheme": {
+                "nercc": {**node, "lambdas": "published", **nercc},
+                "bacc": {"num_inputs": 8, "num_workers": 20},
+            },
+        }
+    )
+
+
+def publish(tmp_path, code=CODE, stragglers=(0, 4)):
+    content = {
+        "scheme": "nercc", "model": "lenet5", "dataset": "synthetic", "code": code,
+        "params_by_stragglers": {str(s): {"lam_enc": 1e-6, "lam_dec": 1e-4} for s in stragglers},
+        "found_by": {"split": "val"},
+    }  # fmt: skip
+    return publish_table(content, tmp_path)[0]
+
+
+def test_a_published_table_is_found_for_the_nodes_code(tmp_path):
+    path = publish(tmp_path)
+    cfg = config(tmp_path)
+    tables = scheme_tables(cfg, ["nercc", "bacc"])
+    assert tables["bacc"] is None  # it names no table
+    assert tables["nercc"].path == path and tables["nercc"].by_stragglers[4]["lam_dec"] == 1e-4
+    assert table_notes(cfg, "nercc", tables["nercc"]) == []
+    assert code_key(cfg.scheme.nercc) == CODE
+
+
+def test_a_given_code_wins_over_the_nodes(tmp_path):
+    # serving passes its coding node: K and N from there, the points from the scheme
+    path = publish(tmp_path, {**CODE, "num_inputs": 4, "num_workers": 12})
+    cfg = config(tmp_path)
+    assert scheme_tables(cfg, ["nercc"])["nercc"] is None
+    given = scheme_tables(cfg, ["nercc"], code={"num_inputs": 4, "num_workers": 12})
+    assert given["nercc"].path == path
+
+
+def test_none_published_is_untuned_and_noted_when_settings_are_open(tmp_path):
+    cfg = config(tmp_path)
+    tables = scheme_tables(cfg, ["nercc"])
+    assert tables == {"nercc": None} and untuned(cfg.scheme.nercc, None)
+    (note,) = table_notes(cfg, "nercc", None)
+    assert note.startswith("no tuned table for lenet5 on synthetic with K=8, N=20, chebyshev")
+    assert "nercc runs with its defaults for lam_enc, lam_dec" in note
+    given = config(tmp_path, lam_enc=1e-6, lam_dec=0.0)
+    assert table_notes(given, "nercc", None) == []  # nothing left open: nothing to say
+    assert not untuned(config(tmp_path, lambdas="none").scheme.nercc, None)
+
+
+def test_notes_of_a_table_unused_or_short_of_an_s(tmp_path):
+    publish(tmp_path, stragglers=(0,))
+    cfg = config(tmp_path)
+    table = scheme_tables(cfg, ["nercc"])["nercc"]
+    assert table_notes(cfg, "nercc", table) == [f"{table.path} has no S=4: nercc uses S=0's"]
+    given = config(tmp_path, lam_enc=1e-6, lam_dec=0.0)
+    (note,) = table_notes(given, "nercc", table)
+    assert note == f"nercc: parameters given in the config; the table {table.path} is unused"
+
+
+@pytest.mark.parametrize("setting", ["", "/no/such/table.json", 3])
+def test_a_bad_setting_names_the_schemes_key(tmp_path, setting):
+    cfg = config(tmp_path, lambdas=setting)
+    with pytest.raises(ConfigError) as error:
+        scheme_tables(cfg, ["nercc"])
+    assert error.value.key == "scheme.nercc.lambdas"
