@@ -37,6 +37,7 @@ from nercc.coding.base import CodingScheme
 from nercc.coding.params import Tunable
 from nercc.coding.points import LAYOUTS as POINT_LAYOUTS
 from nercc.data.sources import DATASETS, FORMATS, SYNTHETIC_DEFAULTS
+from nercc.serving.plan import UNCODED
 from nercc.stragglers import DelayModel, Setting, several_s_refusal
 from nercc.tuning.grid import TABLE_KEY
 from nercc.utils.errors import ConfigError, show
@@ -962,8 +963,11 @@ def check_model_input(module: Any, cfg: DictConfig) -> None:
 
 
 # -- serving --------------------------------------------------------------------------------------
-#: The schemes coded serving knows, in the order a load test compares them.
-SERVED_SCHEMES = ("uncoded", "replication", "bacc", "nercc")
+def served_schemes(cfg: DictConfig) -> list[str]:
+    """The schemes a serving config can serve: ``uncoded`` and every scheme of its ``scheme``
+    group (``scheme=all``: nercc, bacc and replication)."""
+    schemes = get(cfg, "scheme", None)
+    return [UNCODED, *(schemes if isinstance(schemes, DictConfig) else [])]
 
 
 #: The CPU share of the HTTP deployment's replica (nercc.serving.endpoint).
@@ -985,10 +989,10 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
     n = integer(cfg, "coding.num_workers", k, low_text=f"coding.num_inputs K={k}")
     assert k is not None and n is not None
     if schemes is None:
-        schemes = [choice(cfg, "serving.scheme", SERVED_SCHEMES)]
+        schemes = [choice(cfg, "serving.scheme", served_schemes(cfg))]
     integer(cfg, "serving.num_stragglers", 0, n - 1)
     for name in schemes:
-        if name == "uncoded":
+        if name == UNCODED:
             continue
         node = get(cfg, f"scheme.{name}", None)
         if not isinstance(node, DictConfig) or "_target_" not in node:
@@ -1068,10 +1072,11 @@ def check_loadtest(cfg: DictConfig) -> None:
     and the load (target, queries, rate, split, timeout)."""
     names = get(cfg, "loadtest.schemes")
     items = _as_list(names)
-    if not items or any(name not in SERVED_SCHEMES for name in items):
+    if not items or any(name not in served_schemes(cfg) for name in items):
         raise ConfigError(
             "loadtest.schemes",
-            f"must be a non-empty list of {', '.join(SERVED_SCHEMES)}",
+            f"must be a non-empty list of {', '.join(served_schemes(cfg))} (uncoded and the "
+            "schemes of the scheme group)",
             names,
         )
     if len(set(items)) != len(items):
@@ -1105,7 +1110,7 @@ def _served(cfg: DictConfig, schemes: Sequence[str]) -> DictConfig:
     view = OmegaConf.create({"coding": OmegaConf.to_container(cfg.coding, resolve=True)})
     nodes = {}
     for name in schemes:
-        if name == "uncoded":
+        if name == UNCODED:
             nodes[name] = {"_target_": "nercc.coding.Uncoded", "num_inputs": cfg.coding.num_inputs}
         else:
             nodes[name] = OmegaConf.to_container(cfg.scheme[name], resolve=True)

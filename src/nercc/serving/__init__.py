@@ -30,7 +30,6 @@ _WHERE = {
     "start_workers": "nercc.serving.workers",
     "stop_workers": "nercc.serving.workers",
     "wait_ready": "nercc.serving.workers",
-    "waits_for_every_input": "nercc.serving.frontend",
 }
 
 __all__ = sorted(_WHERE)

@@ -52,7 +52,6 @@ __all__ = [
     "GroupTrace",
     "NonFiniteOutputs",
     "QueryFailed",
-    "waits_for_every_input",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,14 +105,6 @@ class GroupTrace:
     outputs: np.ndarray
     available: np.ndarray
     size: int
-
-
-def waits_for_every_input(scheme: CodingScheme) -> bool:
-    """Whether the scheme loses an input when only one worker answers (uncoded, replication):
-    such a scheme must wait until every input has an answer, instead of for a quorum."""
-    one = np.zeros(scheme.num_workers, dtype=bool)
-    one[0] = True
-    return bool(scheme.lost(one).any())
 
 
 class Frontend:
@@ -179,7 +170,9 @@ class Frontend:
         self.max_wait = max_wait_ms / 1000.0
         self.kill_every = kill_every
         self.retry_s = retry_s
-        self.every_input = waits_for_every_input(scheme)
+        # a scheme that can lose an input (uncoded, replication) waits until every input has an
+        # answer, instead of for a quorum
+        self.every_input = scheme.loses_inputs
         self._health = _Health(self.workers)
         self.traces: list[GroupTrace] = []
         #: Groups decoded from fewer answers than inputs (a code past its deadline).

@@ -21,7 +21,10 @@ from nercc.tuning.planning import scheme_tables, untuned
 from nercc.utils.errors import ConfigError
 from nercc.utils.instantiate import build_checked
 
-__all__ = ["ServingPlan", "model_loader", "serving_plan", "table_warnings"]
+__all__ = ["UNCODED", "ServingPlan", "model_loader", "serving_plan", "table_warnings"]
+
+#: The scheme every serving config can serve without a node of its own: K workers, no code.
+UNCODED = "uncoded"
 
 
 @dataclass
@@ -68,7 +71,7 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
     policies: dict[str, Any] = {}
     tables: dict[str, Any] = {}
     for name in names:
-        if name == "uncoded":
+        if name == UNCODED:
             schemes[name] = Uncoded(k)
             policies[name] = WaitPolicy(num_stragglers=0)  # waits for all K in any case
             continue
