@@ -8,9 +8,8 @@ import shlex
 import numpy as np
 import pytest
 import wandb
+from hydra.core.hydra_config import HydraConfig
 
-from nercc.eval import evaluate
-from nercc.figures import make_figures
 from nercc.figures.plots import fit_slope
 from nercc.figures.specs import (
     FigureSpec,
@@ -20,6 +19,8 @@ from nercc.figures.specs import (
     merge_overrides,
     plan_runs,
 )
+from nercc.tasks.evaluate import evaluate
+from nercc.tasks.figures import make_figures
 from nercc.utils.errors import ConfigError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -31,9 +32,19 @@ def _same(a, b) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def test_dry_mode_draws_every_figure_and_a_regenerable_summary(compose_config, tmp_path):
+def _refuse(*args, **kwargs):
+    raise AssertionError("a task swapped Hydra's global config")
+
+
+def test_dry_mode_draws_every_figure_and_a_regenerable_summary(
+    compose_config, tmp_path, monkeypatch
+):
     cfg = compose_config("figures", ["figures.dry=true", "logger=wandb"])
-    metrics, _ = make_figures(cfg)
+    app = HydraConfig.instance().cfg
+    with monkeypatch.context() as patch:  # train, tune and every evaluation on configs of their own
+        patch.setattr(HydraConfig, "set_config", _refuse)
+        metrics, _ = make_figures(cfg)
+    assert HydraConfig.instance().cfg is app
     wandb.finish()  # as the CLI's task wrapper does: the run file is complete only then
     out = tmp_path / "outputs" / "figures" / "dry"
     assert metrics["summary"] == str(out / "summary.md")

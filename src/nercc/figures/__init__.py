@@ -5,13 +5,15 @@ labels), the kind of plot (:data:`~nercc.figures.specs.KINDS`) and per-model set
 is the merge of its runs' rows, so that every number in it comes from one
 ``python -m nercc.eval ...`` command written beside it (summary.md, the data files).
 
+This package is the library layer below the tasks (it imports no task):
+
 - :mod:`nercc.figures.specs`: reading and checking the configs, expanding them into runs;
-- :mod:`nercc.figures.task`: :func:`make_figures`, the task (compose, evaluate, draw);
 - :mod:`nercc.figures.plots`: the plots and the convergence slopes;
 - :mod:`nercc.figures.summary`: summary.md and summary.json.
+
+The task itself (compose, evaluate, draw) is :func:`nercc.tasks.figures.make_figures`.
 """
 
 from nercc.figures.specs import check_figures, plan_runs
-from nercc.figures.task import make_figures
 
-__all__ = ["check_figures", "make_figures", "plan_runs"]
+__all__ = ["check_figures", "plan_runs"]

@@ -2,16 +2,20 @@
 
 ``make_figures(cfg) -> (metrics, objects)`` is what ``python -m nercc.figures`` calls (and tests
 call directly). Each run is a :class:`~nercc.figures.specs.PlannedRun`: its overrides compose an
-``eval`` config exactly as ``python -m nercc.eval <overrides>`` would, and
-:func:`nercc.eval.evaluate` gives its rows, so that every number of a figure can be regenerated
-alone with the command written beside it. Runs share the output cache (``eval.cache``): a run
-that differs from an earlier one only in its decoder, S, patterns or straggler model skips the
-classifier.
+``eval`` config exactly as ``python -m nercc.eval <overrides>`` would, and the evaluate task gives
+its rows, so that every number of a figure can be regenerated alone with the command written
+beside it. Runs share the output cache (``eval.cache``): a run that differs from an earlier one
+only in its decoder, S, patterns or straggler model skips the classifier.
+
+The evaluate, train and tune tasks get self-contained configs (:func:`task_config`): every
+``${hydra:...}`` of the composed config is replaced by its value and the output folder is set, so
+that they run in this process without touching Hydra's global state (the app's own).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import logging
 import re
@@ -26,7 +30,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from nercc.figures.specs import (
@@ -39,12 +43,19 @@ from nercc.figures.specs import (
     plan_runs,
 )
 from nercc.paths import CONFIG_DIR
-from nercc.runtime.checks import check_loggers, check_writable
+from nercc.runtime.checks import check_checkpoint_exists, check_loggers, check_writable
 from nercc.runtime.logs import error_line
 from nercc.utils.errors import ConfigError
 from nercc.utils.io import write_json
 
-__all__ = ["compose_task", "figure_file", "label_rows", "make_figures"]
+__all__ = [
+    "compose_task",
+    "figure_file",
+    "label_rows",
+    "make_figures",
+    "task_config",
+    "without_hydra",
+]
 
 log = logging.getLogger("nercc.figures")
 
@@ -52,12 +63,14 @@ log = logging.getLogger("nercc.figures")
 COMPOSE_ERRORS = (HydraException, MissingConfigException, OmegaConfBaseException)
 #: The folders an eval run takes from the figures app where they differ from eval's defaults.
 FORWARDED_PATHS = ("data_dir", "checkpoint_dir", "lambdas_dir", "cache_dir")
+#: ``${hydra:<key>}``, innermost (its key holds no interpolation).
+HYDRA_INTERPOLATION = re.compile(r"\$\{hydra:([^${}]+)\}")
 
 
 # -- composing the eval (train, tune) configs --------------------------------------------------
 @contextlib.contextmanager
 def _hydra_initialized() -> Iterator[None]:
-    """Hydra's global state for ``compose``: the running app's, or a temporary one."""
+    """Hydra's config search for ``compose``: the running app's, or a temporary one."""
     if GlobalHydra.instance().is_initialized():
         yield
     else:
@@ -65,33 +78,78 @@ def _hydra_initialized() -> Iterator[None]:
             yield
 
 
-def compose_task(name: str, overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
-    """The config ``python -m nercc.<name> <overrides>`` would run, writing in ``output_dir``."""
+def compose_task(name: str, overrides: Sequence[str]) -> DictConfig:
+    """The config ``python -m nercc.<name> <overrides>`` composes, with its ``hydra`` node (whose
+    ``runtime.choices`` its ``${hydra:...}`` read); :func:`task_config` makes it runnable."""
     with _hydra_initialized():
-        cfg = compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
-    cfg.hydra.runtime.output_dir = str(output_dir)
+        return compose(config_name=name, overrides=list(overrides), return_hydra_config=True)
+
+
+def without_hydra(cfg: DictConfig) -> DictConfig:
+    """A copy of ``cfg`` that needs no Hydra runtime: every ``${hydra:<key>}`` outside the
+    ``hydra`` node replaced by the value at ``hydra.<key>`` of ``cfg`` itself, and the ``hydra``
+    node dropped.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        A config composed with ``return_hydra_config=True`` (and ``hydra.runtime.output_dir``
+        set where the config reads it).
+
+    Returns
+    -------
+    DictConfig
+        The copy; an interpolation that is the whole value keeps the value's type, one inside a
+        string (``${hydra:runtime.output_dir}/published``) is replaced by its text.
+    """
+    if "hydra" not in cfg:
+        raise ValueError(f"cfg must hold Hydra's node (return_hydra_config=True), got {list(cfg)}")
+    cfg = copy.deepcopy(cfg)
+    hydra_node = cfg.hydra
+
+    def value(match: re.Match) -> Any:
+        return OmegaConf.select(hydra_node, match.group(1), throw_on_missing=True)
+
+    def text(match: re.Match) -> str:
+        return str(value(match)).replace("${", "\\${")
+
+    def substitute(node: DictConfig | ListConfig, raw: dict | list) -> None:
+        keys = raw.keys() if isinstance(raw, dict) else range(len(raw))
+        for key in keys:
+            item = raw[key]  # type: ignore[index]
+            if isinstance(item, dict | list):
+                substitute(node[key], item)
+            elif isinstance(item, str) and HYDRA_INTERPOLATION.search(item):
+                whole = HYDRA_INTERPOLATION.fullmatch(item)
+                if whole is not None and not isinstance(value(whole), str):
+                    node[key] = value(whole)
+                else:
+                    node[key] = HYDRA_INTERPOLATION.sub(text, item)
+
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(raw, dict)
+    del raw["hydra"]
+    substitute(cfg, raw)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def task_config(composed: DictConfig, output_dir: str | Path) -> DictConfig:
+    """What ``python -m nercc.<task>`` would run from ``composed``, writing in ``output_dir``:
+    a self-contained copy (:func:`without_hydra`) with ``paths.output_dir`` set."""
+    composed = copy.deepcopy(composed)
+    composed.hydra.runtime.output_dir = str(output_dir)
+    cfg = without_hydra(composed)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg
 
 
-@contextlib.contextmanager
-def _as_run(cfg: DictConfig) -> Iterator[None]:
-    """Hydra's runtime (``${hydra:runtime.choices.model}``, ...) set to ``cfg``'s while a task
-    runs in this process, and the app's put back after."""
-    instance = HydraConfig.instance()
-    saved = instance.cfg
-    instance.set_config(cfg)
-    try:
-        yield
-    finally:
-        instance.cfg = saved
-
-
 def _forwarded_paths(cfg: DictConfig) -> tuple[str, ...]:
     """``paths.<key>=<value>`` for the app's folders that differ from an eval run's defaults, so
     that every run (and its printed command) reads and writes where the app was told to."""
-    default = compose_task("eval", [], "/nonexistent")
+    default = task_config(compose_task("eval", []), "/nonexistent")
     found = []
     for key in FORWARDED_PATHS:
         mine, theirs = str(cfg.paths[key]), str(default.paths[key])
@@ -181,9 +239,8 @@ def _raise_all(errors: Sequence[ConfigError]) -> None:
 def _plan(
     cfg: DictConfig, models: dict[str, ModelSpec], figures: dict[str, FigureSpec], scratch: Path
 ) -> _Planned:
-    """Compose and check (``nercc.eval.check_config``) every run before any work."""
-    from nercc.eval import check_config
-    from nercc.runtime.checks import check_checkpoint_exists
+    """Compose and check (:func:`nercc.tasks.evaluate.check_config`) every run before any work."""
+    from nercc.tasks.evaluate import check_config
 
     errors: list[ConfigError] = []
     planned = _Planned()
@@ -195,9 +252,8 @@ def _plan(
     for name, model in models.items():
         base = merge_overrides(common, paths, model.overrides)
         try:
-            model_cfg = compose_task("eval", base, scratch / "check")
-            with _as_run(model_cfg):
-                check_checkpoint_exists(model_cfg)
+            model_cfg = task_config(compose_task("eval", base), scratch / "check")
+            check_checkpoint_exists(model_cfg)
         except ConfigError as error:
             if model.train is not None:
                 planned.train.append(model)
@@ -221,9 +277,9 @@ def _plan(
             kept = []
             for run in runs:
                 try:
-                    run_cfg = compose_task("eval", run.overrides, scratch / "check")
-                    with _as_run(run_cfg):
-                        plan = check_config(run_cfg)
+                    composed = compose_task("eval", run.overrides)
+                    run_cfg = task_config(composed, scratch / "check")
+                    plan = check_config(run_cfg)
                 except ValueError as error:  # ConfigError, or a scheme that refuses a value
                     if run.spec.optional:
                         notes.append(f"{', '.join(run.spec.names)}: not drawn: {error}")
@@ -248,7 +304,7 @@ def _plan(
                         )
                         continue
                 kept.append(run)
-                planned.configs[(figure.name, name, run.index)] = run_cfg
+                planned.configs[(figure.name, name, run.index)] = composed
             # one note per switched-off or refused setting, not one per panel or N
             planned.notes[(figure.name, name)] = list(dict.fromkeys(notes))
             planned.runs[(figure.name, name)] = kept
@@ -263,24 +319,22 @@ def _train_and_tune(cfg: DictConfig, planned: _Planned, run_dir: Path) -> dict[s
     paths = planned.paths
     for model in planned.train:
         start = time.perf_counter()
-        from nercc.train import train
+        from nercc.tasks.train import train
 
-        train_cfg = compose_task("train", merge_overrides(paths, model.train), run_dir / "train"
-                                 / model.name)  # fmt: skip
+        composed = compose_task("train", merge_overrides(paths, model.train))
+        train_cfg = task_config(composed, run_dir / "train" / model.name)
         log.info(f"training {model.name}: python -m nercc.train {_quote(model.train or ())}")
-        with _as_run(train_cfg):
-            train(train_cfg)
+        train(train_cfg)
         seconds[f"train {model.name}"] = time.perf_counter() - start
     common = tuple(OmegaConf.to_container(cfg.figures.common, resolve=True) or ())
     for model in planned.tune:
         start = time.perf_counter()
-        from nercc.tune import tune
+        from nercc.tasks.tune import tune
 
         overrides = merge_overrides(common, paths, model.overrides, model.tune or ())
         log.info(f"tuning {model.name}: python -m nercc.tune {_quote(overrides)}")
-        tune_cfg = compose_task("tune", overrides, run_dir / "tune" / model.name)
-        with _as_run(tune_cfg):
-            tune(tune_cfg)
+        tune_cfg = task_config(compose_task("tune", overrides), run_dir / "tune" / model.name)
+        tune(tune_cfg)
         seconds[f"tune {model.name}"] = time.perf_counter() - start
     return seconds
 
@@ -322,35 +376,31 @@ def _evaluate_figure(
     run_dir: Path,
 ) -> dict[str, Any]:
     """Evaluate the runs of one figure for one model, draw it, write its data file."""
-    from nercc.eval import check_config, evaluate
+    from nercc.tasks.evaluate import check_config, evaluate
 
     start = time.perf_counter()
     notes = list(planned.notes.get((figure.name, model.name), []))
     done: list[dict[str, Any]] = []
     labelled: list[dict] = []
     for run in runs:
-        cfg = planned.configs[(figure.name, model.name, run.index)]  # composed by the checks
+        composed = planned.configs[(figure.name, model.name, run.index)]  # by the checks
         folder = run_dir / figure.name / model.name / f"{run.index:02d}"
-        with read_write(cfg.hydra):  # read-only since the checks ran with it
-            cfg.hydra.runtime.output_dir = str(folder)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(folder)
+        cfg = task_config(composed, folder)
         t0 = time.perf_counter()
-        with _as_run(cfg):
-            needs = run.spec.needs_table
-            if needs is not None and check_config(cfg).tables.get(needs) is None:
-                notes.append(f"{', '.join(run.spec.names)}: not drawn: no tuned table of {needs}")
-                continue
-            log.info(f"{figure.name} / {model.name}: run {run.index}: {run.command}")
-            try:
-                metrics, _ = evaluate(cfg)
-            except ValueError as error:  # an optional run the evaluation refuses: a note
-                if not run.spec.optional:
-                    raise
-                note = f"{', '.join(run.spec.names)}: not drawn{_panel(run)}: {error_line(error)}"
-                log.warning(f"{figure.name} / {model.name}: {note}")
-                notes.append(note)
-                continue
+        needs = run.spec.needs_table
+        if needs is not None and check_config(cfg).tables.get(needs) is None:
+            notes.append(f"{', '.join(run.spec.names)}: not drawn: no tuned table of {needs}")
+            continue
+        log.info(f"{figure.name} / {model.name}: run {run.index}: {run.command}")
+        try:
+            metrics, _ = evaluate(cfg)
+        except ValueError as error:  # an optional run the evaluation refuses: a note
+            if not run.spec.optional:
+                raise
+            note = f"{', '.join(run.spec.names)}: not drawn{_panel(run)}: {error_line(error)}"
+            log.warning(f"{figure.name} / {model.name}: {note}")
+            notes.append(note)
+            continue
         rows = metrics["rows"]
         seconds = time.perf_counter() - t0
         done.append({
@@ -468,6 +518,7 @@ def make_figures(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 def _log_to_loggers(cfg: DictConfig, out: Path, written: list[dict], summary: dict) -> None:
     """With ``logger=wandb``: every figure as an image, every table of summary.md as a table,
     the slopes in the run's summary. Other loggers get the config and the slopes as metrics."""
+    from nercc.runtime.loggers import log_run
     from nercc.utils.instantiate import build_all, plain
 
     if not cfg.get("logger"):
@@ -485,18 +536,18 @@ def _log_to_loggers(cfg: DictConfig, out: Path, written: list[dict], summary: di
         f"figures/{s['model']}/slope/{s['panel']}/{s['label']}": s["slope"]
         for s in summary["slopes"]
     }
-    for logger in build_all(nodes):
-        logger.log_hyperparams(plain(cfg))
-        finite = {re.sub(r"[^\w/.=-]+", "_", k): v for k, v in slopes.items() if v == v}
-        if finite:
-            logger.log_metrics(finite)
-        if hasattr(logger, "log_table"):  # W&B
-            for data in written:
-                if data["file"]:
-                    logger.log_image(f"figures/{data['figure']}/{data['model']}",
-                                     images=[str(out / data["file"])])  # fmt: skip
-            for name, table in summary["tables"].items():
-                logger.log_table(f"figures/{name}", columns=table["columns"], data=table["data"])
-            for key, value in slopes.items():
-                logger.experiment.summary[key] = value
-        logger.save()
+    log_run(
+        build_all(nodes),
+        plain(cfg),
+        metrics={re.sub(r"[^\w/.=-]+", "_", k): v for k, v in slopes.items()},
+        tables={
+            f"figures/{name}": (table["columns"], table["data"])
+            for name, table in summary["tables"].items()
+        },
+        images={
+            f"figures/{data['figure']}/{data['model']}": out / data["file"]
+            for data in written
+            if data["file"]
+        },
+        summary=slopes,
+    )
