@@ -39,9 +39,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from nercc.eval import check_config, evaluate, run_coded
+from nercc.evaluation.runner import run_coded
 from nercc.paths import CONFIG_DIR
 from nercc.runtime.checks import expected_input
+from nercc.tasks.evaluate import check_config, evaluate
 from nercc.utils.instantiate import build
 
 LAM_ENC = [0.0, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3]

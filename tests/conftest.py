@@ -59,7 +59,7 @@ def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
     """A LeNet5 trained for a few epochs on the synthetic images, published in a scratch folder."""
-    from nercc.train import train
+    from nercc.tasks.train import train
 
     root = tmp_path_factory.mktemp("published")
     GlobalHydra.instance().clear()

@@ -192,7 +192,7 @@ class ImageDataModule(pl.LightningDataModule):
         if not (self.augment and self.trainer is not None and self.trainer.training):
             return batch
         images, labels = batch
-        return _augment(
+        return augment(
             images, self.shift, fill=self.normalize(torch.zeros(1, self.channels, 1, 1).to(images))
         ), labels
 
@@ -215,7 +215,7 @@ def _to_unit(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
 
 
-def _augment(images: torch.Tensor, shift: int, fill: torch.Tensor) -> torch.Tensor:
+def augment(images: torch.Tensor, shift: int, fill: torch.Tensor) -> torch.Tensor:
     """Random horizontal flips and random shifts (zero-padded, i.e. black) of a batch."""
     batch, channels, height, width = images.shape
     flip = torch.rand(batch, device=images.device) < 0.5

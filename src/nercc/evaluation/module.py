@@ -88,7 +88,9 @@ def _kinds(values: torch.Tensor) -> str:
     return ", ".join(kinds)
 
 
-def _stable_seed(*parts: int) -> int:
+def stable_seed(*parts: int) -> int:
+    """A seed in [0, 2**63) from integers (the run's seed, S, N, the first input): the same on
+    every process, platform and Python run (a hash of their int64 bytes, not ``hash()``)."""
     digest = hashlib.sha256(np.asarray(parts, dtype=np.int64).tobytes()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
@@ -423,7 +425,7 @@ class CodedInferenceModule(pl.LightningModule):
         once per N and shared unless the straggler model depends on the scheme."""
         n = scheme.num_workers
         if n not in shared or model.depends_on_scheme:
-            generator = torch.Generator().manual_seed(_stable_seed(self.seed, s, n, first))
+            generator = torch.Generator().manual_seed(stable_seed(self.seed, s, n, first))
             shared[n] = model.sample(count, n, generator, scheme).available.numpy()
         return shared[n]
 

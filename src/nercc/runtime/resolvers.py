@@ -1,7 +1,8 @@
 """The ``nercc_*`` resolvers of the configs, registered once when this module is imported (the
 only import-time effect of the runtime): ``nercc_root`` (the project folder), ``nercc_div``
-(integer division, e.g. replicas = N // K), ``nercc_run_stamp`` (unique run folder names) and
-``nercc_wandb_group`` (one W&B group per sweep)."""
+(integer division, e.g. replicas = N // K), ``nercc_run_stamp`` (unique run folder names),
+``nercc_wandb_group`` (one W&B group per sweep) and ``nercc_log_grid`` (0 and ``num``
+log-spaced values, low to high: a tuning grid)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from nercc.paths import project_root
+from nercc.tuning.search import log_grid
 
 __all__ = ["is_multirun", "register_resolvers", "run_stamp", "wandb_group"]
 
@@ -62,6 +64,7 @@ def register_resolvers() -> None:
         "nercc_div": (lambda a, b: int(a) // int(b), False),
         "nercc_run_stamp": (run_stamp, True),
         "nercc_wandb_group": (wandb_group, False),
+        "nercc_log_grid": (log_grid, False),
     }
     for name, (resolver, cached) in resolvers.items():
         if not OmegaConf.has_resolver(name):

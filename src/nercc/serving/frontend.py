@@ -301,7 +301,7 @@ class Frontend:
                 )
                 continue
             if not finite[position]:
-                future.set_exception(NonFiniteOutputs(_non_finite_reason(group, outputs, workers)))
+                future.set_exception(NonFiniteOutputs(non_finite_reason(group, outputs, workers)))
                 continue
             logits = estimates[position]
             future.set_result(
@@ -433,7 +433,7 @@ class Frontend:
         return deadline is not None and time.monotonic() >= deadline
 
 
-def _non_finite_reason(group: int, outputs: np.ndarray, workers: tuple[int, ...]) -> str:
+def non_finite_reason(group: int, outputs: np.ndarray, workers: tuple[int, ...]) -> str:
     """Why a query's estimate is not finite: some answers were not, or the decoder overflowed
     although every answer was finite."""
     bad = [w for w in workers if not np.isfinite(outputs[w]).all()]

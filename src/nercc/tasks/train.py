@@ -17,7 +17,6 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-import nercc.runtime.resolvers  # noqa: F401  (the nercc_* resolvers its configs use)
 from nercc.runtime.checks import check_hardware, check_model_input, check_train
 from nercc.runtime.loggers import log_run
 from nercc.utils.instantiate import build, build_all, build_checked, config_hash, plain

@@ -30,7 +30,7 @@ from nercc.tasks.evaluate import evaluate
 from nercc.tasks.setup import load_task_inputs
 from nercc.tuning import TABLE_KEY, publish_table
 from nercc.tuning.planning import code_key
-from nercc.tuning.search import OBJECTIVES, best_by_stragglers, grid_values, log_grid, tpe_search
+from nercc.tuning.search import OBJECTIVES, best_by_stragglers, grid_values, tpe_search
 from nercc.tuning.tables import table_document
 from nercc.utils.instantiate import build_all, plain
 from nercc.utils.io import write_csv, write_json
@@ -38,9 +38,6 @@ from nercc.utils.io import write_csv, write_json
 __all__ = ["check_config", "tune", "upper_half_ratio"]
 
 log = logging.getLogger("nercc.tune")  # the command's logger: its lines keep their name
-
-if not OmegaConf.has_resolver("nercc_log_grid"):  # 0 and `num` log-spaced values, low to high
-    OmegaConf.register_new_resolver("nercc_log_grid", log_grid)
 
 
 def check_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, list[float]]]:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nercc.data import ImageDataModule
-from nercc.data.datamodule import _augment
+from nercc.data.datamodule import augment
 from tests.unit.data.test_sources import write_torchvision_idx
 
 
@@ -69,12 +69,12 @@ def test_declared_shape_must_match_the_data(tmp_path):
 def test_augment_flips_and_shifts_without_changing_content():
     torch.manual_seed(0)
     images = torch.rand(64, 1, 8, 8)
-    out = _augment(images, shift=2, fill=torch.zeros(1, 1, 1, 1))
+    out = augment(images, shift=2, fill=torch.zeros(1, 1, 1, 1))
     assert out.shape == images.shape
     changed = ~torch.isclose(out, images).all(dim=(1, 2, 3))
     assert changed.float().mean() > 0.5
     # Without shifts the only change is a flip of some of the images.
-    flipped = _augment(images, shift=0, fill=torch.zeros(1, 1, 1, 1))
+    flipped = augment(images, shift=0, fill=torch.zeros(1, 1, 1, 1))
     same = torch.isclose(flipped, images).all(dim=(1, 2, 3))
     mirrored = torch.isclose(flipped, images.flip(-1)).all(dim=(1, 2, 3))
     assert bool((same | mirrored).all()) and 0 < int(mirrored.sum()) < 64

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from nercc.data import ImageDataModule
-from nercc.data.datamodule import _augment
+from nercc.data.datamodule import augment
 from nercc.evaluation.data import CodedEvalData
 from tests.unit.data.test_sources import write_idx
 
@@ -156,7 +156,7 @@ def test_augmented_images_are_bounded_translations_with_fill_at_the_border():
     images = torch.rand(200, 2, 5, 7)  # non-square, two channels
     fill = torch.tensor([-0.7, 1.3]).view(1, 2, 1, 1)
     shift = 2
-    out = _augment(images, shift, fill)
+    out = augment(images, shift, fill)
     assert out.shape == images.shape
     found = []
     for image, result in zip(images.numpy(), out.numpy(), strict=True):
@@ -168,7 +168,7 @@ def test_augmented_images_are_bounded_translations_with_fill_at_the_border():
     assert offsets == {(y, x) for y in range(-2, 3) for x in range(-2, 3)}
     assert {mirrored for mirrored, _, _ in found} == {False, True}
     # a shift of at most 1 never moves farther
-    small = _augment(images[:60], 1, fill)
+    small = augment(images[:60], 1, fill)
     for image, result in zip(images[:60].numpy(), small.numpy(), strict=True):
         assert match_translation(image, result, 1, fill.flatten().numpy()) is not None
 

@@ -20,11 +20,11 @@ from torch.nn.functional import one_hot
 from nercc.coding import BACC, NeRCC, Replication
 from nercc.evaluation import SchemeVariant, report
 from nercc.evaluation.metrics import INTERVAL_Z, CodedMetrics
-from nercc.evaluation.module import _stable_seed
+from nercc.evaluation.module import stable_seed
 from nercc.evaluation.report import plot_vs_stragglers, print_results
 from nercc.stragglers import FixedStragglers
 from tests.unit.evaluation.test_module import run_module
-from tests.unit.evaluation.test_straggler_counts import _fake_gather
+from tests.unit.evaluation.test_straggler_counts import fake_gather
 
 K, C = 4, 3
 
@@ -89,7 +89,7 @@ def per_draw(variant, s, net, data, patterns, batch_size, seed):
     for start in range(0, len(images), batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         groups = -(-len(x) // k)
-        generator = torch.Generator().manual_seed(_stable_seed(seed, s, n, start))
+        generator = torch.Generator().manual_seed(stable_seed(seed, s, n, start))
         masks = FixedStragglers(s).sample(groups * patterns, n, generator).available.numpy()
         for g in range(groups):
             real = [g * k + j for j in range(k) if g * k + j < len(x)]
@@ -179,7 +179,7 @@ def test_two_processes_reduce_the_draw_sums_exactly():
         ranks[i % 2].update(*pairs, lost, draws)
     for name in CodedMetrics.SUMS:
         assert ranks[0]._reductions[name].__name__ == "dim_zero_sum", name
-    ranks[0].dist_sync_fn = _fake_gather(*ranks)
+    ranks[0].dist_sync_fn = fake_gather(*ranks)
     ranks[0].distributed_available_fn = lambda: True
     one, two = single.compute(), ranks[0].compute()
     assert one.keys() == two.keys()

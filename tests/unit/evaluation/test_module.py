@@ -10,7 +10,7 @@ from torch.utils.data import TensorDataset
 from nercc.coding import BACC, NeRCC, Replication
 from nercc.evaluation import CodedInferenceModule, SchemeVariant
 from nercc.evaluation.data import CodedEvalData, ShardedBatchSampler
-from nercc.evaluation.module import _stable_seed
+from nercc.evaluation.module import stable_seed
 from nercc.stragglers import FixedStragglers
 
 
@@ -73,7 +73,7 @@ def direct(variant, s, net, data, patterns, batch_size, seed):
     for start in range(0, len(images), batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         groups = -(-len(x) // k)
-        generator = torch.Generator().manual_seed(_stable_seed(seed, s, n, start))
+        generator = torch.Generator().manual_seed(stable_seed(seed, s, n, start))
         masks = FixedStragglers(s).sample(groups * patterns, n, generator).available.numpy()
         for g in range(groups):
             members = [(g * k + j) % len(x) for j in range(k)]

@@ -12,7 +12,7 @@ from nercc.coding import BACC, NeRCC, choose_lam_gcv, effective_df
 from nercc.evaluation import CodedInferenceModule, SchemeVariant
 from nercc.evaluation.data import CodedEvalData
 from nercc.evaluation.metrics import ParamStats, lower_median
-from nercc.evaluation.module import _stable_seed
+from nercc.evaluation.module import stable_seed
 from nercc.evaluation.report import param_columns, print_results, spread_columns
 from nercc.stragglers import FixedStragglers
 from tests.unit.evaluation.test_module import FakeData
@@ -63,7 +63,7 @@ def patterns_and_answers(scheme, s, net, data):
         coded = (encoder @ grouped.reshape(groups, K, -1)).view(groups * N, *x.shape[1:])
         with torch.no_grad():
             outputs = net(coded).view(groups, N, -1).double().numpy()
-        generator = torch.Generator().manual_seed(_stable_seed(SEED, s, N, start))
+        generator = torch.Generator().manual_seed(stable_seed(SEED, s, N, start))
         masks = FixedStragglers(s).sample(groups * PATTERNS, N, generator).available.numpy()
         for index, mask in enumerate(masks):
             yield mask, outputs[index // PATTERNS][mask]

@@ -1,7 +1,7 @@
 """The realised number of stragglers in every result row (``stragglers_mean``, ``stragglers_max``).
 
 References: for the fixed model, S itself; for the others, the counts of the very patterns the
-module draws, recomputed here from its seeds (``_stable_seed(seed, S, N, first input)``), and the
+module draws, recomputed here from its seeds (``stable_seed(seed, S, N, first input)``), and the
 binomial law: with P patterns of N workers each straggling with probability p, the mean count has
 sd ``sqrt(N p (1 - p) / P)``.
 """
@@ -17,7 +17,7 @@ from nercc.coding import BACC, NeRCC
 from nercc.evaluation import CodedInferenceModule, SchemeVariant
 from nercc.evaluation.data import ShardedBatchSampler
 from nercc.evaluation.metrics import CodedMetrics
-from nercc.evaluation.module import _stable_seed
+from nercc.evaluation.module import stable_seed
 from nercc.evaluation.report import param_columns, print_results
 from nercc.stragglers import BernoulliStragglers, LatencyStragglers
 from tests.unit.evaluation.test_module import FakeData, TinyNet, run_module
@@ -30,7 +30,7 @@ def drawn_counts(model, s, n=20, count=50, batch_size=24, k=8, patterns=2, seed=
     counts = []
     for start in range(0, count, batch_size):
         groups = -(-min(batch_size, count - start) // k)
-        generator = torch.Generator().manual_seed(_stable_seed(seed, s, n, start))
+        generator = torch.Generator().manual_seed(stable_seed(seed, s, n, start))
         available = model.sample(groups * patterns, n, generator).available
         counts.append((~available).sum(dim=1).numpy())
     return np.concatenate(counts)
@@ -88,7 +88,7 @@ def test_a_model_that_ignores_s_is_refused_for_several_s(factory):
     CodedInferenceModule(TinyNet(), VARIANTS, [5, 5], factory)  # one S, repeated: one label
 
 
-def _fake_gather(mine, theirs):
+def fake_gather(mine, theirs):
     """What ``gather_all_tensors`` returns to rank 0 of two: each state of both processes."""
 
     def gather(tensor, group=None):
@@ -124,7 +124,7 @@ def test_two_process_reduction_gives_the_one_process_counts():
     for i in range(len(VARIANTS)):
         mine, theirs = ranks[0].metrics[i][0], ranks[1].metrics[i][0]
         assert mine.patterns > 0 and theirs.patterns > 0  # both processes drew patterns
-        mine.dist_sync_fn = _fake_gather(mine, theirs)
+        mine.dist_sync_fn = fake_gather(mine, theirs)
         mine.distributed_available_fn = lambda: True
     ranks[0].on_test_epoch_end()
     assert len(single.results) == len(ranks[0].results) == 2

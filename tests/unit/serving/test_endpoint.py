@@ -24,7 +24,7 @@ from nercc.serving.frontend import (  # noqa: E402
     Answer,
     NonFiniteOutputs,
     QueryFailed,
-    _non_finite_reason,
+    non_finite_reason,
 )
 from nercc.serving.http_errors import NO_ANSWER, UNAVAILABLE, JsonErrors  # noqa: E402
 from nercc.utils.errors import ConfigError  # noqa: E402
@@ -347,10 +347,10 @@ def test_the_middleware_module_imports_neither_torch_nor_the_codes():
 
 def test_non_finite_estimates_name_their_cause():
     outputs = np.array([[1.0, 2.0], [np.nan, 0.0], [3.0, 4.0]])
-    assert _non_finite_reason(7, outputs, (0, 1, 2)).endswith(
+    assert non_finite_reason(7, outputs, (0, 1, 2)).endswith(
         "workers [1] of [0, 1, 2] answered non-finite logits"
     )
-    reason = _non_finite_reason(7, outputs[[0, 2]], (0, 1))
+    reason = non_finite_reason(7, outputs[[0, 2]], (0, 1))
     assert reason == (
         "group 7: the decoded estimates are not finite (overflow) although every answer was: "
         "workers [0, 1]"

@@ -172,7 +172,7 @@ def test_a_nan_row_never_wins(objective, bad):
     ("stragglers", "upper"), [([0, 10, 20], [10, 20]), ([0, 10, 20, 30], [20, 30]), ([5], [5])]
 )
 def test_the_upper_half_of_s_holds_the_middle_s_of_an_odd_list(stragglers, upper):
-    from nercc.tune import _upper_half_ratio
+    from nercc.tasks.tune import upper_half_ratio
 
     # the nercc/bacc mse ratio at S is 1 + S: the mean ratio tells which S were averaged
     rows = [
@@ -181,5 +181,5 @@ def test_the_upper_half_of_s_holds_the_middle_s_of_an_odd_list(stragglers, upper
         for scheme in ("nercc", "bacc")
     ]
     expected = sum(1 + s for s in upper) / len(upper)
-    assert _upper_half_ratio(rows, "nercc", "bacc", stragglers) == pytest.approx(expected)
-    assert _upper_half_ratio(rows, "nercc", None, stragglers) is None
+    assert upper_half_ratio(rows, "nercc", "bacc", stragglers) == pytest.approx(expected)
+    assert upper_half_ratio(rows, "nercc", None, stragglers) is None
