@@ -42,19 +42,20 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nercc.runtime.logs import error_line, failure_line
 from nercc.runtime.run_folders import FAILED_FILE, mark_failed
-from nercc.runtime.wrapper import JobFailed
 from nercc.utils.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "JOB_FILE",
+    "JobFailed",
     "LOCK_FILE",
     "SUMMARY_FILE",
     "MultirunSummary",
@@ -70,6 +71,34 @@ SUMMARY_FILE = "multirun.csv"
 LOCK_FILE = ".multirun.lock"
 FIXED_COLUMNS = ("job", "status", "objective")
 LAST_COLUMNS = ("error", "dir")
+
+
+class JobFailed(CompactHydraException):
+    """What a failed job of a multirun raises to Hydra: the job's error line, kept for its
+    ``job.json``, and one line for the sweep's end instead of a traceback (Hydra prints a
+    ``CompactHydraException`` as its message alone). It pickles, so parallel launchers (joblib,
+    submitit) ship it back to the sweep.
+
+    Parameters
+    ----------
+    line : str
+        The job's failure as :func:`failure_line` writes it (``ConfigError: ...``).
+    folder : str
+        The job's folder, named in the message.
+    """
+
+    def __init__(self, line: str, folder: str) -> None:
+        self.line = line
+        self.folder = folder
+        if folder:
+            job, table = Path(folder).name, Path(folder).parent / "multirun.csv"
+            message = f"error: job {job} of the sweep failed ({line}); every job: {table}"
+        else:
+            message = f"error: a job of the sweep failed ({line})"
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.line, self.folder))
 
 
 class MultirunSummary(Callback):

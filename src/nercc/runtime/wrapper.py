@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from nercc.runtime.logs import FILE_ONLY, error_line, failure_line, quiet_known_noise
+from nercc.runtime.multirun import JobFailed, completed_record, record_failed_job
 from nercc.runtime.resolvers import is_multirun
 from nercc.runtime.run_folders import (
     FAILED_FILE,
@@ -31,7 +31,6 @@ from nercc.runtime.run_folders import (
 from nercc.runtime.signals import Interrupted, is_sigterm_exception, signals_interrupt
 
 __all__ = [
-    "JobFailed",
     "check_objective_finite",
     "disk_full",
     "disk_full_line",
@@ -63,34 +62,6 @@ def check_objective_finite(value: Any, name: Any = None) -> Any:
     if not math.isfinite(number):
         raise ValueError(f"optimized_metric {name!r} must be a finite number, got {number}")
     return value
-
-
-class JobFailed(CompactHydraException):
-    """What a failed job of a multirun raises to Hydra: the job's error line, kept for its
-    ``job.json``, and one line for the sweep's end instead of a traceback (Hydra prints a
-    ``CompactHydraException`` as its message alone). It pickles, so parallel launchers (joblib,
-    submitit) ship it back to the sweep.
-
-    Parameters
-    ----------
-    line : str
-        The job's failure as :func:`failure_line` writes it (``ConfigError: ...``).
-    folder : str
-        The job's folder, named in the message.
-    """
-
-    def __init__(self, line: str, folder: str) -> None:
-        self.line = line
-        self.folder = folder
-        if folder:
-            job, table = Path(folder).name, Path(folder).parent / "multirun.csv"
-            message = f"error: job {job} of the sweep failed ({line}); every job: {table}"
-        else:
-            message = f"error: a job of the sweep failed ({line})"
-        super().__init__(message)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.line, self.folder))
 
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -254,7 +225,6 @@ def _record_multirun_failure(line: str, cfg: DictConfig) -> None:
     the exit that follows matters more than the row."""
     if not is_multirun():
         return
-    from nercc.runtime.multirun import record_failed_job  # here: it imports this module
 
     try:
         record_failed_job(HydraConfig.get(), line, cfg.get("optimized_metric"))
@@ -270,7 +240,6 @@ def _completed_before() -> dict[str, Any] | None:
     run_dir = current_run_dir()
     if run_dir is None:
         return None
-    from nercc.runtime.multirun import completed_record  # here: it imports this module
 
     record = completed_record(HydraConfig.get(), run_dir)
     if record is not None:

@@ -18,10 +18,11 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict, read_write
 
 from nercc.runtime.logs import FILE_ONLY, ConsoleFilter, error_line, failure_line
+from nercc.runtime.multirun import JobFailed
 from nercc.runtime.resolvers import wandb_group
 from nercc.runtime.run_folders import FAILED_FILE, mark_failed
 from nercc.runtime.signals import Interrupted
-from nercc.runtime.wrapper import JobFailed, check_objective_finite, task_wrapper
+from nercc.runtime.wrapper import check_objective_finite, task_wrapper
 from nercc.utils.errors import ConfigError
 from tests.wandb_offline import records
 
