@@ -238,7 +238,7 @@ def test_a_classifier_with_non_finite_outputs_fails_in_one_line(checkpoints, tmp
         ("eval.batch_size=4", "error: eval.batch_size: must be an integer >= K=8, got 4"),
         ("stragglers=[0,20]", "stragglers: must be a non-empty list of integers >= 0 and <= N - 1"),
         ("scheme.nercc.lam_dec=-1.0", "scheme.nercc.lam_dec: must be null, a finite number >= 0"),
-        ("scheme.nercc.lam_enc=gcv", "scheme.nercc.lam_enc: gcv chooses the decoder's lambda"),
+        ("scheme.nercc.lam_enc=gcv", "scheme.nercc.lam_enc: gcv is a word of lam_dec"),
         ("scheme.bacc._target_=builtins.dict", "scheme.bacc must build a CodingScheme, got dict"),
         ("scheme=does_not_exist", "Could not find 'scheme/does_not_exist'"),
         ("scheme.nercc.lambdas=/no/such.json", "scheme.nercc.lambdas: /no/such.json: no such file"),
