@@ -98,6 +98,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check src tests scripts
 	$(PY) -m ruff format --check src tests scripts
+	$(PY) scripts/check_imports.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build src/*.egg-info
