@@ -56,13 +56,37 @@ def berrut_matrices(nodes: np.ndarray, targets: np.ndarray) -> np.ndarray:
     -------
     ndarray of shape (P, t, m)
     """
+    signs = np.where(np.arange(nodes.shape[1]) % 2 == 0, 1.0, -1.0)
+    return barycentric_matrices(nodes, targets, signs)
+
+
+def barycentric_matrices(nodes: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    r"""The matrices of the barycentric rational interpolants with ``weights`` (internal).
+
+    Row ``i`` of fit ``p`` holds :math:`\frac{u_j / (z_i - p_j)}{\sum_l u_l / (z_i - p_l)}` with
+    :math:`u` the weights of that fit's nodes; a target equal to a node gets the unit row of that
+    node. Berrut's interpolant has :math:`u_j = (-1)^j`, Floater and Hormann's their weights of
+    degree d (:mod:`nercc.coding.floater_hormann`).
+
+    Parameters
+    ----------
+    nodes : ndarray of shape (P, m)
+        P strictly ascending rows of nodes.
+    targets : ndarray of shape (t,) or (P, t)
+    weights : ndarray of shape (m,) or (P, m)
+        The barycentric weights of each fit's nodes.
+
+    Returns
+    -------
+    ndarray of shape (P, t, m)
+    """
     num_fits, m = nodes.shape
     targets = np.broadcast_to(targets, (num_fits, np.shape(targets)[-1]))
+    weights = np.broadcast_to(weights, (num_fits, m))
     offsets = targets[:, :, None] - nodes[:, None, :]
     hits = offsets == 0.0
-    signs = np.where(np.arange(m) % 2 == 0, 1.0, -1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = signs / offsets
-        weights = terms / terms.sum(axis=2, keepdims=True)
+        terms = weights[:, None, :] / offsets
+        rows = terms / terms.sum(axis=2, keepdims=True)
     on_node = hits.any(axis=2, keepdims=True)
-    return np.where(on_node, hits.astype(np.float64), weights)
+    return np.where(on_node, hits.astype(np.float64), rows)

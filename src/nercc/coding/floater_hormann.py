@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from nercc.coding._validation import check_points_1d, check_whole
+from nercc.coding.berrut import barycentric_matrices
 
 __all__ = ["floater_hormann_matrix", "floater_hormann_weights"]
 
@@ -116,13 +117,4 @@ def floater_hormann_matrices(nodes: np.ndarray, targets: np.ndarray, d: int) -> 
     -------
     ndarray of shape (P, t, m)
     """
-    num_fits, _ = nodes.shape
-    targets = np.broadcast_to(targets, (num_fits, np.shape(targets)[-1]))
-    offsets = targets[:, :, None] - nodes[:, None, :]
-    hits = offsets == 0.0
-    weights = floater_hormann_weights_of(nodes, d)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = weights[:, None, :] / offsets
-        rows = terms / terms.sum(axis=2, keepdims=True)
-    on_node = hits.any(axis=2, keepdims=True)
-    return np.where(on_node, hits.astype(np.float64), rows)
+    return barycentric_matrices(nodes, targets, floater_hormann_weights_of(nodes, d))
