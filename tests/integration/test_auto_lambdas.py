@@ -1,9 +1,9 @@
-"""lam_enc=auto: chosen per S on validation images inside the run, then used on the test split."""
+"""lam_enc=auto: chosen per S on validation images inside the run, then used on the test split,
+from the candidates the scheme declares (NeRCC.auto_candidates)."""
 
 import pytest
 
 from nercc.tasks.evaluate import evaluate
-from nercc.tuning.auto import auto_candidates
 
 SMALL = [
     "data=synthetic",
@@ -30,7 +30,7 @@ def test_auto_chooses_on_validation_what_a_validation_grid_would(compose_config,
 
     # the same choice from an independent grid over the candidates, on the same validation images
     scheme = objects["plan"].variants[0].scheme
-    candidates = auto_candidates(scheme.alphas)
+    candidates = scheme.auto_candidates("lam_enc")
     grid = compose_config(
         "eval",
         [*overrides, f"scheme.nercc.lam_enc=[{','.join(repr(c) for c in candidates)}]",
@@ -58,16 +58,15 @@ def test_auto_with_gcv_decoding_runs_and_records_its_choices(compose_config, che
 
 
 def test_both_lambdas_auto_are_chosen_together_from_the_candidates(compose_config, checkpoints):
-    from nercc.tuning.auto import DECODER_CANDIDATES
-
     cfg = compose_config(
         "eval",
         [*SMALL, f"paths.checkpoint_dir={checkpoints}", "scheme=nercc",
          "scheme.nercc.lam_enc=auto", "scheme.nercc.lam_dec=auto"],
     )  # fmt: skip
     metrics, objects = evaluate(cfg)
-    candidates = auto_candidates(objects["plan"].variants[0].scheme.alphas)
+    scheme = objects["plan"].variants[0].scheme
+    candidates = scheme.auto_candidates("lam_enc")
     for row in metrics["rows"]:
         assert row["params_source"] == "table:auto(val, 48 images)"
-        assert row["lam_dec"] in DECODER_CANDIDATES
+        assert row["lam_dec"] in scheme.auto_candidates("lam_dec")
         assert min(abs(row["lam_enc"] - c) for c in candidates) <= 1e-12 * max(candidates)

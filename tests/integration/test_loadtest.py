@@ -230,7 +230,7 @@ def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints, 
         ],
     )
     code = {"num_inputs": 2, "num_workers": 4, "points": "chebyshev"}
-    table = table_path(cfg.paths.lambdas_dir, "lenet5", "synthetic", code)
+    table = table_path(cfg.paths.lambdas_dir, "lenet5", "synthetic", "nercc", code)
     table.parent.mkdir(parents=True)
     table.write_text(json.dumps(table_document({
         "scheme": "nercc", "model": "lenet5", "dataset": "synthetic", "code": code,

@@ -22,7 +22,7 @@ SMALL = [
     "logger=none",
     "trainer.enable_progress_bar=false",
 ]
-GRID = ["tune.grid.lam_enc=[0,1e-6,1e-3]", "tune.grid.lam_dec=[0,1e-4]", "tune.limit=null"]
+GRID = ["tune.grid={lam_enc:[0,1e-6,1e-3],lam_dec:[0,1e-4]}", "tune.limit=null"]
 
 
 def test_tune_publishes_the_best_pair_per_s_and_tests_it(compose_config, checkpoints, tmp_path):
@@ -45,7 +45,9 @@ def test_tune_publishes_the_best_pair_per_s_and_tests_it(compose_config, checkpo
     assert {r["split"] for r in [json.loads((run / "table.json").read_text())["found_by"]]} == {
         "val"
     }
-    table = load_table(tmp_path / "outputs" / "lambdas" / "lenet5_synthetic_K8_N20_chebyshev.json")
+    table = load_table(
+        tmp_path / "outputs" / "lambdas" / "lenet5_synthetic_nercc_K8_N20_chebyshev.json"
+    )
     for s in (0, 4, 8):
         rows = [r for r in grid if r["scheme"] == "nercc" and int(r["num_stragglers"]) == s]
         best = min(rows, key=lambda r: float(r["mse"]))

@@ -832,39 +832,13 @@ def check_tune(cfg: DictConfig, objectives: Sequence[str]) -> None:
     integer(cfg, "tune.num_patterns", 1)
     choice(cfg, "tune.objective", tuple(objectives))
     search = choice(cfg, "tune.search", ("grid", "optuna"))
-    node = cfg.scheme[scheme]
     if search == "grid":
-        grid = get(cfg, "tune.grid")
-        if not isinstance(grid, DictConfig) or not len(grid):
-            raise ConfigError("tune.grid", "must map parameters to lists of values", grid)
-        for param in grid:
-            values = get(cfg, f"tune.grid.{param}")
-            items = _as_list(values)
-            if not items or not all(_is_number(v) and v >= 0 for v in items):
-                raise ConfigError(
-                    f"tune.grid.{param}", "must be a non-empty list of numbers >= 0", values
-                )
-            _tuned_param(node, scheme, param, "tune.grid")
-            _buildable(cfg, scheme, param, max(items), f"tune.grid.{param}", values)
+        _check_space(cfg, scheme, "grid")
         integer(cfg, "tune.refine", 0)
     else:
         integer(cfg, "tune.optuna.n_trials", 1)
         check_seed(cfg, "tune.optuna.seed")
-        ranges = get(cfg, "tune.optuna.ranges")
-        if not isinstance(ranges, DictConfig) or not len(ranges):
-            raise ConfigError("tune.optuna.ranges", "must map parameters to [low, high]", ranges)
-        for param in ranges:
-            bounds = get(cfg, f"tune.optuna.ranges.{param}")
-            items = _as_list(bounds)
-            if not (
-                items and len(items) == 2 and all(_is_number(v) for v in items)
-                and 0 < items[0] < items[1]
-            ):  # fmt: skip
-                raise ConfigError(
-                    f"tune.optuna.ranges.{param}", "must be [low, high] with 0 < low < high", bounds
-                )
-            _tuned_param(node, scheme, param, "tune.optuna.ranges")
-            _buildable(cfg, scheme, param, items[1], f"tune.optuna.ranges.{param}", bounds)
+        _check_space(cfg, scheme, "search")
     integer(cfg, "tune.heatmaps", 0)
     boolean(cfg, "tune.publish")
     boolean(cfg, "tune.test")
@@ -872,8 +846,80 @@ def check_tune(cfg: DictConfig, objectives: Sequence[str]) -> None:
         check_writable("paths.lambdas_dir", get(cfg, "paths.lambdas_dir"))
 
 
-def _buildable(cfg: DictConfig, scheme: str, param: str, value: Any, key: str, got: Any) -> None:
-    """The tuned scheme accepts ``param=value`` (e.g. a lambda within its finite range)."""
+def _check_space(cfg: DictConfig, scheme: str, kind: str) -> None:
+    """``tune.grid`` (``kind="grid"``) or ``tune.optuna.ranges`` (``"search"``): null (the
+    tuned scheme's declared defaults, :func:`nercc.tuning.search.search_space`) or a mapping
+    whose keys are parameters the scheme declares (:class:`nercc.coding.Tunable`), each a
+    non-empty list of values it accepts, or ``[low, high]`` of such values with low < high (and
+    0 < low for a parameter searched on a log scale). The largest value of every parameter
+    searched, given or declared, must build the scheme (a lambda within its finite range)."""
+    from nercc.tuning.search import SPACES, search_space
+
+    key, field = SPACES[kind]
+    node = cfg.scheme[scheme]
+    given = get(cfg, key, None)
+    takes = "lists of values" if kind == "grid" else "[low, high]"
+    if given is not None and (not isinstance(given, DictConfig) or not len(given)):
+        raise ConfigError(
+            key, f"must be null (the scheme's declared {field}) or map parameters to {takes}", given
+        )
+    cls = scheme_class(node)
+    if cls is None or not cls.tunables:
+        what = "a scheme that declares tunable parameters"
+        found = f" ({cls.__name__} declares none)" if cls is not None else ""
+        raise ConfigError("tune.scheme", f"must name {what}{found}", scheme)
+    for param in given or ():
+        if param not in {t.name for t in cls.tunables}:
+            known = ", ".join(t.name for t in cls.tunables)
+            raise ConfigError(
+                f"{key}.{param}",
+                f"is not a tunable parameter of scheme.{scheme} ({cls.__name__}: {known})",
+                param,
+            )
+    try:
+        space = search_space(cls, given, kind)  # type: ignore[arg-type]
+    except ValueError as error:
+        at, _, what = str(error).partition(": ")
+        raise ConfigError(at, what, get(cfg, at, None)) from None
+    n = node.get("num_workers") if _is_int(node.get("num_workers")) else cfg.coding.num_workers
+    k = node.get("num_inputs") if _is_int(node.get("num_inputs")) else cfg.coding.num_inputs
+    for param in given or ():
+        at = f"{key}.{param}"
+        tunable = cls.tunable(param)
+        values = get(cfg, at)
+        items = _as_list(values)
+        accepted = bool(items) and all(_is_number(v) and tunable.accepts(v, k, n) for v in items)
+        each = _range_text(tunable, int(k), int(n))
+        if kind == "grid" and not accepted:
+            raise ConfigError(
+                at, f"must be a non-empty list of values of {param}, each {each}", values
+            )
+        if kind == "search" and not (
+            accepted and len(items) == 2 and items[0] < items[1]  # type: ignore[arg-type]
+            and (items[0] > 0 or not tunable.log)  # type: ignore[index]
+        ):  # fmt: skip
+            floor = "0 < low < high" if tunable.log else "low < high"
+            raise ConfigError(at, f"must be [low, high] with {floor}, each {each}", values)
+    for param, values in space.items():
+        at, got = (
+            (f"{key}.{param}", get(cfg, f"{key}.{param}"))
+            if param in (given or ())
+            else (key, given)
+        )
+        _buildable(cfg, scheme, param, max(values), at, got, declared=at == key)
+
+
+def _buildable(
+    cfg: DictConfig,
+    scheme: str,
+    param: str,
+    value: Any,
+    key: str,
+    got: Any,
+    declared: bool = False,
+) -> None:
+    """The tuned scheme accepts ``param=value`` (e.g. a lambda within its finite range);
+    ``declared``: the value is of the scheme's declared defaults, not of the config."""
     from nercc.evaluation.variants import build_scheme
 
     node = {k: v for k, v in cfg.scheme[scheme].items() if k != TABLE_KEY and v is not None}
@@ -882,12 +928,10 @@ def _buildable(cfg: DictConfig, scheme: str, param: str, value: Any, key: str, g
         build_scheme(scheme, OmegaConf.create(node))
     except ValueError as error:
         reason = str(error).split(": ", 1)[-1]
-        raise ConfigError(key, f"the scheme refuses {param}={value:g} ({reason})", got) from None
-
-
-def _tuned_param(node: DictConfig, scheme: str, param: str, where: str) -> None:
-    if param not in node:
-        raise ConfigError(f"{where}.{param}", f"is not a parameter of scheme.{scheme}", param)
+        whose = " (of its declared defaults)" if declared else ""
+        raise ConfigError(
+            key, f"the scheme refuses {param}={value:g}{whose} ({reason})", got
+        ) from None
 
 
 # -- training -------------------------------------------------------------------------------------

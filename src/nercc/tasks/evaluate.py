@@ -2,7 +2,7 @@
 
 :func:`check_config` checks the whole config and builds its :class:`Plan` before any data or model
 is loaded; :func:`evaluate` loads the published classifier for (model, data), calibrates ``auto``
-lambdas when asked, runs the variants with Lightning on one or more devices
+parameters when asked, runs the variants with Lightning on one or more devices
 (:func:`nercc.evaluation.runner.run_coded`), and :func:`report` writes ``results.csv``,
 ``results.json``, ``mse_vs_stragglers.png`` and ``rel_acc_vs_stragglers.png`` in the run folder
 and logs the metrics (one step per S), the results table, the plots and the objective.
@@ -25,7 +25,7 @@ from nercc.runtime.loggers import log_run
 from nercc.runtime.resolvers import is_multirun
 from nercc.tasks.setup import load_task_inputs
 from nercc.tuning import TABLE_KEY, ParamTable, check_objective, expand_schemes, objective_value
-from nercc.tuning.calibration import auto_params, calibrate_auto, with_params
+from nercc.tuning.calibration import auto_params, calibrate_auto, placeholders, with_params
 from nercc.tuning.planning import scheme_tables, table_notes
 from nercc.utils.errors import ConfigError
 from nercc.utils.instantiate import build_all, build_checked, plain
@@ -55,7 +55,7 @@ class Plan:
     tables: dict[str, ParamTable | None]
     objective: str | None
     notes: list[str] = field(default_factory=list)
-    #: The lambdas chosen by a calibration on validation images (``auto``), by scheme.
+    #: The parameters chosen by a calibration on validation images (``auto``), by scheme.
     auto: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -80,13 +80,13 @@ def check_config(cfg: DictConfig) -> Plan:
     check_eval(cfg)
     notes: list[str] = []
     auto = {name: auto_params(node) for name, node in cfg.scheme.items() if auto_params(node)}
-    # a scheme whose lambdas say auto is calibrated in the run: it takes no table
+    # a scheme whose parameters say auto is calibrated in the run: it takes no table
     named = [name for name, node in cfg.scheme.items() if TABLE_KEY in node and name not in auto]
     tables = scheme_tables(cfg, named)
     for name, table in tables.items():
         notes.extend(table_notes(cfg, name, table))
-    placeholders = {name: dict.fromkeys(params, 0.0) for name, params in auto.items()}
-    variants = expand_schemes(with_params(cfg.scheme, placeholders), list(cfg.stragglers), tables)
+    standing = {name: placeholders(cfg.scheme[name], params) for name, params in auto.items()}
+    variants = expand_schemes(with_params(cfg.scheme, standing), list(cfg.stragglers), tables)
     objective = cfg.get("optimized_metric")
     if objective is not None:
         runs: dict[str, list] = {}

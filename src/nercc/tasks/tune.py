@@ -1,6 +1,9 @@
 """The tuning task (``python -m nercc.tune``, conf/tune.yaml): a scheme's parameters per S.
 
-On the validation split (``tune.split``), :func:`tune` evaluates a grid of settings
+What is tuned is what the scheme (``tune.scheme``) declares (:attr:`nercc.coding.CodingScheme.
+tunables`): every setting over its declared grid or search range, unless ``tune.grid`` or
+``tune.optuna.ranges`` name its parameter (:func:`nercc.tuning.search.search_space`). On the
+validation split (``tune.split``), :func:`tune` evaluates a grid of settings
 (``tune.search=grid``: one classifier pass per encoder setting, every decoder setting, S and
 pattern reusing it) or Optuna's TPE (``tune.search=optuna``), picks the best setting per S by
 ``tune.objective``, writes ``grid.csv``, ``table.json`` and heatmaps in the run folder, publishes
@@ -14,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -23,14 +25,22 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nercc.evaluation.runner import run_coded
 from nercc.evaluation.variants import SchemeVariant, build_scheme
-from nercc.runtime.checks import check_tune
+from nercc.runtime.checks import check_tune, scheme_class
 from nercc.runtime.loggers import log_run
 from nercc.tasks.evaluate import check_config as check_eval_config
 from nercc.tasks.evaluate import evaluate
 from nercc.tasks.setup import load_task_inputs
 from nercc.tuning import TABLE_KEY, publish_table
 from nercc.tuning.planning import code_key
-from nercc.tuning.search import OBJECTIVES, best_by_stragglers, grid_values, tpe_search
+from nercc.tuning.search import (
+    OBJECTIVES,
+    best_by_stragglers,
+    grid_values,
+    neighbours,
+    refine_step,
+    search_space,
+    tpe_search,
+)
 from nercc.tuning.tables import table_document
 from nercc.utils.instantiate import build_all, plain
 from nercc.utils.io import write_csv, write_json
@@ -56,7 +66,8 @@ def check_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, list[float]]]:
         Optuna ranges, and no table) and the baseline, on ``tune.split`` with ``tune.limit``
         images and ``tune.num_patterns`` patterns, without an objective.
     space : dict of str to list of float
-        The search space: each tuned parameter's grid values, or its Optuna ``[low, high]``.
+        The search space: each tuned parameter's grid values, or its Optuna ``[low, high]``,
+        as given in ``tune`` or declared by the scheme.
 
     Raises
     ------
@@ -65,10 +76,18 @@ def check_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, list[float]]]:
     """
     check_tune(cfg, OBJECTIVES)
     t = cfg.tune
+    scheme = scheme_class(cfg.scheme[t.scheme])
+    assert scheme is not None  # checked
     if t.search == "grid":
-        space = {name: grid_values(name, list(values)) for name, values in t.grid.items()}
+        given = search_space(scheme, t.grid, "grid")
+        space = {
+            name: grid_values(name, list(values), scheme.tunable(name))
+            for name, values in given.items()
+        }
     else:
-        space = {name: list(bounds) for name, bounds in t.optuna.ranges.items()}
+        space = {
+            name: list(b) for name, b in search_space(scheme, t.optuna.ranges, "search").items()
+        }
     val = cfg.copy()
     with open_dict(val):
         node = val.scheme[t.scheme]
@@ -138,8 +157,15 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             found, _ = run_coded(one, variants, plan.straggler_factory, data, classifier)
             return save(found)
 
+        scheme = scheme_class(cfg.scheme[t.scheme])
         rows += tpe_search(
-            trial, space, list(cfg.stragglers), t.objective, t.optuna.n_trials, t.optuna.seed
+            trial,
+            space,
+            list(cfg.stragglers),
+            t.objective,
+            t.optuna.n_trials,
+            t.optuna.seed,
+            {name: scheme.tunable(name) for name in names},  # type: ignore[union-attr]
         )
     grid_rows = list(rows)
     if t.search == "grid":
@@ -255,25 +281,28 @@ def _refine(
     names: list[str],
     save: Any,
 ) -> list[dict[str, Any]]:
-    """``tune.refine`` rounds around each S's best setting: every positive parameter times
-    10^-h, 1 and 10^h (h half a grid step, halved each round), evaluated only at that S; each
-    round's rows are passed to ``save`` as soon as they are found."""
+    """``tune.refine`` rounds around each S's best setting, each parameter moved as its scheme
+    declares it (:func:`nercc.tuning.search.neighbours`): a log-scale parameter times 10^-h, 1
+    and 10^h (h half a grid step, halved each round; 0 stays), an integer by -1, 0 and +1, another
+    number by -h, 0 and +h, within its range; evaluated only at that S. Each round's rows are
+    passed to ``save`` as soon as they are found."""
     t = val.tune
     found: list[dict[str, Any]] = []
     node = {k: v for k, v in val.scheme[t.scheme].items() if k not in (*names, TABLE_KEY)}
-    steps = []
-    for name in names:
-        positive = sorted(v for v in {r[name] for r in rows if r["scheme"] == t.scheme} if v > 0)
-        ratios = [b / a for a, b in zip(positive, positive[1:], strict=False)]
-        steps.append(math.log10(min(ratios)) / 2 if ratios else 0.5)
+    scheme = scheme_class(val.scheme[t.scheme])
+    assert scheme is not None  # checked
+    tunables = [scheme.tunable(name) for name in names]
+    sizes = (node.get("num_inputs"), node.get("num_workers"))
+    tuned = [r for r in rows if r["scheme"] == t.scheme]
+    steps = [refine_step(tunable, [r[tunable.name] for r in tuned]) for tunable in tunables]
     for round_ in range(int(t.refine)):
         best = best_by_stragglers(rows + found, t.scheme, names, t.objective)
         tried = {tuple(r[n] for n in names) for r in rows + found if r["scheme"] == t.scheme}
         wanted: dict[tuple[float, ...], set[int]] = {}
         for s, chosen in best.items():
             around = [
-                [v * 10 ** (k * step / 2**round_) for k in (-1, 0, 1)] if v > 0 else [v]
-                for v, step in zip(chosen["params"].values(), steps, strict=True)
+                neighbours(tunable, v, step, round_, *sizes)
+                for tunable, v, step in zip(tunables, chosen["params"].values(), steps, strict=True)
             ]
             for setting in itertools.product(*around):
                 if setting not in tried:

@@ -1,9 +1,10 @@
-"""The in-run calibration of ``auto`` lambdas: chosen per S on validation images, then used.
+"""The in-run calibration of ``auto`` parameters: chosen per S on validation images, then used.
 
-A scheme node whose ``lam_enc`` or ``lam_dec`` says ``auto`` (:func:`auto_params`) is checked with
-placeholders (:func:`with_params`), then :func:`calibrate_auto` evaluates the candidates on
-``eval.auto_images`` validation images with the evaluation's runner and builds the run's variants
-from the table of the choices.
+A scheme node whose parameters say ``auto`` (:func:`auto_params`: those its scheme declares with
+``auto=True``, :class:`nercc.coding.Tunable`) is checked with placeholders (:func:`placeholders`,
+:func:`with_params`), then :func:`calibrate_auto` evaluates the scheme's candidates
+(:meth:`nercc.coding.CodingScheme.auto_candidates`) on ``eval.auto_images`` validation images with
+the evaluation's runner and builds the run's variants from the table of the choices.
 """
 
 from __future__ import annotations
@@ -14,24 +15,42 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
+from nercc.coding import CodingScheme, Tunable
 from nercc.evaluation.runner import run_coded
 from nercc.evaluation.variants import SchemeVariant
-from nercc.tuning.auto import (
-    AUTO,
-    DECODER_CANDIDATES,
-    auto_candidates,
-    auto_table,
-    best_per_stragglers,
-)
-from nercc.tuning.grid import TABLE_KEY, expand_schemes
+from nercc.tuning.auto import AUTO, auto_table, best_rows
+from nercc.tuning.grid import TABLE_KEY, _scheme_class, expand_schemes
 from nercc.tuning.tables import ParamTable
 
-__all__ = ["auto_params", "calibrate_auto", "with_params"]
+__all__ = ["auto_params", "calibrate_auto", "placeholders", "with_params"]
 
 
 def auto_params(node: Any) -> list[str]:
-    """The lambdas of a scheme node that say ``auto``."""
-    return [p for p in ("lam_enc", "lam_dec") if node.get(p) == AUTO]
+    """The parameters of a scheme node that say ``auto``, among those its scheme declares may be
+    calibrated (:attr:`nercc.coding.Tunable.auto`), in declared order."""
+    scheme = _scheme_class(str(node.get("_target_", "")))
+    if scheme is None:
+        return []
+    return [t.name for t in scheme.tunables if t.auto and node.get(t.name) == AUTO]
+
+
+def placeholders(node: Any, params: list[str]) -> dict[str, Any]:
+    """A value of each ``auto`` parameter of ``node`` that its scheme accepts, standing in for
+    ``auto`` while the config is checked: the first of its declared candidates, else of its
+    grid, else its lower bound (NeRCC's lambdas: 0)."""
+    scheme = _scheme_class(str(node.get("_target_", "")))
+    assert scheme is not None  # auto_params found them
+    return {name: _placeholder(scheme.tunable(name)) for name in params}
+
+
+def _placeholder(tunable: Tunable) -> Any:
+    for value in (*tunable.auto_candidates, *tunable.grid, tunable.low):
+        try:
+            if tunable.accepts(value):
+                return float(value)
+        except ValueError:  # a bound that names a code size
+            continue
+    raise ValueError(f"{tunable.name} declares no value to stand in for auto")
 
 
 def with_params(schemes: DictConfig, values: dict[str, dict[str, Any]]) -> DictConfig:
@@ -54,14 +73,13 @@ def calibrate_auto(
     data: Any,
     classifier: Any,
 ) -> tuple[list[SchemeVariant], dict[str, Any]]:
-    """Choose the ``auto`` lambdas per S of every scheme of ``auto`` on ``eval.auto_images``
+    """Choose the ``auto`` parameters per S of every scheme of ``auto`` on ``eval.auto_images``
     validation images (never the test split), and return the run's variants with the choices.
 
-    The candidates (:func:`nercc.tuning.auto.auto_candidates` for the encoder,
-    :data:`~nercc.tuning.auto.DECODER_CANDIDATES` for the decoder; every pair when both say
-    auto) are evaluated as one grid: one classifier pass per encoder candidate, the decoders
-    side by side. The other settings stay as configured (e.g. ``lam_dec=gcv``); the lowest mse
-    at each S wins.
+    The scheme's candidates (:meth:`nercc.coding.CodingScheme.auto_candidates`; every
+    combination when several parameters say auto) are evaluated as one grid: one classifier
+    pass per encoder candidate, the decoders side by side. The other settings stay as
+    configured (e.g. ``lam_dec=gcv``); the lowest mse at each S wins.
 
     Parameters
     ----------
@@ -90,10 +108,7 @@ def calibrate_auto(
     start, summary = time.perf_counter(), {}
     for name, params in auto.items():
         placeholder = next(v.scheme for v in variants if v.name == name)
-        candidates = {
-            "lam_enc": auto_candidates(placeholder.alphas),
-            "lam_dec": list(DECODER_CANDIDATES),
-        }
+        candidates = {p: placeholder.auto_candidates(p) for p in params}
         val = cfg.copy()
         with open_dict(val):
             grid = with_params(cfg.scheme, {name: {p: candidates[p] for p in params}})
@@ -104,7 +119,8 @@ def calibrate_auto(
             val.optimized_metric = None
         grid_variants = expand_schemes(val.scheme, stragglers)
         rows, _ = run_coded(val, grid_variants, straggler_factory, data, classifier)
-        chosen = best_per_stragglers(rows, name, stragglers, params)
+        best = best_rows(rows, name, stragglers, params)
+        chosen = {s: {p: float(row[p]) for p in params} for s, row in best.items()}
         found_by = {
             "split": "val", "inputs": rows[0]["num_inputs_evaluated"],
             "candidates": {p: candidates[p] for p in params},
@@ -112,7 +128,8 @@ def calibrate_auto(
         }  # fmt: skip
         code = {k: getattr(placeholder, k) for k in ("num_inputs", "num_workers")}
         code["points"] = cfg.scheme[name].get("points", "chebyshev")
-        tables[name] = auto_table(name, chosen, placeholder.alphas, code, found_by)
+        reported = {s: _reported(placeholder, params, row) for s, row in best.items()}
+        tables[name] = auto_table(name, chosen, code, found_by, reported)
         summary[name] = chosen
     unset = with_params(
         cfg.scheme, {n: {**dict.fromkeys(ps), TABLE_KEY: "none"} for n, ps in auto.items()}
@@ -120,3 +137,21 @@ def calibrate_auto(
     calibrated = expand_schemes(unset, stragglers, tables)
     summary["seconds"] = time.perf_counter() - start
     return calibrated, summary
+
+
+def _reported(scheme: CodingScheme, params: list[str], row: Mapping[str, Any]) -> dict[str, float]:
+    """What the chosen row reports for the encoder's chosen settings in other words: the
+    encoder-side parameters the scheme reports (:attr:`~nercc.coding.CodingScheme.reported`)
+    that are alternatives of a chosen setting (NeRCC's ``df_enc`` for ``lam_enc``)."""
+    cls = type(scheme)
+    declared = {t.name: t for t in cls.tunables}
+    settings = {declared[p].setting for p in params}
+    return {
+        name: float(row[name])
+        for name in cls.reported
+        if name not in params
+        and name in declared
+        and declared[name].side == "encoder"
+        and declared[name].setting in settings
+        and row.get(name) is not None
+    }

@@ -51,7 +51,9 @@ def scheme_tables(
     -------
     dict
         ``name -> ParamTable``, or None where the node names no table, says ``none``, or says
-        ``published`` and none is published yet for this classifier and code (:func:`untuned`).
+        ``published`` and none is published yet for this classifier, scheme and code
+        (:func:`untuned`; each scheme has its own table,
+        :func:`~nercc.tuning.tables.table_path`).
 
     Raises
     ------
@@ -70,7 +72,7 @@ def scheme_tables(
             key.update(num_inputs=code["num_inputs"], num_workers=code["num_workers"])
         try:
             tables[name] = resolve_table(
-                node[TABLE_KEY], cfg.paths.lambdas_dir, cfg.model_name, cfg.data.name, key
+                node[TABLE_KEY], cfg.paths.lambdas_dir, cfg.model_name, cfg.data.name, name, key
             )
         except ValueError as error:
             raise ConfigError(f"scheme.{name}.{TABLE_KEY}", str(error)) from None

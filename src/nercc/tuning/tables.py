@@ -1,7 +1,8 @@
-"""Published tables of tuned scheme parameters, one per classifier and code.
+"""Published tables of tuned scheme parameters, one per classifier, scheme and code.
 
-A table lives at ``outputs/lambdas/<model>_<dataset>_K<K>_N<N>_<points>.json`` and maps each
-straggler count S to the parameters chosen for it on the validation split, with how they were found
+A table lives at ``outputs/lambdas/<model>_<dataset>_<scheme>_K<K>_N<N>_<points>.json`` (the
+scheme by its config name, ``nercc``) and maps each straggler count S to the parameters
+chosen for it on the validation split, with how they were found
 (split, search space, objective, patterns, inputs, date) and the content hash of the classifier's
 checkpoint. Loading checks every field and names the file and the field when something is wrong.
 """
@@ -65,10 +66,31 @@ class ParamTable:
         )
 
 
-def table_path(directory: str | Path, model: str, dataset: str, code: Mapping[str, Any]) -> Path:
-    """``<directory>/<model>_<dataset>_K<K>_N<N>_<points>.json``."""
-    name = f"{model}_{dataset}_K{code['num_inputs']}_N{code['num_workers']}_{code['points']}"
-    return Path(directory) / f"{name}.json"
+def table_path(
+    directory: str | Path, model: str, dataset: str, scheme: str, code: Mapping[str, Any]
+) -> Path:
+    """Return where the table of ``scheme`` for a classifier and code is published.
+
+    Parameters
+    ----------
+    directory : path
+        Where tables are published (``paths.lambdas_dir``).
+    model, dataset : str
+        The classifier's model and dataset names.
+    scheme : str
+        The tuned scheme's config name (``nercc``): each scheme has its own table.
+    code : mapping
+        ``num_inputs``, ``num_workers`` and ``points``.
+
+    Returns
+    -------
+    Path
+        ``<directory>/<model>_<dataset>_<scheme>_K<K>_N<N>_<points>.json``.
+    """
+    if not isinstance(scheme, str) or not scheme:
+        raise ValueError(f"scheme must be a scheme's config name, got {scheme!r}")
+    sizes = f"K{code['num_inputs']}_N{code['num_workers']}_{code['points']}"
+    return Path(directory) / f"{model}_{dataset}_{scheme}_{sizes}.json"
 
 
 def load_table(path: str | Path) -> ParamTable:
@@ -185,7 +207,9 @@ def publish_table(
         The published path; the backup's path (None if there was no table before); the write
         time (UTC) of the replaced table when it is later than ``since``, else None.
     """
-    path = table_path(directory, content["model"], content["dataset"], content["code"])
+    path = table_path(
+        directory, content["model"], content["dataset"], content["scheme"], content["code"]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(table_document(content), indent=2) + "\n"
     staged = stage_bytes(path, text.encode("utf-8"))
@@ -206,15 +230,21 @@ def publish_table(
 
 
 def resolve_table(
-    setting: Any, directory: str | Path, model: str, dataset: str, code: Mapping[str, Any]
+    setting: Any,
+    directory: str | Path,
+    model: str,
+    dataset: str,
+    scheme: str,
+    code: Mapping[str, Any],
 ) -> ParamTable | None:
-    """The table a scheme asks for: ``published`` (the one for this classifier and code, None if
-    there is none yet), ``none``/null (no table) or a path to a table file."""
+    """The table a scheme asks for: ``published`` (the one of scheme ``scheme`` for this
+    classifier and code, :func:`table_path`; None if there is none yet), ``none``/null (no table)
+    or a path to a table file."""
     if setting is None or setting == "none":
         return None
     if not isinstance(setting, str) or not setting:
         raise ValueError(f"must be published, none or a path to a table, got {setting!r}")
     if setting == "published":
-        path = table_path(directory, model, dataset, code)
+        path = table_path(directory, model, dataset, scheme, code)
         return load_table(path) if path.exists() else None
     return load_table(setting)

@@ -25,7 +25,7 @@ SETTINGS = [
 def publish(cfg, sha256=None):
     """A table for lenet5 on synthetic with K=2, N=4: S=1 and S=2 with different lambdas."""
     code = {"num_inputs": 2, "num_workers": 4, "points": "chebyshev"}
-    path = table_path(cfg.paths.lambdas_dir, "lenet5", "synthetic", code)
+    path = table_path(cfg.paths.lambdas_dir, "lenet5", "synthetic", "nercc", code)
     path.parent.mkdir(parents=True, exist_ok=True)
     content = {
         "scheme": "nercc", "model": "lenet5", "dataset": "synthetic", "code": code,

@@ -183,3 +183,79 @@ def test_the_upper_half_of_s_holds_the_middle_s_of_an_odd_list(stragglers, upper
     expected = sum(1 + s for s in upper) / len(upper)
     assert upper_half_ratio(rows, "nercc", "bacc", stragglers) == pytest.approx(expected)
     assert upper_half_ratio(rows, "nercc", None, stragglers) is None
+
+
+# --- the space a scheme declares, and how the search moves each kind of parameter -------------
+
+
+def test_the_space_is_each_settings_declared_default_unless_given():
+    from nercc.coding import BACC, FloaterHormann, NeRCC
+    from nercc.tuning.search import search_space
+
+    # null: the declared grids, equal to the values conf/tune.yaml listed before it said null
+    assert search_space(NeRCC, None, "grid") == {
+        "lam_enc": log_grid(1e-10, 1e-3, 8), "lam_dec": log_grid(1e-11, 1e-4, 8)
+    }  # fmt: skip
+    assert search_space(NeRCC, None, "search") == {
+        "lam_enc": [1e-12, 1e-3], "lam_dec": [1e-12, 1e-5]
+    }  # fmt: skip
+    assert search_space(FloaterHormann, None, "grid") == {"d": [0.0, 1.0, 2.0, 3.0, 4.0]}
+    # a given parameter replaces its setting's default; the others keep theirs, in order
+    given = search_space(NeRCC, {"lam_dec": [0, 1e-4]}, "grid")
+    assert list(given) == ["lam_enc", "lam_dec"] and given["lam_dec"] == [0, 1e-4]
+    assert list(search_space(NeRCC, {"df_enc": [4, 6]}, "grid")) == ["df_enc", "lam_dec"]
+    with pytest.raises(ValueError, match=r"^tune.grid.foo: is not a tunable parameter of NeRCC"):
+        search_space(NeRCC, {"foo": [1]}, "grid")
+    with pytest.raises(ValueError, match="both give the setting lam_enc"):
+        search_space(NeRCC, {"lam_enc": [0], "df_enc": [4]}, "grid")
+    with pytest.raises(ValueError, match="^tune.optuna.ranges: BACC declares no parameter"):
+        search_space(BACC, None, "search")
+
+
+def test_grid_values_take_what_the_parameter_accepts():
+    from nercc.coding import FloaterHormann
+
+    d = FloaterHormann.tunable("d")
+    assert grid_values("d", [0, 2, 3.0], d) == [0.0, 2.0, 3.0]
+    for bad in ([1.5], [-1], ["auto"]):
+        with pytest.raises(ValueError, match="tune.grid.d must be a list of values of d"):
+            grid_values("d", bad, d)
+
+
+def test_the_refinement_moves_each_parameter_as_it_is_declared():
+    from nercc.coding import FloaterHormann, NeRCC, Tunable
+    from nercc.tuning.search import neighbours, refine_step
+
+    lam = NeRCC.tunable("lam_enc")
+    step = refine_step(lam, [0.0, 1e-8, 1e-6, 1e-4])  # two decades apart: one decade
+    assert step == pytest.approx(1.0)
+    assert neighbours(lam, 1e-6, step, 0) == pytest.approx([1e-7, 1e-6, 1e-5])
+    assert neighbours(lam, 1e-6, step, 1) == pytest.approx([10**-6.5, 1e-6, 10**-5.5])
+    assert neighbours(lam, 0.0, step, 0) == [0.0]  # 0 stays 0
+    d = FloaterHormann.tunable("d")
+    assert refine_step(d, [0, 1, 2]) == 1.0
+    assert neighbours(d, 2.0, 1.0, 0) == [1.0, 2.0, 3.0]
+    assert neighbours(d, 2.0, 1.0, 3) == [1.0, 2.0, 3.0]  # an integer moves by 1 every round
+    assert neighbours(d, 0.0, 1.0, 0) == [0.0, 1.0]  # within its range
+    bounded = Tunable("t", "decoder", "an integer up to N", high="num_workers", integer=True)
+    assert neighbours(bounded, 5.0, 1.0, 0, num_inputs=2, num_workers=5) == [4.0, 5.0]
+    linear = Tunable("w", "encoder", "a weight in [0, 1]", low=0.0, high=1.0)
+    assert refine_step(linear, [0.0, 0.5, 1.0]) == 0.25
+    assert neighbours(linear, 0.5, 0.25, 1) == [0.375, 0.5, 0.625]
+    assert neighbours(linear, 1.0, 0.25, 0) == [0.75, 1.0]
+    assert neighbours(linear, 0.5, refine_step(linear, [0.5]), 0) == [0.5]  # one value: none
+
+
+def test_tpe_draws_integers_for_an_integer_parameter():
+    from nercc.coding import FloaterHormann
+
+    drawn = []
+
+    def evaluate(params):
+        drawn.append(params["d"])
+        return [{"scheme": "fh", "num_stragglers": 0, **params, "mse": (params["d"] - 3) ** 2}]
+
+    tpe_search(evaluate, {"d": [0, 6]}, [0], "mse", 12, 0, {"d": FloaterHormann.tunable("d")})
+    assert all(isinstance(d, int) and 0 <= d <= 6 for d in drawn) and len(set(drawn)) > 1
+    with pytest.raises(ValueError, match=r"tune.optuna.ranges.d must be \[low, high\] of integ"):
+        tpe_search(evaluate, {"d": [0, 2.5]}, [0], "mse", 1, 0, {"d": FloaterHormann.tunable("d")})

@@ -56,8 +56,8 @@ def test_concurrent_publishers_of_one_table_never_fail_nor_mix(tmp_path):
     errors = run_together(context, publish_many, str(tmp_path), WRITERS)
     assert errors == [], f"{len(errors)} publishes failed, the first: {errors[0]}"
 
-    table = tmp_path / "lenet5_fashion_mnist_K20_N100_chebyshev.json"
-    backup = table.with_name("lenet5_fashion_mnist_K20_N100_chebyshev.previous.json")
+    table = tmp_path / "lenet5_fashion_mnist_nercc_K20_N100_chebyshev.json"
+    backup = table.with_name("lenet5_fashion_mnist_nercc_K20_N100_chebyshev.previous.json")
     last = whole_table_of_one_writer(table)
     assert last[1] == ROUNDS - 1  # a writer's last table is never followed by its earlier one
     whole_table_of_one_writer(backup)

@@ -33,7 +33,7 @@ def _doc(**changes):
 
 def test_publish_and_load_round_trip_with_a_backup(tmp_path):
     path, backup, _ = publish_table(content(), tmp_path)
-    assert path == tmp_path / "lenet5_fashion_mnist_K20_N100_chebyshev.json"
+    assert path == tmp_path / "lenet5_fashion_mnist_nercc_K20_N100_chebyshev.json"
     assert backup is None and oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
     table = load_table(path)
     assert table.by_stragglers == {
@@ -49,8 +49,8 @@ def test_publish_and_load_round_trip_with_a_backup(tmp_path):
     assert json.loads(path.read_text())["found_by"]["run"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         ".publish.lock",  # the publishing lock (fcntl), left for the next publisher
-        "lenet5_fashion_mnist_K20_N100_chebyshev.json",
-        "lenet5_fashion_mnist_K20_N100_chebyshev.previous.json",
+        "lenet5_fashion_mnist_nercc_K20_N100_chebyshev.json",
+        "lenet5_fashion_mnist_nercc_K20_N100_chebyshev.previous.json",
     ]
 
 
@@ -197,20 +197,35 @@ def test_a_bad_table_gets_one_clear_line(tmp_path, text, message):
 
 
 def test_resolve(tmp_path):
-    assert resolve_table("none", tmp_path, "lenet5", "fashion_mnist", CODE) is None
-    assert resolve_table(None, tmp_path, "lenet5", "fashion_mnist", CODE) is None
-    assert resolve_table("published", tmp_path, "lenet5", "fashion_mnist", CODE) is None
+    assert resolve_table("none", tmp_path, "lenet5", "fashion_mnist", "nercc", CODE) is None
+    assert resolve_table(None, tmp_path, "lenet5", "fashion_mnist", "nercc", CODE) is None
+    assert resolve_table("published", tmp_path, "lenet5", "fashion_mnist", "nercc", CODE) is None
     path, _, _ = publish_table(content(), tmp_path)
-    assert resolve_table("published", tmp_path, "lenet5", "fashion_mnist", CODE).path == path
-    assert resolve_table(str(path), tmp_path / "x", "vit", "mnist", CODE).path == path
+    found = resolve_table("published", tmp_path, "lenet5", "fashion_mnist", "nercc", CODE)
+    assert found.path == path
+    assert resolve_table(str(path), tmp_path / "x", "vit", "mnist", "nercc", CODE).path == path
     assert (
-        table_path(tmp_path, "vit", "mnist", {**CODE, "num_workers": 20}).name
-        == "vit_mnist_K20_N20_chebyshev.json"
+        table_path(tmp_path, "vit", "mnist", "nercc", {**CODE, "num_workers": 20}).name
+        == "vit_mnist_nercc_K20_N20_chebyshev.json"
     )
     with pytest.raises(ValueError, match="no such file"):
-        resolve_table(str(tmp_path / "missing.json"), tmp_path, "lenet5", "fashion_mnist", CODE)
+        resolve_table(
+            str(tmp_path / "missing.json"), tmp_path, "lenet5", "fashion_mnist", "nercc", CODE
+        )
     with pytest.raises(ValueError, match="must be published, none or a path"):
-        resolve_table(3, tmp_path, "lenet5", "fashion_mnist", CODE)
+        resolve_table(3, tmp_path, "lenet5", "fashion_mnist", "nercc", CODE)
+
+
+def test_each_scheme_has_its_own_table(tmp_path):
+    # tuning another scheme of the same classifier and code never replaces NeRCC's table
+    nercc, _, _ = publish_table(content(), tmp_path)
+    fh, backup, _ = publish_table(
+        content(scheme="fh", params_by_stragglers={"0": {"d": 2.0}}), tmp_path
+    )
+    assert fh.name == "lenet5_fashion_mnist_fh_K20_N100_chebyshev.json" and backup is None
+    assert load_table(nercc).scheme == "nercc" and load_table(fh).by_stragglers == {0: {"d": 2.0}}
+    assert resolve_table("published", tmp_path, "lenet5", "fashion_mnist", "fh", CODE).path == fh
+    assert resolve_table("published", tmp_path, "lenet5", "fashion_mnist", "bacc", CODE) is None
 
 
 @pytest.mark.parametrize(("recorded", "warned"), [(None, False), ("abc", False), ("def", True)])
