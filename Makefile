@@ -38,7 +38,7 @@ models: $(STAMP) data
 	$(PY) -m nercc.train experiment=lenet5_mnist
 
 # Chooses NeRCC's lambdas per S on the validation split for the three default models (training a
-# missing one first), publishes outputs/lambdas/<model>_fashion_mnist_K<K>_N<N>_chebyshev.json and
+# missing one first), publishes outputs/lambdas/<model>_fashion_mnist_nercc_K<K>_N<N>_chebyshev.json and
 # evaluates each table on the test split.
 CKPT := outputs/checkpoints
 tune: $(STAMP) data
@@ -62,7 +62,7 @@ figures: $(STAMP) data
 
 # The first time: trains LeNet5 and tunes its lambdas (2 minutes together on an idle machine).
 LENET := $(CKPT)/lenet5_fashion_mnist.ckpt
-LENET_TABLE := outputs/lambdas/lenet5_fashion_mnist_K20_N100_chebyshev.json
+LENET_TABLE := outputs/lambdas/lenet5_fashion_mnist_nercc_K20_N100_chebyshev.json
 run: $(STAMP) data
 	@test -f $(LENET) || $(PY) -m nercc.train experiment=lenet5_fashion_mnist
 	@test -f $(LENET_TABLE) || $(PY) -m nercc.tune experiment=paper/lenet5 tune.test=false

@@ -4,7 +4,7 @@ On the validation split (``tune.split``), evaluates a grid of settings (``tune.s
 classifier pass per encoder setting, every decoder setting, S and pattern reusing it) or Optuna's
 TPE (``tune.search=optuna``), picks the best setting per S by ``tune.objective``, writes
 ``grid.csv``, ``table.json`` and heatmaps in the run folder, publishes the table to
-``outputs/lambdas/<model>_<dataset>_K<K>_N<N>_<points>.json`` (the previous one kept as
+``outputs/lambdas/<model>_<dataset>_<scheme>_K<K>_N<N>_<points>.json`` (the previous one kept as
 ``*.previous.json``), then runs the coded evaluation of the run's own ``table.json`` (never the
 published path, which a concurrent tuner may have replaced) on ``eval.split`` (test) in
 ``<run>/test``. ``grid.csv`` is rewritten after every evaluation round or trial, so an

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from nercc.coding import CodingScheme
-from nercc.utils.instantiate import build_checked
+from nercc.utils.instantiate import build_checked, target_class
 
-__all__ = ["SPREAD_SUFFIXES", "SchemeVariant", "build_scheme"]
+__all__ = ["SPREAD_SUFFIXES", "SchemeVariant", "build_scheme", "scheme_class"]
 
 #: The suffixes of the result columns that give a parameter's spread over a row's patterns
 #: (``lam_dec_min``, ``lam_dec_max`` beside ``lam_dec``, the median).
@@ -62,3 +62,13 @@ def build_scheme(name: str, node: Mapping[str, Any], **overrides: Any) -> Coding
     if not isinstance(scheme, CodingScheme):
         raise ValueError(f"scheme.{name} must build a CodingScheme, got {type(scheme).__name__}")
     return scheme
+
+
+def scheme_class(node: Any) -> type[CodingScheme] | None:
+    """The coding scheme class a scheme config's ``_target_`` names (what it declares:
+    :attr:`nercc.coding.CodingScheme.tunables`, ...); None where the node names no importable
+    scheme class (building it then says why)."""
+    if not isinstance(node, Mapping) and not hasattr(node, "get"):
+        return None
+    found = target_class(str(node.get("_target_", "")))
+    return found if found is not None and issubclass(found, CodingScheme) else None

@@ -19,7 +19,6 @@ This module imports only the standard library, OmegaConf and numpy-level code.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import netrc
@@ -33,14 +32,15 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nercc.coding.base import CodingScheme
 from nercc.coding.params import Tunable
 from nercc.coding.points import LAYOUTS as POINT_LAYOUTS
 from nercc.data.sources import DATASETS, FORMATS, SYNTHETIC_DEFAULTS
+from nercc.evaluation.variants import scheme_class
 from nercc.serving.plan import UNCODED
 from nercc.stragglers import DelayModel, Setting, several_s_refusal
 from nercc.tuning.grid import TABLE_KEY
 from nercc.utils.errors import ConfigError, show
+from nercc.utils.instantiate import target_class
 
 __all__ = [
     "ConfigError",
@@ -545,15 +545,6 @@ def _is_uncoded(node: DictConfig) -> bool:
 AUTO_MEANING = "auto: calibrated on validation images"
 
 
-def scheme_class(node: Any) -> type[CodingScheme] | None:
-    """The coding scheme class a scheme node's ``_target_`` names; None where it names none (its
-    instantiation then says why)."""
-    if not isinstance(node, DictConfig | dict) or "_target_" not in node:
-        return None
-    found = _target_class(node["_target_"])
-    return found if found is not None and issubclass(found, CodingScheme) else None
-
-
 def _declared(node: Any) -> dict[str, Tunable]:
     """The tunable parameters the scheme of ``node`` declares, by name (none for a scheme class
     that cannot be imported)."""
@@ -728,7 +719,7 @@ def _model_settings(
     a target that cannot be imported or declares nothing gives (None, {}) and is left to its
     instantiation."""
     node = get(cfg, where)
-    cls = _target_class(node["_target_"])
+    cls = target_class(node["_target_"])
     settings = getattr(cls, "settings", None)
     if not isinstance(settings, tuple) or not all(isinstance(s, Setting) for s in settings):
         return None, {}
@@ -754,16 +745,6 @@ def _model_settings(
                 high_open=setting.high_open, optional=setting.optional, default=setting.default,
             )  # fmt: skip
     return cls, values
-
-
-def _target_class(target: Any) -> type | None:
-    """The class a ``_target_`` names, or None where it cannot be imported."""
-    module, _, name = str(target).rpartition(".")
-    try:
-        found = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return None
-    return found if isinstance(found, type) else None
 
 
 def coded_memory_terms(

@@ -17,9 +17,9 @@ from omegaconf import DictConfig, open_dict
 
 from nercc.coding import CodingScheme, Tunable
 from nercc.evaluation.runner import run_coded
-from nercc.evaluation.variants import SchemeVariant
+from nercc.evaluation.variants import SchemeVariant, scheme_class
 from nercc.tuning.auto import AUTO, auto_table, best_rows
-from nercc.tuning.grid import TABLE_KEY, _scheme_class, expand_schemes
+from nercc.tuning.grid import TABLE_KEY, expand_schemes
 from nercc.tuning.tables import ParamTable
 
 __all__ = ["auto_params", "calibrate_auto", "placeholders", "with_params"]
@@ -28,7 +28,7 @@ __all__ = ["auto_params", "calibrate_auto", "placeholders", "with_params"]
 def auto_params(node: Any) -> list[str]:
     """The parameters of a scheme node that say ``auto``, among those its scheme declares may be
     calibrated (:attr:`nercc.coding.Tunable.auto`), in declared order."""
-    scheme = _scheme_class(str(node.get("_target_", "")))
+    scheme = scheme_class(node)
     if scheme is None:
         return []
     return [t.name for t in scheme.tunables if t.auto and node.get(t.name) == AUTO]
@@ -38,7 +38,7 @@ def placeholders(node: Any, params: list[str]) -> dict[str, Any]:
     """A value of each ``auto`` parameter of ``node`` that its scheme accepts, standing in for
     ``auto`` while the config is checked: the first of its declared candidates, else of its
     grid, else its lower bound (NeRCC's lambdas: 0)."""
-    scheme = _scheme_class(str(node.get("_target_", "")))
+    scheme = scheme_class(node)
     assert scheme is not None  # auto_params found them
     return {name: _placeholder(scheme.tunable(name)) for name in params}
 

@@ -4,16 +4,14 @@ each used only at its straggler counts."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nercc.coding import CodingScheme
-from nercc.evaluation.variants import SchemeVariant, build_scheme
+from nercc.evaluation.variants import SchemeVariant, build_scheme, scheme_class
 from nercc.tuning.tables import ParamTable
 
 __all__ = ["TABLE_KEY", "expand_schemes", "format_params", "open_settings"]
@@ -23,21 +21,11 @@ __all__ = ["TABLE_KEY", "expand_schemes", "format_params", "open_settings"]
 TABLE_KEY = "lambdas"
 
 
-@functools.cache
-def _scheme_class(target: str) -> type[CodingScheme] | None:
-    """The scheme class a ``_target_`` names, or None where it names none."""
-    try:
-        found = get_class(target)
-    except Exception:  # not importable: building the scheme says why
-        return None
-    return found if isinstance(found, type) and issubclass(found, CodingScheme) else None
-
-
 def _setting(node: Mapping[str, Any], key: str) -> str:
     """The setting a parameter of the scheme entry ``node`` gives, as its scheme declares it
     (:attr:`nercc.coding.Tunable.setting`: NeRCC's ``df_enc`` and ``lam_enc`` give ``lam_enc``);
     the key itself where the scheme declares no such parameter."""
-    scheme = _scheme_class(str(node.get("_target_", "")))
+    scheme = scheme_class(node)
     if scheme is not None and key in {t.name for t in scheme.tunables}:
         return scheme.tunable(key).setting
     return key

@@ -6,14 +6,28 @@ the task wrapper, warning filters) live in :mod:`nercc.runtime`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib
 import json
 from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-__all__ = ["build", "build_all", "build_checked", "config_hash", "plain"]
+__all__ = ["build", "build_all", "build_checked", "config_hash", "plain", "target_class"]
+
+
+@functools.cache
+def target_class(target: str) -> type | None:
+    """The class a ``_target_`` string names, or None where it names no importable class (the
+    instantiation then says why)."""
+    module, _, name = str(target).rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    return found if isinstance(found, type) else None
 
 
 def build(node: DictConfig | None, **kwargs: Any) -> Any:
