@@ -499,8 +499,8 @@ def memory(monkeypatch):
         return terms
 
     state = {"available": 2**62}
-    monkeypatch.setattr(checks, "coded_memory_terms", recording)
-    monkeypatch.setattr(checks, "available_memory_bytes", lambda: state["available"])
+    monkeypatch.setattr(checks.evaluation, "coded_memory_terms", recording)
+    monkeypatch.setattr(checks.evaluation, "available_memory_bytes", lambda: state["available"])
     return seen, state
 
 
@@ -532,5 +532,5 @@ def test_the_memory_check_counts_every_encoder(compose_config, no_wandb_key, mem
 
 
 def test_unknown_memory_skips_the_check(compose_config, no_wandb_key, monkeypatch):
-    monkeypatch.setattr(checks, "available_memory_bytes", lambda: None)
+    monkeypatch.setattr(checks.evaluation, "available_memory_bytes", lambda: None)
     _eval_check(compose_config, ["eval.num_patterns=100000000", "stragglers=[0]"])
