@@ -24,8 +24,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nercc.evaluation.runner import run_coded
-from nercc.evaluation.variants import SchemeVariant, build_scheme
-from nercc.runtime.checks import check_tune, scheme_class
+from nercc.evaluation.variants import SchemeVariant, build_scheme, scheme_class
+from nercc.runtime.checks import check_tune
 from nercc.runtime.loggers import log_run
 from nercc.tasks.evaluate import check_config as check_eval_config
 from nercc.tasks.evaluate import evaluate
@@ -128,10 +128,58 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     data, classifier = loaded.data, loaded.classifier
     loggers = build_all(cfg.get("logger"))
     out = Path(cfg.paths.output_dir)
+    rows, grid_rows = _search(cfg, val, plan, space, data, classifier)
+    best = best_by_stragglers(rows, t.scheme, names, t.objective)
+    missing = [s for s in cfg.stragglers if s not in best]
+    if missing:
+        raise ValueError(f"tune: no finite {t.objective} of {t.scheme} at S={missing}")
+    summary = _summary(t, rows, best)
+    content = _table_content(cfg, space, rows, best, summary, classifier.info)
+    write_csv(out / "grid.csv", rows)
+    write_json(out / "table.json", table_document(content))
+    heatmaps = _heatmaps(cfg, grid_rows, best, names, out)
+    _print_summary(cfg, summary)
+    tuned = [r for r in rows if r["scheme"] == t.scheme]
+    grid_columns = ["num_stragglers", *names, "mse", "acc", "rel_acc", "agreement"]
+    best_columns = list(summary[0])
+    log_run(
+        loggers,
+        plain(cfg),
+        tables={
+            "tune/grid": (grid_columns, [[r.get(c) for c in grid_columns] for r in tuned]),
+            "tune/best": (best_columns, [[r.get(c) for c in best_columns] for r in summary]),
+        },
+        images={f"tune/{t.objective}_S{s}": path for s, path in heatmaps.items()},
+    )
+    # the test reads the run's own table: a concurrent tuner may replace the published one
+    table_file = out / "table.json"
+    metrics: dict[str, Any] = {"table": content, "table_path": str(table_file)}
+    if t.publish:
+        metrics["published_table"] = _publish(content, cfg.paths.lambdas_dir, started, table_file)
+    if t.test:
+        metrics.update(_test(cfg, table_file, names, out / "test"))
+    write_json(out / "metrics.json", {k: v for k, v in metrics.items() if k != "table"})
+    return metrics, {"data": data, "classifier": classifier, "rows": rows}
+
+
+def _search(
+    cfg: DictConfig,
+    val: DictConfig,
+    plan: Any,
+    space: dict[str, list[float]],
+    data: Any,
+    classifier: Any,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run the search of ``cfg.tune`` on the validation config ``val``: every row (the
+    baseline's, the grid's or the trials', then the refinement's) and the rows before any
+    refinement (the heatmaps' grid). Rows are kept in ``<run>/grid.csv`` as they are found, so
+    that an interrupted search keeps them."""
+    t = cfg.tune
+    names = list(space)
+    out = Path(cfg.paths.output_dir)
     finished: list[dict[str, Any]] = []
 
     def save(new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Keep ``new`` rows in ``<run>/grid.csv`` at once: an interrupted search keeps them."""
         finished.extend(new)
         if finished:
             write_csv(out / "grid.csv", finished)
@@ -140,42 +188,43 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if t.search == "grid":
         rows, _ = run_coded(val, plan.variants, plan.straggler_factory, data, classifier)
         save(rows)
-    else:
-        baseline = [v for v in plan.variants if v.name != t.scheme]
-        rows, _ = (
-            run_coded(val, baseline, plan.straggler_factory, data, classifier)
-            if baseline
-            else ([], None)
-        )
-        save(rows)
+        return rows + _refine(val, plan, data, classifier, rows, names, save), list(rows)
+    baseline = [v for v in plan.variants if v.name != t.scheme]
+    rows, _ = (
+        run_coded(val, baseline, plan.straggler_factory, data, classifier)
+        if baseline
+        else ([], None)
+    )
+    save(rows)
 
-        def trial(params: dict[str, float]) -> list[dict[str, Any]]:
-            one = val.copy()
-            with open_dict(one):
-                one.scheme = {t.scheme: {**OmegaConf.to_container(val.scheme[t.scheme]), **params}}
-            variants = check_eval_config(one).variants
-            found, _ = run_coded(one, variants, plan.straggler_factory, data, classifier)
-            return save(found)
+    def trial(params: dict[str, float]) -> list[dict[str, Any]]:
+        one = val.copy()
+        with open_dict(one):
+            one.scheme = {t.scheme: {**OmegaConf.to_container(val.scheme[t.scheme]), **params}}
+        variants = check_eval_config(one).variants
+        found, _ = run_coded(one, variants, plan.straggler_factory, data, classifier)
+        return save(found)
 
-        scheme = scheme_class(cfg.scheme[t.scheme])
-        rows += tpe_search(
-            trial,
-            space,
-            list(cfg.stragglers),
-            t.objective,
-            t.optuna.n_trials,
-            t.optuna.seed,
-            {name: scheme.tunable(name) for name in names},  # type: ignore[union-attr]
-        )
-    grid_rows = list(rows)
-    if t.search == "grid":
-        rows += _refine(val, plan, data, classifier, rows, names, save)
-    best = best_by_stragglers(rows, t.scheme, names, t.objective)
-    missing = [s for s in cfg.stragglers if s not in best]
-    if missing:
-        raise ValueError(f"tune: no finite {t.objective} of {t.scheme} at S={missing}")
+    scheme = scheme_class(cfg.scheme[t.scheme])
+    rows += tpe_search(
+        trial,
+        space,
+        list(cfg.stragglers),
+        t.objective,
+        t.optuna.n_trials,
+        t.optuna.seed,
+        {name: scheme.tunable(name) for name in names},  # type: ignore[union-attr]
+    )
+    return rows, list(rows)
+
+
+def _summary(
+    t: DictConfig, rows: list[dict[str, Any]], best: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One row per S: the chosen setting, its validation objective, mse and rel_acc, and the
+    baseline's beside them."""
     baseline_rows = {r["num_stragglers"]: r for r in rows if r["scheme"] == t.baseline}
-    summary = [
+    return [
         {
             "num_stragglers": s,
             **chosen["params"],
@@ -193,13 +242,25 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         }
         for s, chosen in best.items()
     ]
-    node = cfg.scheme[t.scheme]
-    content = {
+
+
+def _table_content(
+    cfg: DictConfig,
+    space: dict[str, list[float]],
+    rows: list[dict[str, Any]],
+    best: dict[int, dict[str, Any]],
+    summary: list[dict[str, Any]],
+    classifier: dict[str, Any],
+) -> dict[str, Any]:
+    """The table's content: the setting per S, its validation row, and how it was found
+    (``classifier``: the classifier's ``info``, its checkpoint and content hash)."""
+    t = cfg.tune
+    return {
         "scheme": t.scheme,
         "model": cfg.model_name,
         "dataset": cfg.data.name,
-        "code": code_key(node),
-        "checkpoint_sha256": classifier.info["sha256"],
+        "code": code_key(cfg.scheme[t.scheme]),
+        "checkpoint_sha256": classifier["sha256"],
         "params_by_stragglers": {str(s): chosen["params"] for s, chosen in best.items()},
         "validation": {str(row["num_stragglers"]): row for row in summary},
         "found_by": {
@@ -213,63 +274,48 @@ def tune(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "objective": t.objective,
             "straggler": plain(cfg.straggler) if OmegaConf.is_dict(cfg.straggler) else None,
             "seed": cfg.seed,
-            "checkpoint": classifier.info["path"],
+            "checkpoint": classifier["path"],
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         },
     }
-    write_csv(out / "grid.csv", rows)
-    write_json(out / "table.json", table_document(content))
-    heatmaps = _heatmaps(cfg, grid_rows, best, names, out)
-    _print_summary(cfg, summary)
-    tuned = [r for r in rows if r["scheme"] == t.scheme]
-    grid_columns = ["num_stragglers", *names, "mse", "acc", "rel_acc", "agreement"]
-    best_columns = list(summary[0])
-    log_run(
-        loggers,
-        plain(cfg),
-        tables={
-            "tune/grid": (grid_columns, [[r.get(c) for c in grid_columns] for r in tuned]),
-            "tune/best": (best_columns, [[r.get(c) for c in best_columns] for r in summary]),
-        },
-        images={f"tune/{t.objective}_S{s}": path for s, path in heatmaps.items()},
-    )
 
-    # the test reads the run's own table: a concurrent tuner may replace the published one
-    table_file = out / "table.json"
-    metrics: dict[str, Any] = {"table": content, "table_path": str(table_file)}
-    if t.publish:
-        published, backup, replaced_at = publish_table(
-            content, cfg.paths.lambdas_dir, since=started
+
+def _publish(content: dict[str, Any], directory: Any, started: float, table_file: Path) -> str:
+    """Publish the table in ``directory``; say what it replaced (another run's table published
+    since ``started``: a warning). Returns the published path."""
+    published, backup, replaced_at = publish_table(content, directory, since=started)
+    log.info(f"published {published}")
+    if replaced_at is not None:
+        when = replaced_at.isoformat(timespec="seconds")
+        log.warning(
+            f"replaced a table published by another run at {when} (kept as {backup}); "
+            f"this run's table is also in {table_file}"
         )
-        metrics["published_table"] = str(published)
-        log.info(f"published {published}")
-        if replaced_at is not None:
-            when = replaced_at.isoformat(timespec="seconds")
-            log.warning(
-                f"replaced a table published by another run at {when} (kept as {backup}); "
-                f"this run's table is also in {table_file}"
-            )
-        elif backup is not None:
-            log.info(f"note: it replaces the previous table, kept as {backup}")
-    if t.test:
-        test = cfg.copy()
-        with open_dict(test):
-            test.scheme[t.scheme][TABLE_KEY] = str(table_file)
-            for name in names:
-                test.scheme[t.scheme][name] = None
-            test.paths.output_dir = str(out / "test")
-        test_metrics, _ = evaluate(test)
-        metrics.update(test_metrics)
-        metrics["ratio_upper_half"] = upper_half_ratio(
-            test_metrics["rows"], t.scheme, t.baseline, list(cfg.stragglers)
+    elif backup is not None:
+        log.info(f"note: it replaces the previous table, kept as {backup}")
+    return str(published)
+
+
+def _test(cfg: DictConfig, table_file: Path, names: list[str], folder: Path) -> dict[str, Any]:
+    """Evaluate the run's table on ``eval.split`` in ``folder``: the evaluation's metrics and
+    ``ratio_upper_half`` (the tuned scheme's mse over the baseline's, upper half of S)."""
+    t = cfg.tune
+    test = cfg.copy()
+    with open_dict(test):
+        test.scheme[t.scheme][TABLE_KEY] = str(table_file)
+        for name in names:
+            test.scheme[t.scheme][name] = None
+        test.paths.output_dir = str(folder)
+    metrics, _ = evaluate(test)
+    metrics["ratio_upper_half"] = upper_half_ratio(
+        metrics["rows"], t.scheme, t.baseline, list(cfg.stragglers)
+    )
+    if metrics["ratio_upper_half"] is not None:
+        log.info(
+            f"test: mean {t.scheme}/{t.baseline} mse ratio over the upper half of S "
+            f"{metrics['ratio_upper_half']:.3f}"
         )
-        if metrics["ratio_upper_half"] is not None:
-            log.info(
-                f"test: mean {t.scheme}/{t.baseline} mse ratio over the upper half of S "
-                f"{metrics['ratio_upper_half']:.3f}"
-            )
-    write_json(out / "metrics.json", {k: v for k, v in metrics.items() if k != "table"})
-    return metrics, {"data": data, "classifier": classifier, "rows": rows}
+    return metrics
 
 
 def _refine(
