@@ -31,6 +31,7 @@ from nercc.coding import CodingScheme
 from nercc.serving.cluster import freeze_startup_heap
 from nercc.serving.frontend import Frontend, NonFiniteOutputs, QueryFailed
 from nercc.serving.images import MAX_BODY_BYTES, parse_image
+from nercc.serving.plan import ENDPOINT_CPUS
 from nercc.stragglers import WaitPolicy
 
 __all__ = ["BodyTooLarge", "PredictEndpoint", "http_endpoint", "read_body"]
@@ -186,7 +187,7 @@ def http_endpoint(
     image_shape: tuple[int, int, int],
     host: str = "127.0.0.1",
     port: int = 8000,
-    num_cpus: float = 0.1,
+    num_cpus: float = ENDPOINT_CPUS,
     shutdown: bool = True,
     max_body_bytes: int = MAX_BODY_BYTES,
     **options: Any,

@@ -21,10 +21,21 @@ from nercc.tuning.planning import scheme_tables, untuned
 from nercc.utils.errors import ConfigError
 from nercc.utils.instantiate import build_checked
 
-__all__ = ["UNCODED", "ServingPlan", "model_loader", "serving_plan", "table_warnings"]
+__all__ = [
+    "ENDPOINT_CPUS",
+    "UNCODED",
+    "ServingPlan",
+    "model_loader",
+    "serving_plan",
+    "table_warnings",
+]
 
 #: The scheme every serving config can serve without a node of its own: K workers, no code.
 UNCODED = "uncoded"
+
+#: The CPU share of the HTTP deployment's replica (:func:`nercc.serving.endpoint.http_endpoint`),
+#: which the workers' shares must leave free on a local instance.
+ENDPOINT_CPUS = 0.1
 
 
 @dataclass

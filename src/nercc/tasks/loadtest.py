@@ -16,10 +16,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from nercc.runtime.checks import check_checkpoint_exists, check_loadtest, expected_input
+from nercc.runtime.checks import check_loadtest, expected_input
 from nercc.runtime.loggers import log_run
 from nercc.serving.plan import model_loader, serving_plan, table_warnings
-from nercc.utils.instantiate import build, build_all, plain
+from nercc.tasks.setup import load_task_inputs
+from nercc.utils.instantiate import build_all, plain
 
 __all__ = ["loadtest"]
 
@@ -56,19 +57,12 @@ def loadtest(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         from nercc.serving.address import check_bind
 
         check_bind(cfg.serving.host, int(cfg.serving.port))
-    checkpoint = check_checkpoint_exists(cfg)
-    names = list(cfg.loadtest.schemes)
-    plan = serving_plan(cfg, names)
+    plan = serving_plan(cfg, list(cfg.loadtest.schemes))
     import torch
 
-    from nercc.models import load_classifier
-
-    data = build(cfg.data)
-    data.setup("test")
-    images, labels = _queries(data, cfg.loadtest.split, int(cfg.loadtest.num_queries))
-    classifier = load_classifier(
-        cfg.model_name, cfg.data.name, cfg.paths.checkpoint_dir, **expected_input(cfg)
-    )
+    loaded = load_task_inputs(cfg, hardware=False, seed=False)
+    checkpoint, classifier = loaded.checkpoint, loaded.classifier
+    images, labels = _queries(loaded.data, cfg.loadtest.split, int(cfg.loadtest.num_queries))
     with torch.inference_mode():
         base = classifier(torch.from_numpy(images)).argmax(dim=1).numpy()
     for note in plan.notes:

@@ -42,7 +42,11 @@ class Loaded:
 
 
 def load_task_inputs(
-    cfg: DictConfig, *, hardware: bool = True, batches: DictConfig | None = None
+    cfg: DictConfig,
+    *,
+    hardware: bool = True,
+    seed: bool = True,
+    batches: DictConfig | None = None,
 ) -> Loaded:
     """Load what a task needs, cheapest check first: the checkpoint is there, the trainer fits
     this machine, the seed, the data, every process gets a batch, then the classifier (whose
@@ -54,6 +58,9 @@ def load_task_inputs(
         The task's checked config (``model_name``, ``data``, ``paths``, ``seed``, ``trainer``).
     hardware : bool, optional
         Check ``cfg.trainer`` against this machine (tasks that run a Lightning trainer).
+    seed : bool, optional
+        Seed every generator with ``cfg.seed`` (tasks whose randomness is not seeded
+        explicitly; the load test passes ``cfg.seed`` to what draws).
     batches : DictConfig, optional
         The config whose ``eval`` node is run (the validation one when tuning): its batches are
         checked against the split's size and the processes.
@@ -68,7 +75,8 @@ def load_task_inputs(
 
     from nercc.models import load_classifier
 
-    pl.seed_everything(cfg.seed, workers=True)
+    if seed:
+        pl.seed_everything(cfg.seed, workers=True)
     data = build(cfg.data)
     data.setup("test")
     if batches is not None:

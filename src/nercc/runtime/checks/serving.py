@@ -12,7 +12,7 @@ from nercc.data.sources import SYNTHETIC_DEFAULTS
 from nercc.runtime.checks.common import check_data, check_loggers, check_seed, check_writable
 from nercc.runtime.checks.readers import as_list, choice, get, integer, number
 from nercc.runtime.checks.schemes import check_schemes, declared_tunables, model_settings
-from nercc.serving.plan import UNCODED
+from nercc.serving.plan import ENDPOINT_CPUS, UNCODED
 from nercc.stragglers import DelayModel
 from nercc.utils.errors import ConfigError
 
@@ -22,10 +22,6 @@ def served_schemes(cfg: DictConfig) -> list[str]:
     group (``scheme=all``: nercc, bacc and replication)."""
     schemes = get(cfg, "scheme", None)
     return [UNCODED, *(schemes if isinstance(schemes, DictConfig) else [])]
-
-
-#: The CPU share of the HTTP deployment's replica (nercc.serving.endpoint).
-ENDPOINT_CPUS = 0.1
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
