@@ -1,7 +1,10 @@
-"""Running one function in several processes at once, for the tests of concurrent writers."""
+"""Running code in other processes: one function in several at once (the tests of concurrent
+writers), and a snippet in a fresh interpreter (what an import loads)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -21,3 +24,13 @@ def run_together(context: Any, target: Callable[..., None], root: str, count: in
         process.join(timeout=60)
     assert all(process.exitcode == 0 for process in processes)
     return found
+
+
+def fresh_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (this one's); return what it printed, stripped, after
+    checking that it exited 0."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()

@@ -17,6 +17,7 @@ from nercc.stragglers import (
     WorstCaseStragglers,
     several_s_refusal,
 )
+from tests.processes import fresh_python
 
 
 def gen(seed=0):
@@ -466,14 +467,8 @@ def test_several_s_are_refused_once_with_the_list_and_the_fix():
 
 
 def test_reading_the_declarations_imports_no_torch():
-    import subprocess
-    import sys
-
     code = (
         "import sys; from nercc.stragglers import LatencyStragglers as L; L.settings; "
         "L(num_stragglers=2).uses_num_stragglers; print('torch' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+    assert fresh_python(code) == "False"

@@ -23,14 +23,7 @@ from nercc.coding import (
     floater_hormann_weights,
     make_points,
 )
-
-
-def patterns(num_workers, stragglers, count, seed=0):
-    rng = np.random.default_rng(seed)
-    masks = np.ones((count, num_workers), dtype=bool)
-    for row in masks:
-        row[rng.choice(num_workers, stragglers, replace=False)] = False
-    return masks
+from tests.unit.coding.patterns import random_patterns
 
 
 def textbook_weights(nodes, d):
@@ -140,7 +133,7 @@ def test_bad_arguments_are_named(call, match):
 def test_the_scheme_of_degree_zero_is_bacc(layout):
     fh, bacc = FloaterHormann(8, 30, points=layout, d=0), BACC(8, 30, points=layout)
     np.testing.assert_allclose(fh.encoder_matrix(), bacc.encoder_matrix(), rtol=0, atol=1e-12)
-    masks = np.concatenate([patterns(30, s, 4, seed=s) for s in (0, 3, 11, 25)])
+    masks = np.concatenate([random_patterns(30, s, 4, seed=s) for s in (0, 3, 11, 25)])
     np.testing.assert_allclose(
         fh.decoder_matrices(masks), bacc.decoder_matrices(masks), rtol=0, atol=1e-12
     )
@@ -153,7 +146,7 @@ def test_the_matrices_are_the_interpolants_on_the_points(d):
     np.testing.assert_allclose(
         scheme.encoder_matrix(), floater_hormann_matrix(scheme.alphas, scheme.betas, d)
     )
-    mask = patterns(20, 5, 1, seed=d)[0]
+    mask = random_patterns(20, 5, 1, seed=d)[0]
     decoder = scheme.decoder_matrix(mask)
     np.testing.assert_array_equal(decoder[:, ~mask], 0.0)
     # the answering betas re-indexed in ascending order, as BACC's decoder does
@@ -209,7 +202,7 @@ def test_fewer_answers_than_inputs_warn_like_bacc():
 
 def test_pickling_keeps_the_scheme_and_starts_empty_caches():
     scheme = FloaterHormann(5, 14, points="uniform", d=3)
-    masks = patterns(14, 4, 3)
+    masks = random_patterns(14, 4, 3)
     decoders = scheme.decoder_matrices(masks)
     other = pickle.loads(pickle.dumps(scheme))
     assert (
@@ -230,7 +223,7 @@ def test_params_rebuild_the_scheme_and_the_degree_keys_the_decoder():
     keys = {FloaterHormann(6, 18, d=d).decoder_key() for d in range(4)}
     assert len(keys) == 4 and BACC(6, 18).decoder_key() not in keys
     outputs = np.random.default_rng(2).normal(size=(3, 18, 2))
-    masks = patterns(18, 5, 3)
+    masks = random_patterns(18, 5, 3)
     _, params = scheme.decode_each_with_params(outputs, masks)
     assert list(params) == ["d"] and params["d"].tolist() == [2.0, 2.0, 2.0]
 

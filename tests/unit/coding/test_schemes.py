@@ -18,14 +18,7 @@ from nercc.coding import (
     berrut_matrix,
     smoothing_spline_matrix,
 )
-
-
-def random_patterns(num_workers, stragglers, count, seed=0):
-    rng = np.random.default_rng(seed)
-    masks = np.ones((count, num_workers), dtype=bool)
-    for row in masks:
-        row[rng.choice(num_workers, stragglers, replace=False)] = False
-    return masks
+from tests.unit.coding.patterns import random_patterns
 
 
 def make_schemes():

@@ -28,6 +28,7 @@ from nercc.serving.frontend import (  # noqa: E402
 )
 from nercc.serving.http_errors import NO_ANSWER, UNAVAILABLE, JsonErrors  # noqa: E402
 from nercc.utils.errors import ConfigError  # noqa: E402
+from tests.processes import fresh_python
 
 SHAPE = (1, 2, 2)
 PIXELS = b"[[0.5, 0.25], [0, 1]]"
@@ -332,17 +333,11 @@ def test_json_answers_and_successes_pass_unchanged():
 
 
 def test_the_middleware_module_imports_neither_torch_nor_the_codes():
-    import subprocess
-    import sys
-
     code = (
         "import sys; import nercc.serving.http_errors as m; m.proxy_middlewares(); "
         "print(sorted(n for n in ('torch', 'nercc.coding', 'ray') if n in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert fresh_python(code) == "[]"
 
 
 def test_non_finite_estimates_name_their_cause():
