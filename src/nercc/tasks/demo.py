@@ -29,6 +29,7 @@ from nercc.runtime.checks import (
     get,
     integer,
     integer_list,
+    is_number,
 )
 from nercc.stragglers import FixedStragglers
 from nercc.utils.errors import ConfigError
@@ -48,10 +49,6 @@ def _schemes(
         name = f"nercc({lam_enc:g}, {lam_dec:g})"
         schemes[name] = NeRCC(num_inputs, num_workers, lam_enc, lam_dec, points=points)
     return schemes
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
 
 
 def check_config(cfg: DictConfig) -> Callable[..., Any]:
@@ -85,7 +82,7 @@ def check_config(cfg: DictConfig) -> Callable[..., Any]:
     points = choice(cfg, "coding.points", LAYOUTS)
     pairs = get(cfg, "nercc_lams")
     ok = isinstance(pairs, ListConfig) and all(
-        isinstance(p, ListConfig) and len(p) == 2 and all(_is_number(v) and v >= 0 for v in p)
+        isinstance(p, ListConfig) and len(p) == 2 and all(is_number(v) and v >= 0 for v in p)
         for p in pairs
     )
     if not ok or not len(pairs):

@@ -36,10 +36,12 @@ def as_list(value: Any) -> list | None:
 
 
 def is_int(value: Any) -> bool:
+    """Whether ``value`` is an int (a bool is not)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def is_number(value: Any) -> bool:
+    """Whether ``value`` is a finite int or float (a bool is not a number here)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
