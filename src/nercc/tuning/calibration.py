@@ -126,8 +126,7 @@ def calibrate_auto(
             "candidates": {p: candidates[p] for p in params},
             "model": cfg.model_name, "dataset": cfg.data.name,
         }  # fmt: skip
-        code = {k: getattr(placeholder, k) for k in ("num_inputs", "num_workers")}
-        code["points"] = cfg.scheme[name].get("points", "chebyshev")
+        code = {k: getattr(placeholder, k, None) for k in ("num_inputs", "num_workers", "points")}
         reported = {s: _reported(placeholder, params, row) for s, row in best.items()}
         tables[name] = auto_table(name, chosen, code, found_by, reported)
         summary[name] = chosen

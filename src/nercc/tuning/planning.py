@@ -10,11 +10,13 @@ one :class:`~nercc.utils.errors.ConfigError` naming ``scheme.<name>.lambdas``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from omegaconf import DictConfig
 
+from nercc.evaluation.variants import scheme_class
 from nercc.tuning.grid import TABLE_KEY, open_settings
 from nercc.tuning.tables import ParamTable, resolve_table
 from nercc.utils.errors import ConfigError
@@ -24,11 +26,17 @@ __all__ = ["code_key", "scheme_tables", "table_notes", "untuned"]
 
 def code_key(node: Mapping[str, Any]) -> dict[str, Any]:
     """The code a scheme node describes, as a table records it: ``num_inputs``,
-    ``num_workers`` and ``points`` (``chebyshev`` when the node names none)."""
+    ``num_workers`` and ``points`` (the scheme class's default layout when the node names
+    none)."""
+    points = node.get("points")
+    if points is None:
+        scheme = scheme_class(node)
+        argument = inspect.signature(scheme).parameters.get("points") if scheme else None
+        points = argument.default if argument is not None else None
     return {
         "num_inputs": node.get("num_inputs"),
         "num_workers": node.get("num_workers"),
-        "points": node.get("points", "chebyshev"),
+        "points": points,
     }
 
 

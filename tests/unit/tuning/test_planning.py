@@ -13,7 +13,8 @@ CODE = {"num_inputs": 8, "num_workers": 20, "points": "chebyshev"}
 
 
 def config(tmp_path, **nercc):
-    node = {"num_inputs": 8, "num_workers": 20, "lam_enc": None, "lam_dec": None}
+    node = {"_target_": "nercc.coding.NeRCC", "num_inputs": 8, "num_workers": 20}
+    node.update(lam_enc=None, lam_dec=None)
     return OmegaConf.create(
         {
             "model_name": "lenet5",
@@ -22,7 +23,7 @@ def config(tmp_path, **nercc):
             "stragglers": [0, 4],
             "scheme": {
                 "nercc": {**node, "lambdas": "published", **nercc},
-                "bacc": {"num_inputs": 8, "num_workers": 20},
+                "bacc": {"_target_": "nercc.coding.BACC", "num_inputs": 8, "num_workers": 20},
             },
         }
     )
