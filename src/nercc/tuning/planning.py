@@ -2,9 +2,10 @@
 and serving share.
 
 A scheme node names its table under :data:`~nercc.tuning.grid.TABLE_KEY` (``lambdas``:
-``published``, ``none`` or a path). :func:`scheme_tables` resolves it for the node's code (or the
-code a caller gives, e.g. serving's ``coding`` node) and turns a bad setting or a broken file into
-one :class:`~nercc.utils.errors.ConfigError` naming ``scheme.<name>.lambdas``.
+``published``, ``published:<scheme>`` (another scheme's), ``none`` or a path).
+:func:`scheme_tables` resolves it for the node's code (or the code a caller gives, e.g. serving's
+``coding`` node) and turns a bad setting or a broken file into one
+:class:`~nercc.utils.errors.ConfigError` naming ``scheme.<name>.lambdas``.
 :func:`table_notes` words what an evaluation says about the table it took (or did not find).
 """
 
@@ -88,8 +89,10 @@ def scheme_tables(
 
 
 def untuned(node: Mapping[str, Any], table: ParamTable | None) -> bool:
-    """Whether ``node`` asked for the published table and none exists yet."""
-    return table is None and node.get(TABLE_KEY) == "published"
+    """Whether ``node`` asked for a published table (its own or another scheme's) and none
+    exists yet."""
+    setting = node.get(TABLE_KEY)
+    return table is None and isinstance(setting, str) and setting.split(":")[0] == "published"
 
 
 def table_notes(cfg: DictConfig, name: str, table: ParamTable | None) -> list[str]:

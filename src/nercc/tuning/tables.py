@@ -238,13 +238,17 @@ def resolve_table(
     code: Mapping[str, Any],
 ) -> ParamTable | None:
     """The table a scheme asks for: ``published`` (the one of scheme ``scheme`` for this
-    classifier and code, :func:`table_path`; None if there is none yet), ``none``/null (no table)
-    or a path to a table file."""
+    classifier and code, :func:`table_path`; None if there is none yet), ``published:<other>``
+    (the one published for scheme ``<other>``: a robust NeRCC takes plain NeRCC's lambdas with
+    ``published:nercc``), ``none``/null (no table) or a path to a table file."""
     if setting is None or setting == "none":
         return None
     if not isinstance(setting, str) or not setting:
-        raise ValueError(f"must be published, none or a path to a table, got {setting!r}")
-    if setting == "published":
-        path = table_path(directory, model, dataset, scheme, code)
+        raise ValueError(
+            f"must be published, published:<scheme>, none or a path to a table, got {setting!r}"
+        )
+    if setting == "published" or setting.startswith("published:"):
+        owner = setting.partition(":")[2] or scheme
+        path = table_path(directory, model, dataset, owner, code)
         return load_table(path) if path.exists() else None
     return load_table(setting)

@@ -212,8 +212,17 @@ def test_resolve(tmp_path):
         resolve_table(
             str(tmp_path / "missing.json"), tmp_path, "lenet5", "fashion_mnist", "nercc", CODE
         )
-    with pytest.raises(ValueError, match="must be published, none or a path"):
+    with pytest.raises(ValueError, match="must be published, published:<scheme>, none or a path"):
         resolve_table(3, tmp_path, "lenet5", "fashion_mnist", "nercc", CODE)
+
+
+def test_a_scheme_may_take_the_table_published_for_another(tmp_path):
+    # published:<scheme> reads that scheme's table (a robust NeRCC takes NeRCC's lambdas)
+    path, _, _ = publish_table(content(), tmp_path)
+    found = resolve_table("published:nercc", tmp_path, "lenet5", "fashion_mnist", "other", CODE)
+    assert found.path == path
+    assert resolve_table("published", tmp_path, "lenet5", "fashion_mnist", "other", CODE) is None
+    assert resolve_table("published:fh", tmp_path, "lenet5", "fashion_mnist", "nercc", CODE) is None
 
 
 def test_each_scheme_has_its_own_table(tmp_path):
