@@ -24,7 +24,7 @@ LAYERS = [
     ("tuning/serving", ["nercc.tuning", "nercc.serving"]),
     ("evaluation", ["nercc.evaluation"]),
     ("models/data", ["nercc.models", "nercc.data"]),
-    ("stragglers", ["nercc.stragglers"]),
+    ("stragglers", ["nercc.stragglers", "nercc.adversaries"]),
     ("coding", ["nercc.coding"]),
     ("utils", ["nercc.utils", "nercc.paths", "nercc"]),
 ]  # fmt: skip
