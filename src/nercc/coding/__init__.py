@@ -7,7 +7,8 @@ One concept per module: :mod:`~nercc.coding.base` (the contract of every scheme)
 :mod:`~nercc.coding.params` (what a scheme declares about its parameters),
 :mod:`~nercc.coding.decoder_cache` and :mod:`~nercc.coding.spectrum_cache` (the caches a scheme
 holds), :mod:`~nercc.coding.nercc`, :mod:`~nercc.coding.bacc` and
-:mod:`~nercc.coding.baselines` (the schemes), and the numerics under them
+:mod:`~nercc.coding.baselines` (the schemes), :mod:`~nercc.coding.robust` (NeRCC and BACC
+that screen out adversarial answers), and the numerics under them
 (:mod:`~nercc.coding.points`, :mod:`~nercc.coding.splines`, :mod:`~nercc.coding.gcv`,
 :mod:`~nercc.coding.berrut`, :mod:`~nercc.coding.floater_hormann`).
 """
@@ -28,12 +29,14 @@ from nercc.coding.gcv import (
 from nercc.coding.nercc import NeRCC
 from nercc.coding.params import Choice, Tunable
 from nercc.coding.points import LAYOUTS, make_points
+from nercc.coding.robust import RobustBACC, RobustNeRCC
 from nercc.coding.splines import lam_bound, smoothing_spline_matrix
 
 #: Every scheme class by its name (the last part of a config's ``_target_``), in the order a
 #: comparison lists them.
 SCHEMES: dict[str, type[CodingScheme]] = {
-    cls.__name__: cls for cls in (NeRCC, BACC, FloaterHormann, Replication, Uncoded)
+    cls.__name__: cls
+    for cls in (NeRCC, RobustNeRCC, BACC, RobustBACC, FloaterHormann, Replication, Uncoded)
 }
 
 __all__ = [
@@ -47,6 +50,8 @@ __all__ = [
     "FloaterHormann",
     "NeRCC",
     "Replication",
+    "RobustBACC",
+    "RobustNeRCC",
     "Tunable",
     "Uncoded",
     "berrut_matrix",

@@ -13,9 +13,14 @@ estimates are underdetermined (a fit through fewer points than it must reproduce
 decoding methods then warn once per call with :class:`FewAnswersWarning` (Uncoded and Replication
 never do: they report the inputs they lose through :meth:`CodingScheme.lost` instead).
 
+A scheme that screens its answers (:attr:`CodingScheme.screens`: RobustNeRCC, RobustBACC, in
+:mod:`nercc.coding.robust`) drops those it judges adversarial before decoding, so that its
+estimates depend on the outputs beyond ``D_F @ Y``; :meth:`CodingScheme.decode_each_flagged` says
+which answers it dropped (none for every other scheme).
+
 Each scheme class declares its tunable parameters and properties as class-level data
-(:attr:`CodingScheme.tunables`, :attr:`CodingScheme.loses_inputs`, :attr:`CodingScheme.reported`;
-see :mod:`nercc.coding.params`).
+(:attr:`CodingScheme.tunables`, :attr:`CodingScheme.loses_inputs`, :attr:`CodingScheme.reported`,
+:attr:`CodingScheme.screens`; see :mod:`nercc.coding.params`).
 """
 
 from __future__ import annotations
@@ -78,6 +83,11 @@ class CodingScheme(ABC):
     #: the names of :meth:`params` for a scheme whose parameters are fixed; NeRCC reports
     #: ``lam_enc``, ``lam_dec``, ``df_enc`` and ``df_dec`` whichever were given.
     reported: ClassVar[tuple[str, ...]] = ()
+
+    #: Whether decoding may drop answers it judges adversarial (RobustNeRCC, RobustBACC): every
+    #: decoding method then decodes each pattern from the answers left, and
+    #: :meth:`decode_each_flagged` says which it dropped. False: every answer is trusted.
+    screens: ClassVar[bool] = False
 
     @classmethod
     def tunable(cls, name: str) -> Tunable:
@@ -405,12 +415,45 @@ class CodingScheme(ABC):
         FewAnswersWarning
             As :meth:`decode`: once per call when some pattern has fewer than K answers.
         """
+        return self._decode_each_checked(outputs, available, with_params=True)[:2]
+
+    def decode_each_flagged(
+        self, outputs: Any, available: Any
+    ) -> tuple[Any, dict[str, np.ndarray], np.ndarray]:
+        """Decode like :meth:`decode_each_with_params` and say which answers were dropped.
+
+        A scheme that screens its answers (:attr:`screens`: RobustNeRCC, RobustBACC) drops those
+        it judges adversarial and decodes each pattern from the rest; every other scheme trusts
+        every answer and flags none. The estimates and parameters are those of
+        :meth:`decode_each_with_params` (which screens too).
+
+        Parameters
+        ----------
+        outputs : array_like or torch.Tensor of shape (P, N, ...)
+        available : array_like of bool, shape (P, N)
+
+        Returns
+        -------
+        estimates
+            As :meth:`decode_each`: the type, dtype and device of ``outputs``, shape (P, K, ...).
+        params : dict of str to ndarray of shape (P,), float64
+            As :meth:`decode_each_with_params`.
+        flagged : ndarray of bool, shape (P, N)
+            True at the answers the decoder dropped (always within ``available``); all False for
+            a scheme that does not screen.
+
+        Warns
+        -----
+        FewAnswersWarning
+            As :meth:`decode`: once per call when some pattern has fewer than K answers.
+        """
         return self._decode_each_checked(outputs, available, with_params=True)
 
     def _decode_each_checked(
         self, outputs: Any, available: Any, with_params: bool
-    ) -> tuple[Any, dict[str, np.ndarray]]:
-        """The checked body of :meth:`decode_each` and :meth:`decode_each_with_params`."""
+    ) -> tuple[Any, dict[str, np.ndarray], np.ndarray]:
+        """The checked body of :meth:`decode_each`, :meth:`decode_each_with_params` and
+        :meth:`decode_each_flagged`."""
         outputs = arrays.as_values(outputs, "outputs")
         mask = self._check_available(available)
         shape = tuple(outputs.shape)
@@ -421,8 +464,16 @@ class CodingScheme(ABC):
             )
         self._warn_few_answers(mask)
         flat = outputs.reshape(shape[0], self.num_workers, -1)
-        estimates, params = self._decode_each(flat, mask, with_params)
-        return estimates.reshape((shape[0], self.num_inputs, *shape[2:])), params
+        estimates, params, flagged = self._decode_each_flagged(flat, mask, with_params)
+        return estimates.reshape((shape[0], self.num_inputs, *shape[2:])), params, flagged
+
+    def _decode_each_flagged(
+        self, outputs: Any, available: np.ndarray, with_params: bool
+    ) -> tuple[Any, dict[str, np.ndarray], np.ndarray]:
+        """:meth:`_decode_each` and the answers dropped (P, N): none, unless a screening scheme
+        overrides this."""
+        estimates, params = self._decode_each(outputs, available, with_params)
+        return estimates, params, np.zeros(available.shape, dtype=bool)
 
     def _decode_each(
         self, outputs: Any, available: np.ndarray, with_params: bool = False

@@ -20,6 +20,8 @@ from nercc.coding import (
     FloaterHormann,
     NeRCC,
     Replication,
+    RobustBACC,
+    RobustNeRCC,
     Tunable,
     Uncoded,
     effective_df,
@@ -45,11 +47,22 @@ INSTANCES = {
     "fh": lambda: FloaterHormann(K, N, d=2),
     "uncoded": lambda: Uncoded(K),
     "replication": lambda: Replication(K, 2),
+    "nercc_robust": lambda: RobustNeRCC(K, N, lam_enc=1e-4, lam_dec=1e-3),
+    "nercc_robust_df": lambda: RobustNeRCC(K, N, lam_enc=1e-4, df_dec=6.0),
+    "bacc_robust": lambda: RobustBACC(K, N),
 }
 
 
 def test_the_registry_holds_every_scheme_class_by_name():
-    assert list(SCHEMES) == ["NeRCC", "BACC", "FloaterHormann", "Replication", "Uncoded"]
+    assert list(SCHEMES) == [
+        "NeRCC",
+        "RobustNeRCC",
+        "BACC",
+        "RobustBACC",
+        "FloaterHormann",
+        "Replication",
+        "Uncoded",
+    ]
     for name, cls in SCHEMES.items():
         assert cls.__name__ == name and issubclass(cls, CodingScheme)
 
