@@ -3,47 +3,45 @@ r"""Robust decoding: NeRCC and BACC that screen out adversarial (Byzantine) answ
 A Byzantine worker returns an arbitrary value instead of :math:`f` at its point; every plain
 decoder here is a least-squares fit or an interpolant of the answers, so one such answer moves the
 estimates arbitrarily far. :class:`RobustNeRCC` and :class:`RobustBACC` screen the answers of each
-pattern by their leave-one-out residual against a robust scale, then decode the rest as the plain
+pattern with a robust smoothing spline, drop those it rejects, and decode the rest as the plain
 scheme would.
 
 The screening of one pattern with answering workers :math:`F` (:math:`m = |F|` answers
-:math:`y_i`, each a row of M output coordinates):
+:math:`y_i`, each a row of M output coordinates) is Tukey's biweight fit by iteratively reweighted
+smoothing splines (the robustness iterations of Cleveland's LOWESS, with a spline):
 
-1. predict every answer from the others with the scheme's own decoding curve: :math:`\hat
-   y_{-i}` is the curve fitted to the answers of :math:`F \setminus \{i\}` at their betas,
-   evaluated at :math:`\beta_i`. NeRCC: the smoothing spline with the decoder lambda the pattern
-   gets on :math:`F` (the fixed ``lam_dec``, or from ``df_dec`` or GCV on the current :math:`F`);
-   BACC: Berrut's interpolant of the other answers (signs alternating over them);
-2. score :math:`e_i = \|y_i - \hat y_{-i}\|_2` over all output coordinates;
-3. cut :math:`c = \max(\mathrm{med}(e) + s \cdot 1.4826\, \mathrm{MAD}(e),\ 10^{-9}\, r)`, with
-   :math:`s` the ``screen`` argument, :math:`\mathrm{MAD}(e) = \mathrm{med}|e - \mathrm{med}(e)|`
-   (1.4826 MAD estimates a normal standard deviation) and :math:`r` the root mean square of the
-   answers' norms :math:`\|y_i\|_2` (the floor keeps an exact fit, all :math:`e_i` at rounding
-   level, from flagging rounding noise);
-4. among the answers whose score exceeds :math:`c`, drop the one an error most likely sits at
-   (flag it): with :math:`L` the leave-one-out operator (:math:`\hat y_{-i} = \sum_j L_{ij} y_j`,
-   :math:`L_{ii} = 0`), :math:`G = I - L` and residuals :math:`R = G Y`, an error :math:`\delta`
-   in answer :math:`j` alone leaves :math:`R = g_j \delta^T` (:math:`g_j` column j of G), so the
-   one whose column matches the residuals best, :math:`\arg\max_j \|g_j^T R\|_2 / \|g_j\|_2`.
-   The largest score is not always that answer: an error also shows in the residuals of its
-   neighbours, through their leave-one-out weights on it, and an end point extrapolated from an
-   erroneous neighbour can score higher than the error itself;
-5. start again at 1 on the answers left; stop when no score exceeds the cut or
-   :math:`\lfloor (m - K)/2 \rfloor` answers were dropped (so at least :math:`K`, and at least
-   half the answers beyond :math:`K`, always remain; a pattern with at most :math:`K + 1`
-   answers is never screened).
+1. fit the natural cubic smoothing spline :math:`u` of effective degrees of freedom
+   :math:`\mathrm{df} = \min(1.5 K, m - 1)` to the answers at their betas, minimising
+   :math:`\sum_i w_i \|y_i - u(\beta_i)\|^2 / \sum_i w_i + \lambda \int \|u''\|^2` (weights
+   :math:`w_i = 1` at first; :math:`\lambda` from the df on the pattern's betas). Its degrees of
+   freedom sit between a line and the interpolant: enough for the curve an honest
+   :math:`f(u_{enc}(\beta))` draws through K inputs, too few to follow a single wrong answer;
+2. residual norms :math:`e_i = \|y_i - u(\beta_i)\|_2` over all output coordinates, and the robust
+   scale :math:`\sigma = \max(\mathrm{med}_i\, e_i,\ 10^{-9}\, \mathrm{med}_i \|y_i\|_2)` (an
+   exact fit, every :math:`e_i` at rounding level, flags nothing);
+3. :math:`t_i = e_i / (s \sigma)` with :math:`s` the ``screen`` argument, and biweights
+   :math:`w_i = (1 - t_i^2)^2` for :math:`t_i < 1`, else (nearly) 0;
+4. back to 1 with the new weights, until the rejected set :math:`\{i: t_i \ge 1\}` no longer
+   changes (at most :data:`MAX_ROUNDS` fits). The rejected answers are flagged, at most
+   :math:`\lfloor (m - K)/2 \rfloor` of them (those of largest :math:`t`), so that at least K
+   answers, and half of those beyond K, always remain.
 
-What it assumes: the honest leave-one-out residuals are of one size, so that an error far above
-it stands out. Where the decoder reproduces the honest answers exactly (NeRCC: answers linear in
-beta; Berrut: constants) gross errors are located exactly. On a real f the honest residuals
-vary along the betas (larger at the ends and where workers straggle), and a cut at
-``screen = 4`` also drops honest answers from their upper tail (at most the cap; the estimate
-then comes from fewer answers): ``screen`` trades these against missed adversaries.
+The estimate is then the plain scheme's decoding of the pattern ``available & ~flagged``: when
+exactly the adversaries are flagged, it equals the plain decoding of the honest answers. Both
+schemes screen with the same spline (BACC included: its own interpolant follows every answer
+exactly and cannot tell a wrong one from a steep one); the decoders differ after the screening.
 
-Answers holding a NaN or an infinity are flagged before step 1 (they count towards the cap),
-unless every answer of the pattern does. The estimate is then the plain scheme's decoding of the
-pattern ``available & ~flagged``, so that when exactly the adversaries are flagged it equals the
-plain decoding of the honest answers. What is screened depends on the outputs, not only on the
+What it assumes: the adversaries are a minority of the answers (the median residual is an honest
+one) and their errors are large against what the smoothing spline leaves of an honest answer.
+Errors as small as an honest residual, such as the logits of another class that look like an
+answer (``label_flip``), pass the screening; so do few large errors where the answers are sparse
+and the spline follows them. ``screen`` trades honest answers dropped (costly where they are few:
+the ends of the betas, the edges of a straggler gap) against missed adversaries; at the default
+15, on LeNet5's logits at K = 20, N = 100, S = 20, about one pattern in twenty-five drops one
+honest answer, and gross errors (5 times the answers' spread) are found nine times in ten.
+
+Answers holding a NaN or an infinity are flagged before the fits (they count towards the cap),
+unless every answer of the pattern does. What is screened depends on the outputs, not only on the
 pattern: :meth:`~nercc.coding.CodingScheme.decoder_matrix` and
 :meth:`~nercc.coding.CodingScheme.decoder_matrices` return the *plain* decoder of a pattern (what
 it decodes with when nothing is flagged; an adversary aims a targeted attack with them), while
@@ -51,17 +49,14 @@ it decodes with when nothing is flagged; an adversary aims a targeted attack wit
 :meth:`~nercc.coding.CodingScheme.decode_each_with_params` decode the screened answers and
 :meth:`~nercc.coding.CodingScheme.decode_each_flagged` reports which were dropped.
 
-Cost: patterns of one answer count are screened together, each round one batched fit of the
-:math:`p m` leave-one-out curves (:math:`m - 1` sites, one target each) of the :math:`p` patterns
-still screening, assembled into :math:`p` matrices :math:`L` (:math:`m \times m`) applied to the
-answers; a round per dropped answer, plus one.
+Cost: patterns of one answer count are screened together, each round one banded solve per
+pattern with M right-hand sides (the spline fitted to the answers directly).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from abc import abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -69,32 +64,36 @@ import numpy as np
 from nercc.coding import arrays
 from nercc.coding.bacc import BACC
 from nercc.coding.base import CodingScheme
+from nercc.coding.gcv import lam_for_df
 from nercc.coding.nercc import NeRCC
 from nercc.coding.params import Tunable
 from nercc.coding.point_scheme import PointScheme
-from nercc.coding.splines import smoothing_spline_matrices
+from nercc.coding.splines import smoothing_spline_values
 
-__all__ = ["MAD_SCALE", "SCREEN_FLOOR", "RobustBACC", "RobustNeRCC"]
+__all__ = ["MAX_ROUNDS", "SCREEN_DF", "SCREEN_FLOOR", "RobustBACC", "RobustNeRCC"]
 
-#: 1.4826 MAD estimates the standard deviation of normally distributed scores.
-MAD_SCALE = 1.4826
+#: The screening spline's effective degrees of freedom, in multiples of K (at most m - 1).
+SCREEN_DF = 1.5
 
-#: The cut never falls below this fraction of the root mean square of the answers' norms.
+#: The robust scale never falls below this fraction of the median norm of the answers.
 SCREEN_FLOOR = 1e-9
 
-#: At most this many entries in the leave-one-out matrices of one batch (p m^2; 64 MB).
-_LOO_CHUNK_ENTRIES = 1 << 23
+#: At most this many reweighted fits per pattern.
+MAX_ROUNDS = 10
+
+#: The weight of a rejected answer: the spline solver needs positive weights.
+_REJECTED_WEIGHT = 1e-12
 
 SCREEN = Tunable(
     name="screen",
     side="decoder",
-    meaning="the MAD multiplier of the screening cut: an answer whose leave-one-out residual "
-    "exceeds median + screen x 1.4826 MAD of the pattern's residuals is dropped",
+    meaning="the screening cut in median residuals: an answer whose residual from the robust "
+    "screening spline exceeds screen x the pattern's median residual is dropped",
     low=0.0,
     low_open=True,
-    log=False,
-    search=(1.5, 10.0),
-    grid=(2.0, 3.0, 4.0, 6.0),
+    log=True,
+    search=(4.0, 60.0),
+    grid=(8.0, 15.0, 30.0),
     per_pattern="never",
 )
 
@@ -106,31 +105,6 @@ def check_screen(value: object) -> float:
         if math.isfinite(number) and number > 0:
             return number
     raise ValueError(f"screen must be a finite number > 0, got {value!r}")
-
-
-def screening_cut(scores: np.ndarray, norms: np.ndarray, screen: float) -> np.ndarray:
-    r"""Return the screening cut of each row of leave-one-out scores.
-
-    :math:`c = \max(\mathrm{med}(e) + s \cdot 1.4826\, \mathrm{med}|e - \mathrm{med}(e)|,\
-    10^{-9} \sqrt{\mathrm{mean}_i \|y_i\|^2})` per row.
-
-    Parameters
-    ----------
-    scores : ndarray of shape (p, m)
-        The scores :math:`e_i \ge 0` of p patterns of m answers.
-    norms : ndarray of shape (p, m)
-        The norms of the answers :math:`\|y_i\|_2`.
-    screen : float
-        The MAD multiplier :math:`s`.
-
-    Returns
-    -------
-    ndarray of shape (p,)
-    """
-    median = np.median(scores, axis=1)
-    mad = np.median(np.abs(scores - median[:, None]), axis=1)
-    floor = SCREEN_FLOOR * row_norms(norms) / math.sqrt(norms.shape[1])
-    return np.maximum(median + screen * MAD_SCALE * mad, floor)
 
 
 def row_norms(values: np.ndarray) -> np.ndarray:
@@ -147,74 +121,78 @@ def row_norms(values: np.ndarray) -> np.ndarray:
 
 class _Screening(PointScheme):
     """What RobustNeRCC and RobustBACC share: the screening of the answers and the decoding of
-    what is left (see the module's docstring). A subclass gives :meth:`_loo_fit` and sets
-    ``screen``."""
+    what is left (see the module's docstring). A subclass sets ``screen``."""
 
     screens: ClassVar[bool] = True
     screen: float
 
-    # -- the leave-one-out curves -------------------------------------------------------------
-    @abstractmethod
-    def _loo_fit(
-        self, masks: np.ndarray, sites: np.ndarray, answers: np.ndarray, loo_sites: np.ndarray
-    ) -> np.ndarray:
-        """Operators (p m, 1, m - 1): the decoding curve of each ``loo_sites`` row (the sites of
-        pattern ``r // m`` without its site ``r % m``) at the site left out."""
+    def _screen_lam(self, sites: np.ndarray) -> np.ndarray:
+        """The screening spline's lambda for each row of ``sites`` (p, m), m >= 3."""
+        return lam_for_df(sites, min(SCREEN_DF * self.num_inputs, sites.shape[1] - 1.0))
 
-    def _loo_operators(
-        self, masks: np.ndarray, sites: np.ndarray, answers: np.ndarray
-    ) -> np.ndarray:
-        """Matrices (p, m, m) with zero diagonal: row i predicts answer i from the others."""
+    def _screen(self, sites: np.ndarray, answers: np.ndarray) -> np.ndarray:
+        """The answers (p, m) the reweighted fits reject, of p patterns of m answers (p, m, M)
+        at ``sites`` (p, m): steps 1 to 4 of the module's docstring, before the exact check."""
         p, m = sites.shape
-        others = np.array([[j for j in range(m) if j != i] for i in range(m)], dtype=np.intp)
-        loo_sites = sites[:, others].reshape(p * m, m - 1)
-        rows = self._loo_fit(masks, sites, answers, loo_sites).reshape(p, m, m - 1)
-        operators = np.zeros((p, m, m))
-        operators[:, np.arange(m)[:, None], others] = rows
-        return operators
+        lam = self._screen_lam(sites)
+        floor = SCREEN_FLOOR * np.median(row_norms(answers), axis=1)
+        weights = np.ones((p, m))
+        rejected = np.zeros((p, m), dtype=bool)
+        for _ in range(MAX_ROUNDS):
+            fitted = smoothing_spline_values(sites, answers, sites, lam, weights)
+            residuals = row_norms(answers - fitted)
+            scale = np.maximum(np.median(residuals, axis=1), floor)
+            t = residuals / (self.screen * scale[:, None])
+            now = t >= 1.0
+            weights = np.maximum((1.0 - np.minimum(t, 1.0) ** 2) ** 2, _REJECTED_WEIGHT)
+            settled = np.array_equal(now, rejected)
+            rejected = now
+            if settled:
+                break
+        return rejected
 
-    def _worst(self, values: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For patterns ``current`` (a, N) of answers ``values`` (a, N, M): the worker to drop
-        of each (a,), and whether there is one (a score above the cut; steps 1 to 4)."""
-        worst = np.zeros(len(current), dtype=np.intp)
-        exceeds = np.zeros(len(current), dtype=bool)
-        for chosen, masks, sites in self._by_size(current):
-            p, m = sites.shape
-            workers = np.nonzero(masks)[1].reshape(p, m)
-            step = max(1, _LOO_CHUNK_ENTRIES // (m * m))
-            for start in range(0, p, step):
-                part = slice(start, start + step)
-                answers = values[chosen[part]][masks[part]].reshape(-1, m, values.shape[2])
-                loo = self._loo_operators(masks[part], sites[part], answers)
-                signatures = np.eye(m) - loo  # column i: the residuals an error at i leaves
-                residuals = signatures @ answers
-                scores = row_norms(residuals)
-                matched = row_norms(signatures.transpose(0, 2, 1) @ residuals)
-                matched /= np.maximum(
-                    row_norms(signatures.transpose(0, 2, 1)), np.finfo(float).tiny
-                )
-                above = scores > screening_cut(scores, row_norms(answers), self.screen)[:, None]
-                top = np.argmax(np.where(above, matched, -1.0), axis=1)
-                rows, here = chosen[part], np.arange(len(top))
-                worst[rows] = workers[part][here, top]
-                exceeds[rows] = above[here, top]
-        return worst, exceeds
+    def _check_rejected(
+        self, values: np.ndarray, available: np.ndarray, rejected: np.ndarray
+    ) -> np.ndarray:
+        """The answers to drop (P, N): the screening spline fitted to the answers not
+        ``rejected`` alone (no weight left on the rejected ones), every answer of the pattern
+        measured against it and the scale taken from those kept; at most the cap, those
+        farthest out."""
+        flagged = np.zeros(available.shape, dtype=bool)
+        kept = available & ~rejected
+        for chosen, masks, sites in self._by_size(kept):
+            count = sites.shape[1]
+            if count < 3:
+                continue
+            answers = values[chosen][masks].reshape(*sites.shape, values.shape[2])
+            curve = smoothing_spline_values(sites, answers, self.betas, self._screen_lam(sites))
+            residuals = row_norms(values[chosen] - curve)  # (p, N)
+            floor = SCREEN_FLOOR * np.median(row_norms(answers), axis=1)
+            inside = np.where(masks, residuals, np.nan)
+            scale = np.maximum(np.nanmedian(inside, axis=1), floor)
+            t = np.where(available[chosen], residuals / (self.screen * scale[:, None]), 0.0)
+            over = t >= 1.0
+            caps = np.maximum((available[chosen].sum(axis=1) - self.num_inputs) // 2, 0)
+            order = np.argsort(-np.where(over, t, -np.inf), axis=1, kind="stable")
+            ranks = np.empty_like(order)
+            np.put_along_axis(ranks, order, np.arange(self.num_workers)[None], axis=1)
+            flagged[chosen] = over & (ranks < caps[:, None])
+        return flagged
 
     def _flag(self, values: np.ndarray, available: np.ndarray) -> np.ndarray:
         """The answers dropped (P, N) of float64 ``values`` (P, N, M) and patterns (P, N)."""
         counts = available.sum(axis=1)
-        cap = np.maximum((counts - self.num_inputs) // 2, 0)
         broken = available & ~np.isfinite(values).all(axis=2)
         flagged = broken & (broken.sum(axis=1) < counts)[:, None]  # never every answer
-        removed = flagged.sum(axis=1)
-        active = np.flatnonzero((removed < cap) & ~np.any(broken & ~flagged, axis=1))
-        while active.size:
-            current = available[active] & ~flagged[active]
-            worst, exceeds = self._worst(values[active], current)
-            hit = active[exceeds]
-            flagged[hit, worst[exceeds]] = True
-            removed[hit] += 1
-            active = hit[removed[hit] < cap[hit]]
+        clean = np.flatnonzero(~np.any(broken, axis=1) & (counts >= 3))
+        rejected = np.zeros(available.shape, dtype=bool)
+        for chosen, masks, sites in self._by_size(available[clean]):
+            rows = clean[chosen]
+            answers = values[rows][masks].reshape(*sites.shape, values.shape[2])
+            found = np.zeros(masks.shape, dtype=bool)
+            found[masks] = self._screen(sites, answers).reshape(-1)
+            rejected[rows] = found
+        flagged[clean] = self._check_rejected(values[clean], available[clean], rejected[clean])
         return flagged
 
     # -- decoding -----------------------------------------------------------------------------
@@ -257,19 +235,18 @@ class _Screening(PointScheme):
 class RobustNeRCC(_Screening, NeRCC):
     """NeRCC whose decoder screens out adversarial answers (see :mod:`nercc.coding.robust`).
 
-    Each pattern's answers are screened by their leave-one-out residuals under the pattern's
-    smoothing spline (the decoder lambda it gets: ``lam_dec``, or from ``df_dec``, or with
-    ``lam_dec="gcv"`` chosen by GCV on the answers still in, again after every drop), and the
-    rest decoded as :class:`~nercc.coding.NeRCC` decodes them.
+    Each pattern's answers are screened by a robust smoothing spline (Tukey's biweight, see the
+    module), and the rest decoded as :class:`~nercc.coding.NeRCC` decodes them (with its
+    ``lam_dec``, ``df_dec`` or ``"gcv"`` on the answers left).
 
     Parameters
     ----------
     num_inputs, num_workers, lam_enc, lam_dec, points, df_enc, df_dec, lam_grid
         As :class:`~nercc.coding.NeRCC`.
     screen : float
-        The MAD multiplier of the screening cut, finite and > 0 (4 by default): an answer is
-        dropped while its leave-one-out residual exceeds median + screen x 1.4826 MAD of the
-        pattern's residuals.
+        The screening cut in median residuals, finite and > 0 (15 by default): an answer whose
+        residual from the robust screening spline exceeds ``screen`` times the pattern's median
+        residual is dropped.
 
     Attributes
     ----------
@@ -289,35 +266,26 @@ class RobustNeRCC(_Screening, NeRCC):
         df_enc: float | None = None,
         df_dec: float | None = None,
         lam_grid: Any = None,
-        screen: float = 4.0,
+        screen: float = 15.0,
     ) -> None:
         super().__init__(
             num_inputs, num_workers, lam_enc, lam_dec, points, df_enc, df_dec, lam_grid
         )
         self.screen = check_screen(screen)
 
-    def _loo_fit(
-        self, masks: np.ndarray, sites: np.ndarray, answers: np.ndarray, loo_sites: np.ndarray
-    ) -> np.ndarray:
-        m = sites.shape[1]
-        lam, _ = self._decoder_setting(masks, sites, answers, with_df=False)
-        lam = np.repeat(lam, m) if isinstance(lam, np.ndarray) else lam
-        targets = sites.reshape(-1, 1)
-        return smoothing_spline_matrices(loo_sites, targets, lam)
-
 
 class RobustBACC(_Screening, BACC):
     """BACC whose decoder screens out adversarial answers (see :mod:`nercc.coding.robust`).
 
-    Each pattern's answers are screened by their leave-one-out residuals under Berrut's
-    interpolant of the others, and the rest decoded as :class:`~nercc.coding.BACC` decodes them.
+    Each pattern's answers are screened by a robust smoothing spline (Tukey's biweight, see the
+    module), and the rest decoded as :class:`~nercc.coding.BACC` decodes them.
 
     Parameters
     ----------
     num_inputs, num_workers, points
         As :class:`~nercc.coding.BACC`.
     screen : float
-        The MAD multiplier of the screening cut, finite and > 0 (4 by default).
+        The screening cut in median residuals, finite and > 0 (15 by default).
 
     Attributes
     ----------
@@ -328,12 +296,7 @@ class RobustBACC(_Screening, BACC):
     reported: ClassVar[tuple[str, ...]] = (*BACC.reported, "screen")
 
     def __init__(
-        self, num_inputs: int, num_workers: int, points: str = "chebyshev", screen: float = 4.0
+        self, num_inputs: int, num_workers: int, points: str = "chebyshev", screen: float = 15.0
     ) -> None:
         super().__init__(num_inputs, num_workers, points)
         self.screen = check_screen(screen)
-
-    def _loo_fit(
-        self, masks: np.ndarray, sites: np.ndarray, answers: np.ndarray, loo_sites: np.ndarray
-    ) -> np.ndarray:
-        return self._fit(loo_sites, sites.reshape(-1, 1), decoder=True)

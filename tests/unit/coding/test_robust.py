@@ -1,9 +1,9 @@
 """RobustNeRCC and RobustBACC: the screening of adversarial answers.
 
-References: the plain scheme (NeRCC, BACC) decoding the honest answers alone, and data each
-decoder reproduces exactly (NeRCC's splines reproduce answers linear in beta for every lambda;
-Berrut's interpolant reproduces constants), so that every honest leave-one-out residual is at
-rounding level and a gross error can be located exactly. Tolerances: the robust estimates equal
+References: the plain scheme (NeRCC, BACC) decoding the honest answers alone, and data the
+screening spline reproduces exactly (answers linear in beta, constants: a smoothing spline
+reproduces every line for every lambda), so that every honest residual is at rounding level and
+a gross error can be located exactly. Tolerances: the robust estimates equal
 the plain decoding of the honest subset to 1e-10 (the same code path on the same mask: in fact
 bit for bit); with nothing flagged they are the plain estimates exactly.
 """
@@ -77,7 +77,7 @@ def test_without_adversaries_nothing_is_flagged_and_the_estimates_are_the_plain_
     np.testing.assert_array_equal(estimates, reference)
     for key, values in plain_params.items():
         np.testing.assert_array_equal(params[key], values)
-    np.testing.assert_array_equal(params["screen"], 4.0)
+    np.testing.assert_array_equal(params["screen"], 15.0)
 
 
 def test_bacc_without_adversaries_flags_nothing():
@@ -191,8 +191,8 @@ def test_the_declarations():
     assert RobustBACC.tunables[:-1] == BACC.tunables
     screen = RobustNeRCC.tunable("screen")
     assert screen is RobustBACC.tunable("screen")
-    assert (screen.side, screen.per_pattern, screen.grid) == ("decoder", "never", (2, 3, 4, 6))
-    assert screen.search == (1.5, 10.0) and not screen.auto and not screen.choices
+    assert (screen.side, screen.per_pattern, screen.grid) == ("decoder", "never", (8, 15, 30))
+    assert screen.search == (4.0, 60.0) and not screen.auto and not screen.choices
     assert not screen.accepts(0.0) and screen.accepts(0.5) and not screen.accepts(math.inf)
     assert RobustNeRCC.reported == (*NeRCC.reported, "screen")
     assert RobustBACC.reported == ("screen",)
