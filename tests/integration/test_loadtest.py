@@ -269,3 +269,59 @@ def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints, 
         f"warning: {table} was tuned on another checkpoint than {checkpoint} (content hash "
         "differs): retune with python -m nercc.tune"
     ]
+
+
+@pytest.mark.usefixtures("ray_session")
+@pytest.mark.parametrize("target", ["frontend", pytest.param("http", marks=pytest.mark.slow)])
+def test_loadtest_compares_plain_and_robust_decoding_of_a_lying_worker(
+    compose_config, checkpoints, capsys, tmp_path, target
+):
+    """Worker 3 of 12 answers -100 x its logits: plain NeRCC flags nobody, robust NeRCC flags
+    worker 3 (and excludes it: 3 flags of its last 4 groups); the summary says so per scheme,
+    with the workers configured, and the printed table names it. Over HTTP the flags come in
+    the answers and the exclusions from the replica's drain."""
+    from nercc.tasks.loadtest import loadtest
+
+    cfg = compose_config(
+        "loadtest",
+        [
+            "data=synthetic",
+            f"paths.checkpoint_dir={checkpoints}",
+            "coding.num_inputs=4",
+            "coding.num_workers=12",
+            "serving.num_stragglers=2",
+            f"serving.port={free_port()}",
+            "scheme=byzantine",
+            "loadtest.schemes=[nercc,nercc_robust]",
+            "serving.adversaries=[3]",
+            "serving.flag_window=4",
+            "serving.exclude_groups=5",
+            "adversary=sign_flip",
+            "adversary.scale=100",
+            "delay=none",
+            f"loadtest.target={target}",
+            "loadtest.num_queries=40",
+            "loadtest.warmup=1",
+            "loadtest.rate=100",
+            "logger=none",
+        ],
+    )
+    summary, _ = loadtest(cfg)
+    assert summary["settings"]["adversaries"] == [3]
+    assert summary["settings"]["adversary"]["scale"] == 100.0
+    plain, robust = summary["schemes"]["nercc"], summary["schemes"]["nercc_robust"]
+    for scheme in (plain, robust):
+        assert (scheme["sent"], scheme["answered"], scheme["failed"]) == (40, 40, 0)
+        assert scheme["adversarial_workers"] == [3]
+    assert set(plain["flagged_by_worker"].values()) == {0} and plain["exclusions"] == []
+    assert plain["answers_by_worker"]["3"] > 0  # its lies were decoded
+    # the robust decoder drops most of its lies (how many is the decoder's business)
+    flags, answers = robust["flagged_by_worker"], robust["answers_by_worker"]
+    assert flags["3"] > answers["3"] / 2 and flags["3"] == max(flags.values())
+    assert robust["flag_recall"] == flags["3"] / answers["3"]
+    assert 3 in {e["worker"] for e in robust["exclusions"]}
+    rows = list(csv.DictReader((tmp_path / "run" / "latency.csv").open()))
+    assert all(r["flagged"] == "" for r in rows if r["scheme"] == "nercc")
+    assert any("3" in r["flagged"].split() for r in rows if r["scheme"] == "nercc_robust")
+    printed = capsys.readouterr().out
+    assert "worker 3:" in printed and "adversarial workers [3]" in printed

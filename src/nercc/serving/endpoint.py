@@ -149,15 +149,23 @@ class PredictEndpoint:
                 "failed_workers": list(answer.failed),
                 "group": answer.group,
                 "underdetermined": answer.underdetermined,
+                "flagged_workers": list(answer.flagged),
+                "excluded_workers": list(answer.excluded),
             }
         )
 
-    async def drain(self) -> int:
-        """Take no more queries (they get 503), answer those taken; return the groups that were
-        decoded from fewer answers than inputs."""
+    async def drain(self) -> dict[str, Any]:
+        """Take no more queries (they get 503), answer those taken; return the frontend's
+        counts: ``underdetermined_groups`` (decoded from fewer answers than inputs),
+        ``flagged_by_worker`` (groups in which a screening decoder dropped each worker's
+        answer) and ``exclusions`` (``[group, worker]`` of each exclusion for lying)."""
         self.closing = True
         await asyncio.to_thread(self.frontend.close)
-        return self.frontend.underdetermined_groups
+        return {
+            "underdetermined_groups": self.frontend.underdetermined_groups,
+            "flagged_by_worker": self.frontend.flagged_by_worker,
+            "exclusions": [list(pair) for pair in self.frontend.exclusions],
+        }
 
     def health(self) -> dict[str, Any]:
         scheme = self.frontend.scheme
@@ -190,6 +198,7 @@ def http_endpoint(
     num_cpus: float = ENDPOINT_CPUS,
     shutdown: bool = True,
     max_body_bytes: int = MAX_BODY_BYTES,
+    stats: dict[str, Any] | None = None,
     **options: Any,
 ) -> Iterator[str]:
     """Serve ``POST /predict`` and ``GET /healthz`` at ``http://<host>:<port>`` for the duration of
@@ -199,7 +208,8 @@ def http_endpoint(
     At the end the replica stops taking queries (503) and answers those it holds, the
     application is deleted (the proxy then answers 503), and Serve is shut down when
     ``shutdown`` (a local instance; on a joined cluster, Serve may hold other people's
-    applications)."""
+    applications). ``stats``, when given, receives the frontend's counts at the end (see
+    :meth:`PredictEndpoint.drain`)."""
     serve.start(http_options={"host": host, "port": port})
     try:
         deployment = serve.deployment(PredictEndpoint, name="predict").options(
@@ -214,9 +224,18 @@ def http_endpoint(
     finally:
         with contextlib.suppress(Exception):
             handle = serve.get_app_handle(APP_NAME)
-            few = handle.drain.remote().result(timeout_s=DRAIN_TIMEOUT_S)
+            counts = handle.drain.remote().result(timeout_s=DRAIN_TIMEOUT_S)
+            if stats is not None:
+                stats.update(counts)
+            few = counts["underdetermined_groups"]
             if few:
                 log.info(f"note: {few} groups were decoded from fewer answers than inputs (K)")
+            flags = {w: c for w, c in enumerate(counts["flagged_by_worker"]) if c}
+            if flags:
+                named = ", ".join(f"worker {w}: {c}" for w, c in flags.items())
+                log.info(f"note: groups whose {name} decoder dropped answers, by worker: {named}")
+            for group, worker in counts["exclusions"]:
+                log.info(f"note: worker {worker} was excluded for lying after group {group}")
         with contextlib.suppress(Exception):
             serve.delete(APP_NAME)
         if shutdown:

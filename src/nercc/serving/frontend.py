@@ -22,6 +22,17 @@ every worker failed, to its own worker again after a pause for Ray to restart it
 decoder overflowed from finite answers) fails with :class:`NonFiniteOutputs`. Every query is
 answered exactly once, with an answer or with one of these errors.
 
+Byzantine workers: a scheme that screens its answers (``scheme.screens``: RobustNeRCC,
+RobustBACC) decodes each group with ``decode_each_flagged`` and reports the workers whose answers
+it dropped (:attr:`Answer.flagged`). A :class:`~nercc.serving.screening.FlagTracker` counts them
+per worker (:attr:`Frontend.flagged_by_worker`); a worker flagged in more than
+``flag_fraction`` of its last ``flag_window`` answered groups is excluded
+(:attr:`Frontend.exclusions`): it is treated like a dead worker (a straggler, not asked) for
+``exclude_groups`` groups, then probed as a dead worker is, and asked again once the probe
+answers, with a fresh window. At most (N - K) // 2 workers are excluded at once: more would say
+that most answers beyond the K a decoder needs lie, which no screening decoder can outvote. An
+excluded worker is a straggler: past S of them, a code decodes from every answer it asked for.
+
 A code that stops at a deadline may decode from fewer answers than inputs (K): the estimates are
 underdetermined. The frontend counts such groups (:attr:`Frontend.underdetermined_groups`, and
 :attr:`Answer.underdetermined`) instead of letting the scheme warn once per group.
@@ -43,6 +54,7 @@ import numpy as np
 import ray
 
 from nercc.coding import CodingScheme, FewAnswersWarning
+from nercc.serving.screening import FlagTracker
 from nercc.serving.workers import pack_input
 from nercc.stragglers import WaitPolicy
 
@@ -79,7 +91,9 @@ class Answer:
     (crashed, killed, or known down) for this group: a failed worker's input is decoded only
     when another worker computed it instead (uncoded, replication); ``group`` the group's number
     and ``position`` the query's place in it; ``underdetermined`` whether a code decoded it from
-    fewer answers than inputs (K), after a deadline.
+    fewer answers than inputs (K), after a deadline; ``flagged`` the workers whose answers a
+    screening decoder dropped (their rows are in ``workers``: received, then dropped);
+    ``excluded`` the workers not asked because they were excluded for lying.
     """
 
     logits: np.ndarray
@@ -90,6 +104,8 @@ class Answer:
     group: int
     position: int
     underdetermined: bool = False
+    flagged: tuple[int, ...] = ()
+    excluded: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,7 +113,9 @@ class GroupTrace:
     """What the frontend did with one group (kept when ``keep_traces`` is set, for checks).
 
     ``coded`` (N, C, H, W) the coded inputs sent, ``outputs`` (N, classes) the answers (zero rows
-    where none was decoded), ``available`` (N,) the decoded answers, ``size`` the real queries.
+    where none was decoded), ``available`` (N,) the decoded answers, ``size`` the real queries,
+    ``flagged`` (N,) the rows a screening decoder dropped (all False for other schemes),
+    ``answered_by`` (N,) the worker whose answer each row holds (-1 where none).
     """
 
     group: int
@@ -105,6 +123,8 @@ class GroupTrace:
     outputs: np.ndarray
     available: np.ndarray
     size: int
+    flagged: np.ndarray | None = None
+    answered_by: np.ndarray | None = None
 
 
 class Frontend:
@@ -139,6 +159,13 @@ class Frontend:
     image_shape : (channels, height, width), optional
         What every query must be; another shape is refused by :meth:`submit` (without it, the
         first query's shape is taken).
+    flag_fraction : float
+        In [0, 1): a screening scheme's worker flagged in more than this fraction of its last
+        ``flag_window`` answered groups is excluded.
+    flag_window : int
+        >= 1, the answered groups the flag count looks back over.
+    exclude_groups : int
+        >= 1, the groups an excluded worker is not asked before it is probed again.
     """
 
     def __init__(
@@ -154,6 +181,9 @@ class Frontend:
         max_groups: int = 256,
         keep_traces: bool = False,
         image_shape: tuple[int, ...] | None = None,
+        flag_fraction: float = 0.5,
+        flag_window: int = 20,
+        exclude_groups: int = 50,
     ) -> None:
         if len(workers) < scheme.num_workers:
             raise ValueError(
@@ -163,6 +193,12 @@ class Frontend:
         if kill_every is not None and (isinstance(kill_every, bool) or kill_every < 1):
             raise ValueError(f"kill_every must be null or an integer >= 1, got {kill_every!r}")
         policy.check(scheme.num_workers)
+        if (
+            isinstance(exclude_groups, bool)
+            or not isinstance(exclude_groups, int)
+            or (exclude_groups < 1)
+        ):
+            raise ValueError(f"exclude_groups must be an integer >= 1, got {exclude_groups!r}")
         self.workers = list(workers[: scheme.num_workers])
         self.scheme = scheme
         self.name = name
@@ -174,6 +210,12 @@ class Frontend:
         # answer, instead of for a quorum
         self.every_input = scheme.loses_inputs
         self._health = _Health(self.workers)
+        # excluding more than (N - K) // 2 would say that most answers beyond K lie: more than
+        # any screening decoder can outvote, so more likely a screen too strict than liars
+        most = (scheme.num_workers - scheme.num_inputs) // 2
+        self._tracker = FlagTracker(scheme.num_workers, flag_fraction, flag_window, most)
+        self.exclude_groups = exclude_groups
+        self._screen_lock = threading.Lock()  # a decision and its hold, one group at a time
         self.traces: list[GroupTrace] = []
         #: Groups decoded from fewer answers than inputs (a code past its deadline).
         self.underdetermined_groups = 0
@@ -212,6 +254,22 @@ class Frontend:
     def predict(self, image: Any, timeout: float | None = None) -> Answer:
         """Submit one image and wait for its answer."""
         return self.submit(image).result(timeout)
+
+    @property
+    def flagged_by_worker(self) -> list[int]:
+        """Per worker, the groups in which a screening decoder dropped its answer (warm-up
+        groups included; all 0 for a scheme that does not screen)."""
+        return list(self._tracker.flagged_by_worker)
+
+    @property
+    def exclusions(self) -> list[tuple[int, int]]:
+        """``(group, worker)`` of each exclusion for lying, in order (a worker probed and
+        excluded again appears again)."""
+        return list(self._tracker.exclusions)
+
+    def workers_excluded(self) -> set[int]:
+        """The workers excluded for lying now (not asked until their probe)."""
+        return self._health.held()
 
     def workers_down(self) -> set[int]:
         """The workers known to be down now: a call to each failed and no probe (``ready``) has
@@ -279,18 +337,24 @@ class Frontend:
         victim = None
         if self.kill_every is not None and group % self.kill_every == self.kill_every - 1:
             victim = int(self._kill_rng.integers(n))
-        outputs, available, failed = self._gather(group, coded, victim)
+        outputs, available, failed, answered_by, excluded = self._gather(group, coded, victim)
         lost = self.scheme.lost(available) if available.any() else np.ones(k, dtype=bool)
         few = bool(available.any() and self.scheme.underdetermined(available))
+        dropped = np.zeros(n, dtype=bool)
         if available.any():
-            estimates = self._decode(outputs, available, few)
+            estimates, dropped = self._decode(outputs, available, few)
             finite = np.isfinite(estimates).all(axis=1)
         workers = tuple(int(i) for i in np.flatnonzero(available))
+        flagged = tuple(sorted(int(answered_by[row]) for row in np.flatnonzero(dropped)))
+        if self.scheme.screens and available.any():
+            self._screen(group, [int(answered_by[row]) for row in workers], flagged)
         if few:
             with self._count_lock:
                 self.underdetermined_groups += 1
         if self._keep_traces:
-            self.traces.append(GroupTrace(group, coded, outputs, available, size))
+            self.traces.append(
+                GroupTrace(group, coded, outputs, available, size, dropped, answered_by)
+            )
         for position, future in enumerate(futures):
             if lost[position]:
                 future.set_exception(
@@ -314,17 +378,46 @@ class Frontend:
                     group=group,
                     position=position,
                     underdetermined=few,
+                    flagged=flagged,
+                    excluded=excluded,
                 )
             )
 
-    def _decode(self, outputs: np.ndarray, available: np.ndarray, few: bool) -> np.ndarray:
-        """The scheme's estimates; a group decoded from fewer answers than inputs is counted by
-        the caller, so the scheme's warning is silenced for it."""
+    def _decode(
+        self, outputs: np.ndarray, available: np.ndarray, few: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The scheme's estimates (K, classes) and the rows it dropped (N,); a group decoded from
+        fewer answers than inputs is counted by the caller, so the scheme's warning is silenced
+        for it."""
         if not few:
-            return np.asarray(self.scheme.decode(outputs, available))
+            return self._decode_rows(outputs, available)
         with _SILENCE_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", FewAnswersWarning)
-            return np.asarray(self.scheme.decode(outputs, available))
+            return self._decode_rows(outputs, available)
+
+    def _decode_rows(
+        self, outputs: np.ndarray, available: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if not self.scheme.screens:
+            estimates = np.asarray(self.scheme.decode(outputs, available))
+            return estimates, np.zeros(available.shape, dtype=bool)
+        estimates, _, flagged = self.scheme.decode_each_flagged(outputs[None], available[None])
+        return np.asarray(estimates)[0], np.asarray(flagged, dtype=bool)[0]
+
+    def _screen(self, group: int, answered: list[int], flagged: tuple[int, ...]) -> None:
+        """Count the group's flags per worker; hold the workers they exclude for
+        ``exclude_groups`` groups (then probed, as a dead worker is)."""
+        with self._screen_lock:
+            newly = self._tracker.record(group, answered, flagged, self._health.held())
+            for worker in newly:
+                self._health.hold(worker, group + self.exclude_groups)
+        for worker in newly:
+            log.warning(
+                "%s: worker %d excluded after group %d: its answers were dropped in more than "
+                "%g of its last %d groups; probed again from group %d",
+                self.name, worker, group, self._tracker.fraction, self._tracker.window,
+                group + self.exclude_groups,
+            )  # fmt: skip
 
     def _call(self, worker: int, row: int, group: int, coded: np.ndarray, attempt: int) -> Any:
         """Send coded input ``row`` of ``group`` to ``worker`` (its own row on a first try)."""
@@ -332,18 +425,21 @@ class Frontend:
 
     def _gather(
         self, group: int, coded: np.ndarray, victim: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, set[int]]:
+    ) -> tuple[np.ndarray, np.ndarray, set[int], np.ndarray, tuple[int, ...]]:
         """Send the coded inputs and wait until the policy is met; kill worker ``victim`` (fault
         injection) once its input is sent: the frontend finds out as Ray tells it.
 
         Returns the outputs (N, classes) with zero rows where none was taken, the mask of the
-        rows taken, and the workers that failed for this group (or were known to be down and
-        not asked).
+        rows taken, the workers that failed for this group (or were known to be down and not
+        asked), the worker whose answer each row holds (N,) (-1 where none), and the workers
+        excluded for lying (not asked; their rows are stragglers, as a failed worker's).
         """
         n = self.scheme.num_workers
         answers: dict[int, np.ndarray] = {}
         available = np.zeros(n, dtype=bool)
-        down = self._health.down()
+        answered_by = np.full(n, -1, dtype=np.int64)
+        down = self._health.down(group)
+        excluded = tuple(sorted(down & self._health.held()))
         failed = set(down)  # workers that failed (or are down): their rows are stragglers
         unsent = set(down)  # rows of failed workers not yet sent elsewhere
         quorum = self.policy.quorum(n)
@@ -390,11 +486,12 @@ class Frontend:
                 elif not available[row]:
                     answers[row] = np.frombuffer(result, dtype=np.float32)
                     available[row] = True
+                    answered_by[row] = worker
         classes = next(iter(answers.values())).shape[0] if answers else 1
         outputs = np.zeros((n, classes), dtype=np.float32)
         for row, logits in answers.items():
             outputs[row] = logits
-        return outputs, available, failed
+        return outputs, available, failed - set(excluded), answered_by, excluded
 
     def _to_resend(self, available: np.ndarray, pending: dict, unsent: set[int]) -> list[int]:
         """The failed rows to send to another worker now: for a scheme that loses inputs, those
@@ -463,7 +560,8 @@ def _results(refs: list[Any]) -> list[Any]:
 
 
 class _Health:
-    """The workers known to be down: a call to one failed, and no probe has answered since.
+    """The workers known to be down: a call to one failed, and no probe has answered since; or
+    one excluded for lying, held until a group number, then probed the same way.
 
     A group does not send to them (their rows count as failed at once, and a scheme that would
     lose an input sends it to a live worker); each check of :meth:`down` looks, without waiting,
@@ -473,17 +571,38 @@ class _Health:
     def __init__(self, workers: list[Any]) -> None:
         self._workers = workers
         self._probes: dict[int, Any] = {}
+        self._held: dict[int, int] = {}  # worker: the group from which it is probed
+        self._group = -1  # the latest group that asked
         self._lock = threading.Lock()
+
+    def hold(self, worker: int, until_group: int) -> None:
+        """Take ``worker`` out of service until group ``until_group`` asks; then probe it."""
+        with self._lock:
+            self._held[worker] = until_group
+
+    def held(self) -> set[int]:
+        """The workers held out of service for lying (their probe not yet sent)."""
+        with self._lock:
+            return set(self._held)
 
     def mark_down(self, worker: int) -> None:
         with self._lock:
             if worker not in self._probes:
                 self._probes[worker] = self._workers[worker].ready.remote()
 
-    def down(self) -> set[int]:
+    def down(self, group: int | None = None) -> set[int]:
+        """The workers down (failed, or held) as ``group`` is sent (None: now); a held worker
+        whose hold is over is probed from here on."""
         with self._lock:
+            if group is not None:
+                self._group = max(self._group, group)
+            for worker, until in list(self._held.items()):
+                if self._group >= until:
+                    del self._held[worker]
+                    if worker not in self._probes:
+                        self._probes[worker] = self._workers[worker].ready.remote()
             if not self._probes:
-                return set()
+                return set(self._held)
             by_ref = {ref: worker for worker, ref in self._probes.items()}
             ready, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
             for ref, result in zip(ready, _results(ready), strict=True):
@@ -492,4 +611,4 @@ class _Health:
                     self._probes[worker] = self._workers[worker].ready.remote()
                 else:
                     del self._probes[worker]
-            return set(self._probes)
+            return set(self._probes) | set(self._held)

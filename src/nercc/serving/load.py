@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["QueryRecord", "latency_summary", "poisson_arrivals", "run_load"]
+__all__ = ["QueryRecord", "flag_summary", "latency_summary", "poisson_arrivals", "run_load"]
 
 #: The percentiles of a summary, by key.
 PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p99_ms": 99.0, "p99_9_ms": 99.9}
@@ -40,6 +40,9 @@ class QueryRecord:
     answered_by: int = 0  # how many coded inputs' answers were decoded
     failed_workers: int = 0  # workers that failed (or were down) while its group was served
     underdetermined: bool = False  # decoded from fewer answers than inputs (after a deadline)
+    workers: str = ""  # the coded inputs (by worker) whose answers were decoded, e.g. "0 1 3"
+    flagged: str = ""  # the workers whose answers a screening decoder dropped, e.g. "2 7"
+    excluded: str = ""  # the workers excluded for lying (not asked) while its group was served
     error: str = ""
 
     def row(self) -> dict[str, Any]:
@@ -163,3 +166,57 @@ def latency_summary(records: Sequence[QueryRecord]) -> dict:
     summary["worker_failures"] = int(sum(by_group.values()))
     summary["underdetermined_groups"] = len({r.group for r in ok if r.underdetermined})
     return summary
+
+
+def flag_summary(
+    records: Sequence[QueryRecord], num_workers: int, adversarial: Sequence[int] = ()
+) -> dict[str, Any]:
+    """Per worker, the answered groups in which a screening decoder dropped its answer, and how
+    well those flags find the adversarial workers.
+
+    Each answered group counts once (its records share ``workers`` and ``flagged``).
+    ``flagged_by_worker[w]`` is the groups that flagged worker w, ``answers_by_worker[w]`` the
+    groups whose decoded answers include w's (the row of coded input w). With F the flags
+    (worker, group) and T those on ``adversarial`` workers:
+
+    - ``flag_precision`` = |T| / |F| (None without flags): the share of flags that hit a liar;
+    - ``flag_recall`` = |T| / (the answers of adversarial workers) (None without any): the
+      share of the liars' answers dropped.
+
+    Parameters
+    ----------
+    records : sequence of QueryRecord
+        One scheme's records.
+    num_workers : int
+        The scheme's workers (keys ``"0"`` to ``"N-1"``).
+    adversarial : sequence of int
+        The workers configured to lie.
+
+    Returns
+    -------
+    dict
+        ``flagged_by_worker``, ``answers_by_worker`` (str worker to int), ``flagged_groups``
+        (groups with any flag), ``flag_precision``, ``flag_recall``.
+    """
+    groups = {r.group: r for r in records if r.status == "ok"}
+    flagged = [0] * num_workers
+    answers = [0] * num_workers
+    flagged_groups = 0
+    for record in groups.values():
+        hits = [int(w) for w in record.flagged.split()]
+        flagged_groups += bool(hits)
+        for w in hits:
+            flagged[w] += 1
+        for w in record.workers.split():
+            answers[int(w)] += 1
+    liars = [w for w in adversarial if 0 <= w < num_workers]
+    true = sum(flagged[w] for w in liars)
+    lied = sum(answers[w] for w in liars)
+    total = sum(flagged)
+    return {
+        "flagged_by_worker": {str(w): c for w, c in enumerate(flagged)},
+        "answers_by_worker": {str(w): c for w, c in enumerate(answers)},
+        "flagged_groups": flagged_groups,
+        "flag_precision": true / total if total else None,
+        "flag_recall": true / lied if lied else None,
+    }

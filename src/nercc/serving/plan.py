@@ -40,7 +40,9 @@ ENDPOINT_CPUS = 0.1
 
 @dataclass
 class ServingPlan:
-    """What a checked config serves: the schemes by name, their wait policies, the delays."""
+    """What a checked config serves: the schemes by name, their wait policies, the delays, and
+    the Byzantine workers (``adversaries``, by index) with the ``adversary`` they answer with
+    (None when no worker lies)."""
 
     schemes: dict[str, Any]
     policies: dict[str, Any]
@@ -48,6 +50,21 @@ class ServingPlan:
     num_workers: int
     notes: list[str] = field(default_factory=list)
     tables: dict[str, Any] = field(default_factory=dict)  # name: the ParamTable it took, or None
+    adversary: Any = None
+    adversaries: list[int] = field(default_factory=list)
+
+    def frontend_options(self, cfg: DictConfig) -> dict[str, Any]:
+        """What every :class:`~nercc.serving.frontend.Frontend` of ``cfg`` takes besides its
+        scheme: the batching wait, the faults, the seed and the exclusion of lying workers."""
+        serving = cfg.serving
+        return {
+            "max_wait_ms": float(serving.max_wait_ms),
+            "kill_every": serving.kill_every,
+            "seed": int(cfg.seed),
+            "flag_fraction": float(serving.flag_fraction),
+            "flag_window": int(serving.flag_window),
+            "exclude_groups": int(serving.exclude_groups),
+        }
 
 
 def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
@@ -57,7 +74,8 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
     Parameters
     ----------
     cfg : DictConfig
-        A checked serve or load-test config (``coding``, ``serving``, ``scheme``, ``delay``).
+        A checked serve or load-test config (``coding``, ``serving``, ``scheme``, ``delay``,
+        ``adversary``).
     names : list of str
         The schemes to serve, in order (``uncoded``, ``replication``, ``bacc``, ``nercc``).
 
@@ -110,7 +128,13 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
     delays = None
     if cfg.get("delay") is not None:
         delays = build_checked("delay", cfg.delay)
-    return ServingPlan(schemes, policies, delays, n, notes, tables)
+    liars = [int(w) for w in cfg.serving.get("adversaries") or []]
+    adversary = build_checked("adversary", cfg.adversary) if liars else None
+    if liars:
+        notes.append(
+            f"workers {liars} answer adversarially ({adversary!r}); each corrupts its own answer"
+        )
+    return ServingPlan(schemes, policies, delays, n, notes, tables, adversary, liars)
 
 
 def table_warnings(

@@ -9,6 +9,11 @@ Workers are threaded actors (``max_concurrency``): a sleeping worker takes the n
 at once (a delay is a response time, not a queue); torch runs on one thread per worker. Coded
 inputs and logits travel as raw float32 bytes, the cheapest message Ray sends (a quarter less
 time per call than numpy arrays on a 2-core machine).
+
+A worker given an :class:`~nercc.adversaries.Adversary` is Byzantine: it corrupts its own answer
+(the classifier's logits) with it before answering, drawing from a stream seeded by ``(seed, n,
+g, attempt)`` (:func:`adversary_seed`, apart from the delays' stream), so that the same run lies
+the same way and a restarted worker lies as it would have.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
@@ -25,9 +30,13 @@ import torch
 from nercc.serving.cluster import freeze_startup_heap
 from nercc.stragglers import DelayModel
 
+if TYPE_CHECKING:
+    from nercc.adversaries import Adversary
+
 __all__ = [
     "READY_TIMEOUT_S",
     "Worker",
+    "adversary_seed",
     "delay_seed",
     "pack_input",
     "slow_workers",
@@ -72,6 +81,18 @@ def delay_seed(seed: int, worker: int, group: int, attempt: int = 0) -> int:
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
+#: Keeps the adversary's stream apart from the delays' stream of the same (seed, worker, group).
+_ADVERSARY_STREAM = 0xAD5E
+
+
+def adversary_seed(seed: int, worker: int, group: int, attempt: int = 0) -> int:
+    """The seed of a Byzantine worker's attack on its answer for group ``group`` (a 63-bit
+    integer), drawn as :func:`delay_seed` is but from a stream of its own."""
+    entropy = [seed, worker, group, attempt, _ADVERSARY_STREAM]
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1
+
+
 class Worker:
     """One worker: the classifier, its delay model and whether it is one of the slow machines.
 
@@ -88,7 +109,10 @@ class Worker:
     slow : bool
         Whether this worker is one of the ``slow_fraction`` slow ones.
     seed : int
-        The run's seed (see :func:`delay_seed`).
+        The run's seed (see :func:`delay_seed` and :func:`adversary_seed`).
+    adversary : Adversary, optional
+        Makes this worker Byzantine: each answer is the adversary's attack on the classifier's
+        logits (see :meth:`corrupt`); None answers honestly.
     """
 
     def __init__(
@@ -98,6 +122,7 @@ class Worker:
         delays: DelayModel | None = None,
         slow: bool = False,
         seed: int = 0,
+        adversary: Adversary | None = None,
     ) -> None:
         torch.set_num_threads(1)
         self.index = index
@@ -105,6 +130,7 @@ class Worker:
         self.delays = delays
         self.slow = torch.tensor([[bool(slow)]])
         self.seed = seed
+        self.adversary = adversary
         freeze_startup_heap()
 
     def delay_ms(self, group: int, attempt: int = 0) -> float:
@@ -129,8 +155,27 @@ class Worker:
         if delay > 0:
             time.sleep(delay / 1000.0)
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(inputs))
-        return logits.float().numpy().tobytes()
+            logits = self.model(torch.from_numpy(inputs)).float()
+        if self.adversary is not None:
+            logits = self.corrupt(logits, group, attempt)
+        return logits.numpy().tobytes()
+
+    def corrupt(self, logits: torch.Tensor, group: int, attempt: int = 0) -> torch.Tensor:
+        """This worker's adversarial answer for ``group`` in place of ``logits`` (rows, classes).
+
+        The adversary attacks the one answer alone: ``attack(logits as (1, 1, classes), or
+        (1, 1, rows, classes), available=[[True]], num_adversaries=1, generator, scheme=None)``,
+        the generator seeded by :func:`adversary_seed` of (seed, index, group, attempt). Without
+        an adversary the logits come back as they are.
+        """
+        if self.adversary is None:
+            return logits
+        seed = adversary_seed(self.seed, self.index, group, attempt)
+        generator = torch.Generator().manual_seed(seed)
+        rows, classes = logits.shape
+        shaped = logits.reshape(1, 1, classes) if rows == 1 else logits.reshape(1, 1, rows, classes)
+        attack = self.adversary.attack(shaped, np.ones((1, 1), dtype=bool), 1, generator, None)
+        return attack.outputs.reshape(rows, classes)
 
     def ready(self) -> int:
         """The worker's index: answers once the worker has started."""
@@ -145,9 +190,12 @@ def start_workers(
     num_cpus: float = 0.1,
     max_restarts: int = -1,
     slow: Sequence[int] | None = None,
+    adversary: Adversary | None = None,
+    adversaries: Sequence[int] = (),
 ) -> list[Any]:
     """Start ``num_workers`` worker actors, each building its classifier with ``load_model``, and
-    wait until all answer.
+    wait until all answer; the workers ``adversaries`` (indices) are Byzantine, answering with
+    ``adversary``'s attack on their own answers (see :meth:`Worker.corrupt`).
 
     ``load_model`` travels with each actor (a small picklable callable, so that Ray can restart
     an actor from its arguments alone; on a cluster the checkpoint must be readable from every
@@ -161,6 +209,13 @@ def start_workers(
     list of ray.actor.ActorHandle
         The workers, in beta order.
     """
+    liars = sorted({int(n) for n in adversaries})
+    if liars and (liars[0] < 0 or liars[-1] >= num_workers):
+        raise ValueError(
+            f"adversaries must be worker indices in [0, {num_workers}), got {list(adversaries)}"
+        )
+    if liars and adversary is None:
+        raise ValueError(f"adversaries {liars} need an adversary, got adversary=None")
     is_slow = torch.zeros(num_workers, dtype=torch.bool)
     is_slow[list(slow_workers(delays, num_workers, seed) if slow is None else slow)] = True
     actor = ray.remote(Worker).options(
@@ -170,7 +225,10 @@ def start_workers(
         max_concurrency=MAX_CONCURRENCY,
     )
     workers = [
-        actor.remote(n, load_model, delays, bool(is_slow[n]), seed) for n in range(num_workers)
+        actor.remote(
+            n, load_model, delays, bool(is_slow[n]), seed, adversary if n in liars else None
+        )
+        for n in range(num_workers)
     ]
     try:
         wait_ready(workers)

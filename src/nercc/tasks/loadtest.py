@@ -94,6 +94,7 @@ def _queries(data: Any, split: str, count: int) -> tuple[Any, Any]:
 
 def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tuple[list, dict]:
     from nercc.serving import (
+        flag_summary,
         freeze_startup_heap,
         latency_summary,
         poisson_arrivals,
@@ -116,10 +117,16 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
             record.answered_by = len(answer["workers"])
             record.failed_workers = len(answer["failed_workers"])
             record.underdetermined = bool(answer["underdetermined"])
+            workers, flagged = answer["workers"], answer["flagged_workers"]
+            excluded = answer["excluded_workers"]
         else:
             record.prediction, record.group = answer.prediction, answer.group
             record.answered_by, record.failed_workers = len(answer.workers), len(answer.failed)
             record.underdetermined = answer.underdetermined
+            workers, flagged, excluded = answer.workers, answer.flagged, answer.excluded
+        record.workers = " ".join(str(w) for w in workers)
+        record.flagged = " ".join(str(w) for w in flagged)
+        record.excluded = " ".join(str(w) for w in excluded)
 
     with ray_cluster(serving.address, serving.num_cpus):
         log.info(f"starting {plan.num_workers} workers")
@@ -129,6 +136,8 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
             plan.delays,
             int(cfg.seed),
             serving.worker_cpus,
+            adversary=plan.adversary,
+            adversaries=plan.adversaries,
         )
         freeze_startup_heap()
         try:
@@ -140,14 +149,20 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
                     f"{name}: {len(labels)} queries at {load.rate}/s to the {load.target} "
                     f"(K={scheme.num_inputs}, N={scheme.num_workers})"
                 )
-                done, kills = _one_scheme(
-                    cfg, name, scheme, policy, workers, images, bodies, arrivals, read
+                done, kills, counts = _one_scheme(
+                    cfg, plan, name, scheme, policy, workers, images, bodies, arrivals, read
                 )
                 for record in done:
                     record.label = int(labels[record.query])
                     record.base_prediction = int(base[record.query])
                 records += done
-                summaries[name] = latency_summary(done) | {"kills": kills}
+                liars = [w for w in plan.adversaries if w < scheme.num_workers]
+                summaries[name] = (
+                    latency_summary(done)
+                    | {"kills": kills, "adversarial_workers": liars}
+                    | flag_summary(done, scheme.num_workers, liars)
+                    | {"exclusions": counts["exclusions"]}
+                )
                 if summaries[name]["failed"] or summaries[name]["pending"]:
                     log.warning(
                         f"{name}: {summaries[name]['failed']} queries failed, "
@@ -159,19 +174,16 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> tup
 
 
 def _one_scheme(
-    cfg: DictConfig, name: str, scheme: Any, policy: Any, workers: list, images: Any,
+    cfg: DictConfig, plan: Any, name: str, scheme: Any, policy: Any, workers: list, images: Any,
     bodies: list[bytes] | None, arrivals: Any, read: Any,
-) -> tuple[list, int | None]:  # fmt: skip
-    """The records of one scheme's load, and how many workers it killed (fault injection; None
-    over HTTP, where the frontend lives in the Serve replica)."""
+) -> tuple[list, int | None, dict[str, Any]]:  # fmt: skip
+    """The records of one scheme's load, how many workers it killed (fault injection; None
+    over HTTP, where the frontend lives in the Serve replica), and the frontend's exclusions of
+    lying workers (``exclusions``: ``{"group", "worker"}`` each, warm-up groups included)."""
     from nercc.serving import Frontend, run_load
 
     serving, load = cfg.serving, cfg.loadtest
-    options = {
-        "max_wait_ms": float(serving.max_wait_ms),
-        "kill_every": serving.kill_every,
-        "seed": int(cfg.seed),
-    }
+    options = plan.frontend_options(cfg)
     warmup = int(load.warmup)
     if load.target == "frontend":
         with Frontend(
@@ -182,13 +194,15 @@ def _one_scheme(
             records = run_load(
                 lambda i: frontend.submit(images[i]), arrivals, name, read, load.timeout_s
             )
-        return records, len(frontend.killed)
+        return records, len(frontend.killed), _exclusions(frontend.exclusions)
     from nercc.serving.endpoint import http_endpoint
 
+    stats: dict[str, Any] = {}
     with (
         http_endpoint(
             workers, scheme, name, policy, expected_input(cfg)["image_shape"],
-            host=serving.host, port=serving.port, shutdown=serving.address is None, **options,
+            host=serving.host, port=serving.port, shutdown=serving.address is None,
+            stats=stats, **options,
         ) as url,
         ThreadPoolExecutor(64, thread_name_prefix="client") as pool,
     ):  # fmt: skip
@@ -202,7 +216,11 @@ def _one_scheme(
             read,
             load.timeout_s,
         )
-    return records, None
+    return records, None, _exclusions(stats.get("exclusions", []))
+
+
+def _exclusions(pairs: Any) -> dict[str, list[dict[str, int]]]:
+    return {"exclusions": [{"group": int(g), "worker": int(w)} for g, w in pairs]}
 
 
 def _png(image: Any) -> bytes:
@@ -254,6 +272,11 @@ def _report(
         "params": {name: scheme.params() for name, scheme in plan.schemes.items()},
         "workers": {name: scheme.num_workers for name, scheme in plan.schemes.items()},
         "slow_workers": slow_workers(plan.delays, plan.num_workers, int(cfg.seed)),
+        "adversaries": list(plan.adversaries),
+        "adversary": plain(cfg)["adversary"] if plan.adversaries else None,
+        "flag_fraction": float(cfg.serving.flag_fraction),
+        "flag_window": int(cfg.serving.flag_window),
+        "exclude_groups": int(cfg.serving.exclude_groups),
     }
     summary = {"settings": settings, "schemes": summaries}
     write_csv(out / "latency.csv", [r.row() for r in records])
@@ -263,32 +286,73 @@ def _report(
         f"N={settings['num_workers']}, S={settings['num_stragglers']}, "
         f"{settings['rate']:g} q/s, kill_every={settings['kill_every']}"
     )
+    if plan.adversaries:
+        kind = settings["adversary"]["_target_"].rsplit(".", 1)[-1]
+        title += f", adversarial workers {plan.adversaries} ({kind})"
+    screening = bool(plan.adversaries) or any(s.screens for s in plan.schemes.values())
     plot = plot_latency_cdf(records, out / "latency_cdf.png", title)
     table = Table(title=title)
     table.add_column("scheme")
     table.add_column("workers", justify="right")
     for header in COLUMNS.values():
         table.add_column(header, justify="right")
+    if screening:
+        table.add_column("flagged (groups)")
+        table.add_column("excluded (times)")
     for name, row in summaries.items():
-        table.add_row(name, str(settings["workers"][name]), *(_cell(row[k]) for k in COLUMNS))
+        cells = [_cell(row[k]) for k in COLUMNS]
+        if screening:
+            cells += [_flagged_cell(row["flagged_by_worker"]), _excluded_cell(row["exclusions"])]
+        table.add_row(name, str(settings["workers"][name]), *cells)
     natural = Console(width=1000).measure(table).maximum  # as wide as the table needs
     Console(width=max(Console().width, natural)).print(table)
-    columns = ["scheme", *summaries[next(iter(summaries))]]
+    # numbers to W&B; the per-worker counts as one metric each, the lists stay in summary.json
+    scalars = {
+        name: {k: v for k, v in row.items() if isinstance(v, int | float) or v is None}
+        for name, row in summaries.items()
+    }
+    flags = {
+        f"latency/{name}/flagged/worker_{w}": c
+        for name, row in summaries.items()
+        for w, c in row["flagged_by_worker"].items()
+    }
+    columns = ["scheme", *scalars[next(iter(scalars))]]
     log_run(
         build_all(cfg.get("logger")),
         {**plain(cfg), "classifier": model_info},
         metrics={
             f"latency/{name}/{key}": value
-            for name, row in summaries.items()
+            for name, row in scalars.items()
             for key, value in row.items()
-        },
+        }
+        | flags,
         tables={
-            "latency/summary": (columns, [[name, *row.values()] for name, row in summaries.items()])
+            "latency/summary": (columns, [[name, *row.values()] for name, row in scalars.items()])
         },
         images={"latency/cdf": plot},
     )
     log.info(f"results: {out}")
     return summary
+
+
+def _flagged_cell(counts: dict[str, int]) -> str:
+    """The flagged workers by name, most flagged first (at most 4 named): ``worker 2: 480``."""
+    ranked = sorted(((c, int(w)) for w, c in counts.items() if c), key=lambda t: (-t[0], t[1]))
+    named = ", ".join(f"worker {w}: {c}" for c, w in ranked[:4])
+    more = f", +{len(ranked) - 4} more" if len(ranked) > 4 else ""
+    return (named + more) or "none"
+
+
+def _excluded_cell(exclusions: list[dict[str, int]]) -> str:
+    """The workers excluded for lying: ``worker 2 (3x, first after group 11)``."""
+    first: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for item in exclusions:
+        worker = item["worker"]
+        first.setdefault(worker, item["group"])
+        times[worker] = times.get(worker, 0) + 1
+    named = [f"worker {w} ({times[w]}x, first after group {first[w]})" for w in sorted(first)]
+    return ", ".join(named) or "none"
 
 
 def _cell(value: Any) -> str:

@@ -78,6 +78,8 @@ def serve(
             plan.delays,
             seed=cfg.seed,
             num_cpus=serving.worker_cpus,
+            adversary=plan.adversary,
+            adversaries=plan.adversaries,
         )
         try:
             with http_endpoint(
@@ -88,10 +90,8 @@ def serve(
                 expected["image_shape"],
                 host=serving.host,
                 port=serving.port,
-                max_wait_ms=serving.max_wait_ms,
-                kill_every=serving.kill_every,
-                seed=cfg.seed,
                 shutdown=serving.address is None,
+                **plan.frontend_options(cfg),
             ) as url:
                 log.info(
                     f"serving {name} (K={scheme.num_inputs}, N={scheme.num_workers}) of "

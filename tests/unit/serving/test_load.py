@@ -9,7 +9,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from nercc.serving.load import QueryRecord, latency_summary, poisson_arrivals, run_load
+from nercc.serving.load import (
+    QueryRecord,
+    flag_summary,
+    latency_summary,
+    poisson_arrivals,
+    run_load,
+)
 
 
 def test_poisson_arrivals_are_seeded_exponential_gaps():
@@ -85,3 +91,23 @@ def test_summary_percentiles_accuracy_and_counts():
     assert summary["agreement"] == pytest.approx(agree / 1000)
     # 999 answers from t=0 to the last answer at 9.98 s + 999 ms
     assert summary["throughput_qps"] == pytest.approx(999 / (9.98 + 0.999))
+
+
+def test_flag_summary_counts_each_group_once_and_scores_the_flags():
+    """Two records of group 0 (worker 2 flagged), one of group 1 (workers 2 and 4 flagged), a
+    failed one ignored; worker 2 lies: 2 of its 2 answers flagged (recall 1), 2 of the 3 flags
+    on it (precision 2/3)."""
+    records = [
+        QueryRecord("s", 0, 0.0, status="ok", group=0, workers="0 1 2 3", flagged="2"),
+        QueryRecord("s", 1, 0.0, status="ok", group=0, workers="0 1 2 3", flagged="2"),
+        QueryRecord("s", 2, 0.0, status="ok", group=1, workers="1 2 4", flagged="2 4"),
+        QueryRecord("s", 3, 0.0, status="failed", group=2, workers="", flagged="0"),
+    ]
+    summary = flag_summary(records, 5, adversarial=[2])
+    assert summary["flagged_by_worker"] == {"0": 0, "1": 0, "2": 2, "3": 0, "4": 1}
+    assert summary["answers_by_worker"] == {"0": 1, "1": 2, "2": 2, "3": 1, "4": 1}
+    assert summary["flagged_groups"] == 2
+    assert summary["flag_precision"] == pytest.approx(2 / 3)
+    assert summary["flag_recall"] == 1.0
+    none = flag_summary(records[:1], 5, adversarial=[])
+    assert none["flag_precision"] == 0.0 and none["flag_recall"] is None

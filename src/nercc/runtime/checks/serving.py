@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nercc.data.sources import SYNTHETIC_DEFAULTS
+from nercc.evaluation.variants import scheme_class
 from nercc.runtime.checks.common import check_data, check_loggers, check_seed, check_writable
-from nercc.runtime.checks.readers import as_list, choice, get, integer, number
+from nercc.runtime.checks.readers import as_list, choice, get, integer, is_int, number
 from nercc.runtime.checks.schemes import check_schemes, declared_tunables, model_settings
 from nercc.serving.plan import ENDPOINT_CPUS, UNCODED
 from nercc.stragglers import DelayModel
@@ -33,7 +34,8 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
     The code (N >= K), S <= N - 1, the schemes served (``serving.scheme``, or ``schemes``) and
     their nodes with one setting each (a list is a grid, not something to serve), equal resources
     (replication's copies fill the N workers), the delay model, the wait and fault settings,
-    Ray's address and CPU shares, the HTTP address, the data, the loggers and the output folder.
+    Ray's address and CPU shares, the HTTP address, the data, the loggers and the output folder,
+    and the Byzantine workers (:func:`check_byzantine`).
     """
     check_seed(cfg)
     check_data(cfg)
@@ -69,6 +71,7 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
                     value,
                 )
     check_schemes(_served(cfg, schemes), k)
+    check_byzantine(cfg, schemes, k, n)
     number(cfg, "serving.deadline_ms", 0.0, low_open=True, optional=True)
     number(cfg, "serving.max_wait_ms", 0.0)
     integer(cfg, "serving.kill_every", 1, optional=True)
@@ -117,6 +120,88 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
         model_settings(cfg, "delay")
     check_writable("paths.output_dir", get(cfg, "paths.output_dir"))
     check_loggers(cfg)
+
+
+#: The adversary kinds a serving worker can apply to its own answer alone.
+_SERVABLE = "gaussian, sign_flip, constant or label_flip"
+
+
+def check_byzantine(cfg: DictConfig, schemes: Sequence[str], k: int, n: int) -> None:
+    """Check the Byzantine workers of a serving config.
+
+    ``serving.adversaries`` is a list (possibly empty) of distinct worker indices in [0, N);
+    the ``adversary`` node gives only the settings its class declares, each in its range, and is
+    a kind a worker can apply to its own answer (not ``targeted``, not ``placement:
+    adversarial``: both read the decoder of a whole group); a non-empty list needs a kind other
+    than ``none``; every served scheme that screens (``screens``) must be able to drop the A
+    adversarial answers from the N - S answers it decodes: A <= (N - S - K) // 2; and
+    ``serving.flag_fraction`` is in [0, 1), ``serving.flag_window`` and
+    ``serving.exclude_groups`` integers >= 1.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the key, e.g. ``serving.adversaries: nercc_robust screens at most
+        (N - S - K) // 2 = 2 adversarial answers of the N - S = 8 it decodes, got [1, 2, 3]``.
+    """
+    number(cfg, "serving.flag_fraction", 0.0, 1.0, high_open=True)
+    integer(cfg, "serving.flag_window", 1)
+    integer(cfg, "serving.exclude_groups", 1)
+    value = get(cfg, "serving.adversaries")
+    items = as_list(value)
+    what = f"must be a list of distinct worker indices in [0, {n}) (N={n})"
+    if items is None or not all(is_int(w) and 0 <= w < n for w in items):
+        raise ConfigError("serving.adversaries", what, value)
+    if len(set(items)) != len(items):
+        raise ConfigError("serving.adversaries", f"{what}: no index twice", value)
+    kind = _adversary_kind(cfg)
+    if not items:
+        return
+    if kind == "none":
+        raise ConfigError(
+            "serving.adversaries",
+            f"adversary=none cannot make workers {list(items)} lie; choose adversary= "
+            f"{_SERVABLE.replace(' or ', ', ')}",
+            value,
+        )
+    s = integer(cfg, "serving.num_stragglers", 0, n - 1)
+    assert s is not None
+    most = max((n - s - k) // 2, 0)
+    for name in schemes:
+        cls = None if name == UNCODED else scheme_class(get(cfg, f"scheme.{name}", None))
+        if cls is not None and cls.screens and len(items) > most:
+            raise ConfigError(
+                "serving.adversaries",
+                f"{name} screens at most (N - S - K) // 2 = {most} adversarial answers of the "
+                f"N - S = {n - s} it decodes (K={k}); use fewer, or a smaller S",
+                value,
+            )
+
+
+def _adversary_kind(cfg: DictConfig) -> str | None:
+    """The kind of the ``adversary`` node, checked against what its class declares; a kind
+    that needs a whole group's decoder is refused (None: a class that declares nothing, left to
+    its instantiation)."""
+    node = get(cfg, "adversary", None)
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        raise ConfigError("adversary", "must be an adversary model config with a _target_", node)
+    cls, values = model_settings(cfg, "adversary", "serving.adversaries names the workers")
+    kind = getattr(cls, "kind", None)
+    if kind == "targeted":
+        raise ConfigError(
+            "adversary",
+            "targeted aims at a whole group's decoded estimate; a serving worker corrupts only "
+            f"its own answer: use {_SERVABLE}",
+            kind,
+        )
+    if values.get("placement") == "adversarial":
+        raise ConfigError(
+            "adversary.placement",
+            "adversarial placement reads a whole group's decoder; serving places the "
+            "adversaries by index (serving.adversaries): use random",
+            values["placement"],
+        )
+    return kind
 
 
 def check_loadtest(cfg: DictConfig) -> None:
