@@ -87,11 +87,13 @@ def expand_schemes(
             raise ValueError(f"scheme.{name} must be a config with a _target_, got {node!r}")
         node = OmegaConf.create(dict(node)) if not isinstance(node, DictConfig) else node.copy()
         OmegaConf.set_struct(node, False)
-        node.pop(TABLE_KEY, None)
+        setting = node.pop(TABLE_KEY, None)
+        # published:<other> takes the table of scheme <other> (a robust NeRCC takes NeRCC's)
+        owner = setting.partition(":")[2] if isinstance(setting, str) else ""
         table = (tables or {}).get(name)
         found = _variants(name, node, table, list(stragglers or []))
         if table is not None:
-            _check_table(name, table, found[0].scheme, node)
+            _check_table(name, table, found[0].scheme, node, owner or name)
         variants += found
     sizes = {v.scheme.num_inputs for v in variants}
     if len(sizes) != 1:
@@ -99,12 +101,15 @@ def expand_schemes(
     return variants
 
 
-def _check_table(name: str, table: ParamTable, scheme: CodingScheme, node: DictConfig) -> None:
-    """Refuse a table tuned for another scheme or another code than ``scheme``'s, or one that
-    sets parameters the scheme does not have (``node``: the config entry, without nulls)."""
+def _check_table(
+    name: str, table: ParamTable, scheme: CodingScheme, node: DictConfig, owner: str
+) -> None:
+    """Refuse a table tuned for another scheme than ``owner`` (``name`` itself, or the scheme
+    of ``published:<owner>``) or another code than ``scheme``'s, or one that sets parameters the
+    scheme does not have (``node``: the config entry, without nulls)."""
     where = f"scheme.{name}.{TABLE_KEY}: {table.path}"
-    if table.scheme != name:
-        raise ValueError(f"{where} was tuned for scheme {table.scheme!r}, not {name!r}")
+    if table.scheme != owner:
+        raise ValueError(f"{where} was tuned for scheme {table.scheme!r}, not {owner!r}")
     # The scheme's settings, given either way (a table's lam_dec fits a run with df_dec or gcv).
     declared = {t.name for t in type(scheme).tunables}
     known = {_setting(node, k) for k in scheme.params()}

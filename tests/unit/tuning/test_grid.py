@@ -96,6 +96,20 @@ def test_a_table_of_another_scheme_or_with_unknown_parameters_is_refused():
         expand_schemes(node, [0], {"nercc": table({0: {"lam_foo": 1.0}})})
 
 
+def test_published_other_takes_that_schemes_table_and_only_it():
+    robust = {**NERCC, "_target_": "nercc.coding.RobustNeRCC", "lam_enc": None, "lam_dec": None}
+    nercc = ParamTable("t.json", "nercc", "m", "d", CODE, {0: {"lam_enc": 1e-6, "lam_dec": 0.0}})
+    node = OmegaConf.create({"nercc_robust": {**robust, "lambdas": "published:nercc"}})
+    (variant,) = expand_schemes(node, [0], {"nercc_robust": nercc})
+    assert variant.scheme.params() == {"lam_enc": 1e-6, "lam_dec": 0.0, "screen": 15.0}
+    own = OmegaConf.create({"nercc_robust": {**robust, "lambdas": "published"}})
+    with pytest.raises(ValueError, match="tuned for scheme 'nercc', not 'nercc_robust'"):
+        expand_schemes(own, [0], {"nercc_robust": nercc})
+    fh = OmegaConf.create({"nercc_robust": {**robust, "lambdas": "published:fh"}})
+    with pytest.raises(ValueError, match="tuned for scheme 'nercc', not 'fh'"):
+        expand_schemes(fh, [0], {"nercc_robust": nercc})
+
+
 def test_the_table_code_is_checked_against_the_scheme_not_only_the_config():
     node = OmegaConf.create({"nercc": {**NERCC, "lam_enc": None, "lam_dec": None}})  # no points
     uniform = ParamTable(
