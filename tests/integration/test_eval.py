@@ -20,10 +20,11 @@ SMALL = [
 ]
 COLUMNS = [
     "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "stragglers_mean",
-    "stragglers_max", "few_answers", "lam_enc", "lam_dec", "df_enc", "df_dec", "df_dec_min",
-    "df_dec_max", "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc",
-    "rel_acc", "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement", "num_inputs_evaluated",
-    "num_patterns",
+    "stragglers_max", "few_answers", "num_adversaries", "adversary", "adversary_placement",
+    "lam_enc", "lam_dec", "df_enc", "df_dec", "df_dec_min", "df_dec_max", "params_source", "mse",
+    "mse_se", "mse_lo", "mse_hi", "acc", "base_acc", "rel_acc", "rel_acc_se", "rel_acc_lo",
+    "rel_acc_hi", "agreement", "detection_precision", "detection_recall", "flagged_mean",
+    "num_inputs_evaluated", "num_patterns",
 ]  # fmt: skip
 
 

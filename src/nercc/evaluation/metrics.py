@@ -11,7 +11,14 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-__all__ = ["INTERVAL_Z", "CodedMetrics", "ParamStats", "lower_median", "ratio_standard_error"]
+__all__ = [
+    "INTERVAL_Z",
+    "CodedMetrics",
+    "DetectionStats",
+    "ParamStats",
+    "lower_median",
+    "ratio_standard_error",
+]
 
 #: Half-width of the reported intervals in standard errors: 95 %, normal approximation.
 INTERVAL_Z = 1.96
@@ -324,3 +331,45 @@ class ParamStats(Metric):
                 "max": float("nan") if empty else float(distinct[-1]),
             }
         return result
+
+
+class DetectionStats(Metric):
+    """How well a screening decoder found the adversarial answers, over (group, pattern) draws.
+
+    ``update`` takes, per draw, the answers the decoder flagged and those that were adversarial
+    (both (P, N) bool); the sums are exact under a distributed reduction. :meth:`compute` gives
+
+    - ``detection_precision``: flagged adversaries / flagged answers (None when nothing was
+      flagged: no claim made, none wrong);
+    - ``detection_recall``: flagged adversaries / adversaries (None without adversaries);
+    - ``flagged_mean``: flagged answers per draw (honest answers dropped at A = 0 show here).
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("flagged", "caught", "adversarial", "draws"):
+            self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, flagged: Any, adversarial: Any) -> None:
+        flagged = torch.as_tensor(np.asarray(flagged, dtype=bool))
+        adversarial = torch.as_tensor(np.asarray(adversarial, dtype=bool))
+        if flagged.shape != adversarial.shape or flagged.ndim != 2:
+            raise ValueError(
+                f"flagged and adversarial must both be (P, N), got {tuple(flagged.shape)} and "
+                f"{tuple(adversarial.shape)}"
+            )
+        self.flagged += flagged.sum().double().to(self.flagged.device)
+        self.caught += (flagged & adversarial).sum().double().to(self.caught.device)
+        self.adversarial += adversarial.sum().double().to(self.adversarial.device)
+        self.draws += float(flagged.shape[0])
+
+    def compute(self) -> dict[str, float | None]:
+        flagged, caught = float(self.flagged), float(self.caught)
+        adversarial, draws = float(self.adversarial), float(self.draws)
+        return {
+            "detection_precision": caught / flagged if flagged > 0 else None,
+            "detection_recall": caught / adversarial if adversarial > 0 else None,
+            "flagged_mean": flagged / draws if draws > 0 else None,
+        }

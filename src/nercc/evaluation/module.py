@@ -44,6 +44,16 @@ than K answers (exact under DDP, see :class:`~nercc.evaluation.metrics.CodedMetr
 
 Patterns are drawn from a generator seeded by (seed, S, N, index of the batch's first input), so
 that one process or several evaluating the same batches draw the same patterns.
+
+Byzantine workers: for every S and every A of ``adversaries``, A of each pattern's answering
+workers answer adversarially (:class:`nercc.adversaries.Adversary`: how they answer, and where they
+sit), from a generator seeded by (seed, S, N, first input, A); every scheme with the same N meets
+the same attack unless the adversary aims at each scheme's decoder (``depends_on_scheme``: then
+every scheme decodes alone). The classifier's outputs are computed once for all S and A; A = 0 is
+the honest evaluation, row for row. Each row holds ``num_adversaries``, ``adversary`` and
+``adversary_placement``, and for a scheme that screens its answers (``screens``) how well it found
+the adversaries: ``detection_precision``, ``detection_recall`` and ``flagged_mean``
+(:class:`~nercc.evaluation.metrics.DetectionStats`; None for the others).
 """
 
 from __future__ import annotations
@@ -51,7 +61,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -60,9 +70,12 @@ from torch import nn
 
 from nercc.coding import FewAnswersWarning
 from nercc.evaluation.cache import OutputCache, fingerprint
-from nercc.evaluation.metrics import CodedMetrics, ParamStats
+from nercc.evaluation.metrics import CodedMetrics, DetectionStats, ParamStats
 from nercc.evaluation.variants import SPREAD_SUFFIXES, SchemeVariant
 from nercc.stragglers import StragglerModel, several_s_refusal
+
+if TYPE_CHECKING:
+    from nercc.adversaries import Adversary
 
 __all__ = ["CodedInferenceModule", "NonFiniteOutputsError", "straggler_models"]
 
@@ -72,12 +85,14 @@ class NonFiniteOutputsError(ValueError):
     is computed from them. The message is one line naming the classifier (its checkpoint)."""
 
 
-def _decode(scheme: Any, outputs: Any, available: np.ndarray) -> tuple[Any, dict[str, Any]]:
-    """``scheme.decode_each_with_params`` without its FewAnswersWarning: the rows count the
+def _decode(
+    scheme: Any, outputs: Any, available: np.ndarray
+) -> tuple[Any, dict[str, Any], np.ndarray]:
+    """``scheme.decode_each_flagged`` without its FewAnswersWarning: the rows count the
     patterns with fewer than K answers themselves (``few_answers``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewAnswersWarning)
-        return scheme.decode_each_with_params(outputs, available)
+        return scheme.decode_each_flagged(outputs, available)
 
 
 def _kinds(values: torch.Tensor) -> str:
@@ -143,6 +158,12 @@ class CodedInferenceModule(pl.LightningModule):
     cache : OutputCache, optional
         Where to keep and find the classifier's outputs (on the original and the coded inputs),
         so that evaluations differing only in decoders, S or patterns skip the classifier.
+    adversaries : list of int
+        The A values: at each S and A, A of the answering workers of every pattern answer
+        adversarially (``adversary``); ``[0]`` by default (every answer honest).
+    adversary : Adversary, optional
+        How the adversarial workers answer and where they sit
+        (:class:`nercc.adversaries.Adversary`); required when some A is above 0.
     """
 
     def __init__(
@@ -155,6 +176,8 @@ class CodedInferenceModule(pl.LightningModule):
         chunk_size: int = 4096,
         seed: int = 0,
         cache: OutputCache | None = None,
+        adversaries: Sequence[int] = (0,),
+        adversary: Adversary | None = None,
     ) -> None:
         super().__init__()
         if num_patterns < 1:
@@ -168,6 +191,15 @@ class CodedInferenceModule(pl.LightningModule):
         self.num_inputs = self.variants[0].scheme.num_inputs
         self.stragglers = [int(s) for s in stragglers]
         self.models = straggler_models(straggler_factory, self.stragglers, self.variants)
+        self.adversaries = [int(a) for a in adversaries]
+        if not self.adversaries or min(self.adversaries) < 0:
+            raise ValueError(f"adversaries must list A values >= 0, got {list(adversaries)}")
+        if adversary is None and max(self.adversaries) > 0:
+            raise ValueError(
+                f"adversaries={self.adversaries} needs an adversary (how adversarial workers "
+                f"answer), got None"
+            )
+        self.adversary = adversary
         self.num_patterns = int(num_patterns)
         self.chunk_size = int(chunk_size)
         self.seed = int(seed)
@@ -191,9 +223,13 @@ class CodedInferenceModule(pl.LightningModule):
                 self.variants[members[0]].scheme.encoder_matrix(), dtype=torch.float32
             )
             self.register_buffer(f"encoder_{j}", matrix, persistent=False)
-        # metrics[i][j]: variant i at S = stragglers[j] (unused where the variant does not run)
+        # metrics[i][c]: variant i in cell c = (S, A) (see _cell; unused where it does not run)
+        cells = len(self.stragglers) * len(self.adversaries)
         self.metrics = nn.ModuleList(
-            nn.ModuleList(CodedMetrics() for _ in self.stragglers) for _ in self.variants
+            nn.ModuleList(CodedMetrics() for _ in range(cells)) for _ in self.variants
+        )
+        self.detection = nn.ModuleList(
+            nn.ModuleList(DetectionStats() for _ in range(cells)) for _ in self.variants
         )
         # The parameters each variant reports when it decodes (as its scheme declares), and
         # their histograms per S. Variants decoded side by side share the decoder's per-pattern
@@ -201,7 +237,7 @@ class CodedInferenceModule(pl.LightningModule):
         self.reported = [v.scheme.reported for v in self.variants]
         self.encoder_params = [v.scheme.encoder_params() for v in self.variants]
         self.param_stats = nn.ModuleList(
-            nn.ModuleList(ParamStats(list(self.reported[i])) for _ in self.stragglers)
+            nn.ModuleList(ParamStats(list(self.reported[i])) for _ in range(cells))
             for i in range(len(self.variants))
         )
         self.results: list[dict[str, Any]] = []
@@ -367,18 +403,24 @@ class CodedInferenceModule(pl.LightningModule):
         for s_index, s in enumerate(self.stragglers):
             model = self.models[s]
             shared: dict[int, np.ndarray] = {}  # patterns per N, the same for every scheme
+            alone = model.depends_on_scheme or self._attack_depends_on_scheme()
             for members in self.decoder_groups:
                 running = [i for i in members if self.variants[i].runs_at(s)]
                 if not running:
                     continue
-                if model.depends_on_scheme:  # patterns differ by scheme: decode one by one
+                if alone:  # patterns or attacks differ by scheme: decode one by one
                     for i in running:
                         scheme = self.variants[i].scheme
                         available = self._draw(model, scheme, s, groups * t, first, shared)
-                        estimates, params = _decode(scheme, outputs[self.encoder_of[i]], available)
-                        self._check_decoded(i, s, estimates, outputs[self.encoder_of[i]])
-                        self._count(i, s_index, estimates, available, counted)
-                        self.param_stats[i][s_index].update(params)
+                        own = outputs[self.encoder_of[i]]
+                        for a_index, a in enumerate(self.adversaries):
+                            attack = self._attack(own, available, a, scheme, s, first)
+                            estimates, params, flagged = _decode(scheme, attack[0], available)
+                            cell = self._cell(s_index, a_index)
+                            self._check_decoded(i, s, estimates, attack[0])
+                            self._count(i, cell, estimates, available, counted)
+                            self.param_stats[i][cell].update(params)
+                            self.detection[i][cell].update(flagged, attack[1])
                     continue
                 # One decoder for all: decode the outputs of their encoders side by side.
                 decoding = running[0]
@@ -387,14 +429,47 @@ class CodedInferenceModule(pl.LightningModule):
                 encoders = tuple(dict.fromkeys(self.encoder_of[i] for i in running))
                 if encoders not in stacks:
                     stacks[encoders] = torch.stack([outputs[j] for j in encoders], dim=2)
-                # (G*T, K, E, C) and the decoder's parameters per pattern
-                estimates, params = _decode(scheme, stacks[encoders], available)
-                for i in running:
-                    position = encoders.index(self.encoder_of[i])
-                    own = estimates[:, :, position]
-                    self._check_decoded(i, s, own, outputs[self.encoder_of[i]])
-                    self._count(i, s_index, own, available, counted)
-                    self.param_stats[i][s_index].update(self._own(i, decoding, params))
+                for a_index, a in enumerate(self.adversaries):
+                    # (G*T, N, E, C): the same attack on every encoder's outputs
+                    attacked, adversarial = self._attack(
+                        stacks[encoders], available, a, scheme, s, first
+                    )
+                    # (G*T, K, E, C) and the decoder's parameters per pattern
+                    estimates, params, flagged = _decode(scheme, attacked, available)
+                    cell = self._cell(s_index, a_index)
+                    for i in running:
+                        position = encoders.index(self.encoder_of[i])
+                        own = estimates[:, :, position]
+                        self._check_decoded(i, s, own, attacked[:, :, position])
+                        self._count(i, cell, own, available, counted)
+                        self.param_stats[i][cell].update(self._own(i, decoding, params))
+                        self.detection[i][cell].update(flagged, adversarial)
+
+    def _cell(self, s_index: int, a_index: int) -> int:
+        """The index of the (S, A) cell in the per-variant metric lists."""
+        return s_index * len(self.adversaries) + a_index
+
+    def _attack_depends_on_scheme(self) -> bool:
+        """Whether the adversary aims at each scheme's decoder (then schemes decode alone)."""
+        return (
+            self.adversary is not None
+            and max(self.adversaries) > 0
+            and bool(self.adversary.depends_on_scheme)
+        )
+
+    def _attack(
+        self, outputs: torch.Tensor, available: np.ndarray, a: int, scheme: Any, s: int, first: int
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        """The workers' outputs (P, N, ...) with A = ``a`` of the answering workers of every
+        pattern adversarial, and where they are (P, N); drawn from the seed of (seed, S, N,
+        first input, A), so that every scheme with the same N meets the same attack (unless the
+        adversary aims at each scheme's decoder)."""
+        if a == 0:
+            return outputs, np.zeros(available.shape, dtype=bool)
+        n = scheme.num_workers
+        generator = torch.Generator().manual_seed(stable_seed(self.seed, s, n, first, a))
+        attack = self.adversary.attack(outputs, available, a, generator, scheme)
+        return attack.outputs, attack.adversarial
 
     def _own(self, i: int, decoding: int, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Variant i's parameters per pattern, from those of variant ``decoding``, which decoded
@@ -432,19 +507,19 @@ class CodedInferenceModule(pl.LightningModule):
     def _count(
         self,
         i: int,
-        s_index: int,
+        cell: int,
         estimates: torch.Tensor,
         available: np.ndarray,
         counted: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     ) -> None:
-        """Add variant i's estimates (G*T, K, C) at S = stragglers[s_index] to its metrics."""
+        """Add variant i's estimates (G*T, K, C) in (S, A) cell ``cell`` to its metrics."""
         reference, labels, valid = counted
         groups, t, k = valid.shape
         scheme = self.variants[i].scheme
         lost = torch.as_tensor(scheme.lost(available), device=estimates.device)
         # The realised number of non-answering workers of each pattern (random for some models).
         stragglers = torch.as_tensor(available.shape[1] - available.sum(axis=1))
-        self.metrics[i][s_index].update(
+        self.metrics[i][cell].update(
             estimates.reshape(groups, t, k, -1),
             reference,
             labels,
@@ -471,42 +546,69 @@ class CodedInferenceModule(pl.LightningModule):
         # Every row has every parameter column (None where a scheme has no such parameter, or
         # no spread of it).
         columns = self._param_columns()
+        attack = self._attack_columns()
         rows = []
         for i, variant in enumerate(self.variants):
             for s_index, s in enumerate(self.stragglers):
                 if not variant.runs_at(s):
                     continue
-                used = self.param_stats[i][s_index].compute()
-                params = {
-                    column: (
-                        used[name][stat]
-                        if name in used and (stat == "median" or variant.varies(name))
-                        else None
-                    )
-                    for column, name, stat in columns
-                }
-                values = self.metrics[i][s_index].compute()
-                pairs = values.pop("pairs")
-                patterns = values.pop("patterns")
-                # S as asked, then as realised over this row's patterns (they differ for models
-                # that draw a random count; see StragglerModel.uses_num_stragglers).
-                counts = {
-                    key: values.pop(key)
-                    for key in ("stragglers_mean", "stragglers_max", "few_answers")
-                }
-                rows.append(
-                    {
-                        "scheme": variant.name,
-                        "variant": variant.label,
-                        "num_inputs": variant.scheme.num_inputs,
-                        "num_workers": variant.scheme.num_workers,
-                        "num_stragglers": s,
-                        **counts,
-                        **params,
-                        "params_source": variant.source,
-                        **values,
-                        "num_inputs_evaluated": pairs // self.num_patterns,
-                        "num_patterns": patterns,
-                    }
-                )
+                for a_index, a in enumerate(self.adversaries):
+                    cell = self._cell(s_index, a_index)
+                    rows.append(self._row(i, s, a, cell, columns, attack))
         self.results = rows
+
+    def _attack_columns(self) -> dict[str, Any]:
+        """The adversary's columns of every row: its kind and placement (``none`` and None
+        without one)."""
+        if self.adversary is None:
+            return {"adversary": "none", "adversary_placement": None}
+        return self.adversary.describe()
+
+    def _row(
+        self,
+        i: int,
+        s: int,
+        a: int,
+        cell: int,
+        columns: list[tuple[str, str, str]],
+        attack: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The result row of variant i at S = ``s`` and A = ``a`` (cell ``cell``)."""
+        variant = self.variants[i]
+        used = self.param_stats[i][cell].compute()
+        params = {
+            column: (
+                used[name][stat]
+                if name in used and (stat == "median" or variant.varies(name))
+                else None
+            )
+            for column, name, stat in columns
+        }
+        values = self.metrics[i][cell].compute()
+        pairs = values.pop("pairs")
+        patterns = values.pop("patterns")
+        # S as asked, then as realised over this row's patterns (they differ for models that
+        # draw a random count; see StragglerModel.uses_num_stragglers).
+        counts = {
+            key: values.pop(key) for key in ("stragglers_mean", "stragglers_max", "few_answers")
+        }
+        # How well a screening decoder found the adversaries (None for one that does not screen).
+        detection = self.detection[i][cell].compute()
+        if not variant.scheme.screens:
+            detection = dict.fromkeys(detection)
+        return {
+            "scheme": variant.name,
+            "variant": variant.label,
+            "num_inputs": variant.scheme.num_inputs,
+            "num_workers": variant.scheme.num_workers,
+            "num_stragglers": s,
+            **counts,
+            "num_adversaries": a,
+            **attack,
+            **params,
+            "params_source": variant.source,
+            **values,
+            **detection,
+            "num_inputs_evaluated": pairs // self.num_patterns,
+            "num_patterns": patterns,
+        }

@@ -20,8 +20,10 @@ from nercc.evaluation.variants import SPREAD_SUFFIXES  # noqa: E402
 from nercc.utils.io import save_figure  # noqa: E402
 
 __all__ = [
+    "DETECTION_COLUMNS",
     "FIXED_COLUMNS",
     "INTERVAL_METRICS",
+    "adversary_axis",
     "few_answers_note",
     "param_columns",
     "plot_vs_stragglers",
@@ -34,10 +36,14 @@ __all__ = [
 #: The columns of a result row that are not a scheme's parameters.
 FIXED_COLUMNS = (
     "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "stragglers_mean",
-    "stragglers_max", "few_answers", "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc",
-    "base_acc", "rel_acc", "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement",
-    "num_inputs_evaluated", "num_patterns",
+    "stragglers_max", "few_answers", "num_adversaries", "adversary", "adversary_placement",
+    "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc", "rel_acc",
+    "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement", "detection_precision",
+    "detection_recall", "flagged_mean", "num_inputs_evaluated", "num_patterns",
 )  # fmt: skip
+
+#: The detection columns of a screening decoder's rows (None in the others').
+DETECTION_COLUMNS = ("detection_precision", "detection_recall", "flagged_mean")
 
 #: The metrics whose rows carry a 95 % interval (``<metric>_lo``, ``<metric>_hi``).
 INTERVAL_METRICS = ("mse", "rel_acc")
@@ -155,29 +161,47 @@ def print_results(
         r.get("stragglers_mean") is not None and r["stragglers_mean"] != r["num_stragglers"]
         for r in rows
     )
+    attacked = any(r.get("num_adversaries") for r in rows)
+    detecting = any(r.get(c) is not None for r in rows for c in DETECTION_COLUMNS)
     intervals = any(_interval(r, m) for r in rows for m in INTERVAL_METRICS)
     caption = "±: 95 % interval, 1.96 SE over (group, pattern) draws" if intervals else None
     table = Table(title=title, caption=caption)
     table.add_column("scheme", no_wrap=True)
     counts = ("S", "S mean") if realised else ("S",)
+    if attacked:
+        counts = (*counts, "A")
     cells = _param_cells(params)
     headers = [header for header, _ in cells]
-    for column in (*counts, *headers, "mse", "acc", "base_acc", "rel_acc", "agreement"):
+    found = ("precision", "recall", "flagged") if detecting else ()
+    for column in (*counts, *headers, "mse", "acc", "base_acc", "rel_acc", "agreement", *found):
         table.add_column(column, justify="right")
     order = {label: i for i, label in enumerate(dict.fromkeys(r["variant"] for r in rows))}
-    # a line per variant, S increasing (a table of per-S parameters splits a scheme in variants)
-    for row in sorted(rows, key=lambda r: (order[r["variant"]], r["num_stragglers"])):
+    # a line per variant, S then A increasing (a table of per-S parameters splits a scheme in
+    # variants)
+    for row in sorted(
+        rows,
+        key=lambda r: (order[r["variant"]], r["num_stragglers"], r.get("num_adversaries") or 0),
+    ):
         mean = (f"{row['stragglers_mean']:.4g}" if row.get("stragglers_mean") is not None else "",)
         table.add_row(
             row["variant"],
             str(row["num_stragglers"]),
             *(mean if realised else ()),
+            *((str(row.get("num_adversaries") or 0),) if attacked else ()),
             *(cell(row) for _, cell in cells),
             _with_interval(row, "mse", f"{row['mse']:.4g}"),
             f"{row['acc']:.4f}",
             f"{row['base_acc']:.4f}",
             _with_interval(row, "rel_acc", f"{row['rel_acc']:.4f}"),
             f"{row['agreement']:.4f}",
+            *(_number(row.get(c), ".3g") for c in DETECTION_COLUMNS if detecting),
+        )
+    if attacked:
+        adversaries = dict.fromkeys(
+            f"{r['adversary']} ({r['adversary_placement']})" for r in rows if r.get("adversary")
+        )
+        table.caption = "; ".join(
+            filter(None, [caption, f"A adversarial workers: {', '.join(adversaries)}"])
         )
     if console is None:  # as wide as the table needs (the intervals widen it), at least 120
         natural = Console(width=1000).measure(table).maximum
@@ -191,6 +215,11 @@ def print_results(
         console.print(f"{scheme} parameters: {source}", soft_wrap=True)
 
 
+def _number(value: Any, fmt: str) -> str:
+    """``value`` formatted, or empty for None."""
+    return "" if value is None else format(value, fmt)
+
+
 def few_answers_note(rows: Sequence[dict[str, Any]]) -> str | None:
     """One line naming the rows with draws decoded from fewer answers than inputs (K), with the
     fraction of their draws, or None when there are none."""
@@ -199,13 +228,21 @@ def few_answers_note(rows: Sequence[dict[str, Any]]) -> str | None:
         return None
     parts = {}
     for row in few:
-        parts.setdefault(row["variant"], []).append(
+        parts.setdefault(row["variant"], {})[
             f"S={row['num_stragglers']} {row['few_answers']:.0%}"
-        )
+        ] = None  # once per S (the rows of several A share their patterns)
     listed = "; ".join(f"{variant} at {', '.join(cells)}" for variant, cells in parts.items())
     return (
         f"few_answers: fewer than K={few[0]['num_inputs']} workers answered (the estimates are "
         f"underdetermined) in this fraction of the draws: {listed}"
+    )
+
+
+def adversary_axis(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether the rows are best drawn against A: several A values and a single S."""
+    return (
+        len({r.get("num_adversaries") or 0 for r in rows}) > 1
+        and len({r["num_stragglers"] for r in rows}) == 1
     )
 
 
@@ -214,6 +251,8 @@ def plot_vs_stragglers(
 ) -> Path:
     """Plot ``metric`` against S, one line per variant; written atomically as PNG.
 
+    Rows of several A (adversarial workers) at a single S are drawn against A instead
+    (:func:`adversary_axis`); rows of several A and several S get one line per variant and A.
     Where the rows carry ``<metric>_lo`` and ``<metric>_hi`` (mse, rel_acc), each line gets a
     shaded band of its 95 % interval; on the log axis of an mse plot a lower end at or below 0
     runs off the bottom of the axis, whose limits follow the values and the positive ends.
@@ -221,11 +260,21 @@ def plot_vs_stragglers(
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     nan = (float("nan"),) * 2
     banded = False
-    for label in dict.fromkeys(r["variant"] for r in rows):
+    against_a = adversary_axis(rows)
+    several_a = len({r.get("num_adversaries") or 0 for r in rows}) > 1 and not against_a
+
+    def line_of(row: dict[str, Any]) -> str:
+        a = row.get("num_adversaries") or 0
+        return f"{row['variant']}, A={a}" if several_a else row["variant"]
+
+    def x_of(row: dict[str, Any]) -> int:
+        return (row.get("num_adversaries") or 0) if against_a else row["num_stragglers"]
+
+    for label in dict.fromkeys(line_of(r) for r in rows):
         points = sorted(
-            (r["num_stragglers"], r[metric], *(_interval(r, metric) or nan))
+            (x_of(r), r[metric], *(_interval(r, metric) or nan))
             for r in rows
-            if r["variant"] == label
+            if line_of(r) == label
         )
         xs, ys, lows, highs = zip(*points, strict=True)
         (line,) = axis.plot(xs, ys, marker="o", label=label)
@@ -241,7 +290,10 @@ def plot_vs_stragglers(
             if value > 0 and math.isfinite(value)
         ]
         axis.set_ylim(min(ends) / 1.25, max(ends) * 1.25)
-    axis.set_xlabel("stragglers S")
+    if against_a:
+        axis.set_xlabel(f"adversarial workers A (S = {rows[0]['num_stragglers']})")
+    else:
+        axis.set_xlabel("stragglers S")
     axis.set_ylabel(f"{metric} (band: 95 % interval)" if banded else metric)
     axis.set_title(title)
     axis.grid(alpha=0.3)

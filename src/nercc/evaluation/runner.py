@@ -40,6 +40,8 @@ def run_coded(
     data: Any,
     classifier: Any,
     loggers: list | None = None,
+    adversaries: list[int] | None = None,
+    adversary: Any = None,
 ) -> tuple[list[dict[str, Any]], Any]:
     """Evaluate ``variants`` on ``cfg.eval``'s split with Lightning.
 
@@ -58,11 +60,15 @@ def run_coded(
         The classifier whose outputs are coded.
     loggers : list, optional
         Lightning loggers for the trainer (none by default).
+    adversaries : list of int, optional
+        The A values (``[0]``, every answer honest, by default).
+    adversary : nercc.adversaries.Adversary, optional
+        How the A adversarial workers answer; required when some A is above 0.
 
     Returns
     -------
     rows : list of dict
-        One result row per variant and S, on every process.
+        One result row per variant, S and A, on every process.
     trainer : pytorch_lightning.Trainer
         The trainer that ran the test loop.
     """
@@ -78,6 +84,8 @@ def run_coded(
         chunk_size=cfg.eval.chunk_size,
         seed=cfg.seed,
         cache=output_cache(cfg.paths.cache_dir) if cfg.eval.get("cache", True) else None,
+        adversaries=adversaries or [0],
+        adversary=adversary,
     )
     eval_data = CodedEvalData(data, cfg.eval.split, cfg.eval.batch_size, cfg.eval.get("limit"))
     # CodedEvalData deals whole batches to the processes: Lightning must not re-shard them.

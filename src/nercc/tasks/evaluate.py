@@ -57,6 +57,9 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     #: The parameters chosen by a calibration on validation images (``auto``), by scheme.
     auto: dict[str, list[str]] = field(default_factory=dict)
+    #: The A values (adversarial workers among those that answer) and how they answer.
+    adversaries: list[int] = field(default_factory=lambda: [0])
+    adversary: Any = None
 
 
 def check_config(cfg: DictConfig) -> Plan:
@@ -112,7 +115,10 @@ def check_config(cfg: DictConfig) -> Plan:
     except ValueError as error:  # "<key>: ...": an S the model cannot serve
         key, _, what = str(error).partition(": ")
         raise ConfigError(key, what) from None
-    return Plan(variants, factory, tables, objective, notes, auto)
+    adversaries = [int(a) for a in cfg.get("adversaries") or [0]]
+    node = cfg.get("adversary")
+    adversary = build_checked("adversary", node) if node is not None else None
+    return Plan(variants, factory, tables, objective, notes, auto, adversaries, adversary)
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -126,7 +132,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     Returns
     -------
     metrics : dict
-        ``rows`` (one result row per variant and S) and, when it can be computed, the value of
+        ``rows`` (one result row per variant, S and A) and, when it can be computed, the value of
         ``optimized_metric`` under its name.
     objects : dict
         ``module``-level objects: ``trainer``, ``data``, ``classifier``, ``plan``.
@@ -156,7 +162,16 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             log.info(f"note: {name}: auto chose on validation images {chosen}")
         log.info(f"note: the auto calibration took {found['seconds']:.1f} s")
     loggers = build_all(cfg.get("logger"))
-    rows, trainer = run_coded(cfg, plan.variants, plan.straggler_factory, data, classifier, loggers)
+    rows, trainer = run_coded(
+        cfg,
+        plan.variants,
+        plan.straggler_factory,
+        data,
+        classifier,
+        loggers,
+        adversaries=plan.adversaries,
+        adversary=plan.adversary,
+    )
     metrics: dict[str, Any] = {"rows": rows}
     objective = None
     if plan.objective is not None:
@@ -199,7 +214,13 @@ def report(
     variants : list of SchemeVariant
         The variants that were run.
     """
-    from nercc.evaluation.report import param_columns, plot_vs_stragglers, print_results
+    from nercc.evaluation.report import (
+        DETECTION_COLUMNS,
+        adversary_axis,
+        param_columns,
+        plot_vs_stragglers,
+        print_results,
+    )
     from nercc.utils.io import write_csv, write_json
 
     out = Path(cfg.paths.output_dir)
@@ -210,8 +231,15 @@ def report(
     summary = {"name": objective_name, "at": cfg.get("optimized_at"), "value": objective}
     write_csv(out / "results.csv", rows)
     write_json(out / "results.json", {"objective": summary, "rows": rows})
+    against_a = adversary_axis(rows)
     plots = {
-        m: plot_vs_stragglers(rows, m, out / name, f"{title}: {m}") for m, name in PLOTS.items()
+        m: plot_vs_stragglers(
+            rows,
+            m,
+            out / (name.replace("stragglers", "adversaries") if against_a else name),
+            f"{title}: {m}",
+        )
+        for m, name in PLOTS.items()
     }
     # The parameters each variant ran with: in the config when one setting served every S (so
     # that W&B's parallel coordinates see them), and per S among the metrics.
@@ -219,14 +247,21 @@ def report(
     # A variant's settings as given (params()), not the rows' medians: df_dec changes with S.
     labels = collections.Counter(v.label for v in variants)
     used = {v.label: v.params for v in variants if labels[v.label] == 1 and v.params}
+    # One step per S; with several A, each A's metrics under coded/<variant>/A<a>/<metric>.
+    several_a = len({r.get("num_adversaries") or 0 for r in rows}) > 1
+
+    def prefix(r: dict[str, Any]) -> str:
+        a = f"/A{r.get('num_adversaries') or 0}" if several_a else ""
+        return f"coded/{r['variant']}{a}"
+
     steps = [
         (
             s,
             {
-                f"coded/{r['variant']}/{m}": r[m]
+                f"{prefix(r)}/{m}": r[m]
                 for r in rows
                 if r["num_stragglers"] == s
-                for m in (*LOGGED, *names)
+                for m in (*LOGGED, *DETECTION_COLUMNS, *names)
                 if r.get(m) is not None
             },
         )
@@ -238,7 +273,10 @@ def report(
         {**plain(cfg), "params": used, "data_source": info, "classifier": model_info},
         steps=steps,
         tables={"coded/results": (columns, [[r.get(c) for c in columns] for r in rows])},
-        images={f"coded/{metric}_vs_stragglers": path for metric, path in plots.items()},
+        images={
+            f"coded/{metric}_vs_{path.stem.split('_vs_')[1]}": path
+            for metric, path in plots.items()
+        },
         summary=(
             {"objective": objective, "optimized_metric": objective_name}
             if objective is not None

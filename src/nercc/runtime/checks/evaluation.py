@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from nercc.data.sources import SYNTHETIC_DEFAULTS
+from nercc.runtime.checks.adversaries import check_adversaries
 from nercc.runtime.checks.common import (
     check_data,
     check_loggers,
@@ -23,11 +24,11 @@ from nercc.utils.errors import ConfigError
 def check_eval(cfg: DictConfig) -> None:
     """Check an evaluation config (``nercc.eval`` and the evaluations of ``nercc.tune``).
 
-    Types and ranges of ``coding``, ``stragglers``, ``eval``, the scheme and straggler nodes and
-    the optimised metric; N >= K and integer S <= N - 1; the straggler model's parameters against
-    the S list; equal cost for the baselines (every scheme on the same number of workers); the
-    logger's needs; the output folder (not the cache's: one that cannot be written turns itself
-    off); the memory the coded batches would need.
+    Types and ranges of ``coding``, ``stragglers``, ``adversaries``, ``eval``, the scheme,
+    straggler and adversary nodes and the optimised metric; N >= K and integer S <= N - 1; the
+    straggler model's parameters against the S list; A <= N - S; equal cost for the baselines
+    (every scheme on the same number of workers); the logger's needs; the output folder (not the
+    cache's: one that cannot be written turns itself off); the memory the coded batches would need.
     """
     check_seed(cfg)
     _, size, classes = check_data(cfg)
@@ -45,6 +46,8 @@ def check_eval(cfg: DictConfig) -> None:
     workers = check_schemes(cfg, k)
     stragglers = integer_list(cfg, "stragglers", 0, min(workers) - 1, f"N - 1 = {min(workers) - 1}")
     check_straggler_node(cfg, stragglers)
+    if "adversaries" in cfg or "adversary" in cfg:
+        check_adversaries(cfg, stragglers, min(workers))
     metric = get(cfg, "optimized_metric", None)
     if metric is not None and not isinstance(metric, str):
         raise ConfigError("optimized_metric", "must be null or coded/<scheme>/<metric>", metric)
