@@ -24,7 +24,9 @@ from nercc.tasks.figures import make_figures
 from nercc.utils.errors import ConfigError
 
 PNG = b"\x89PNG\r\n\x1a\n"
-FIGURES = ("vs_stragglers", "lambdas", "convergence", "stragglers")
+FIGURES = (
+    "vs_stragglers", "lambdas", "convergence", "stragglers", "byzantine", "byzantine_convergence",
+)  # fmt: skip
 
 
 def _same(a, b) -> bool:
@@ -69,14 +71,15 @@ def test_dry_mode_draws_every_figure_and_a_regenerable_summary(
     assert "| NeRCC tuned / BACC | NeRCC auto / BACC | NeRCC (0, 0) / BACC |" in summary
     assert (out / "scratch" / "checkpoints" / "lenet5_synthetic.ckpt").is_file()
     # the slopes: NeRCC (0, 0) and BACC in both regimes, finite, and the same in summary.json
-    slopes = metrics["slopes"]
+    slopes = [s for s in metrics["slopes"] if s["figure"] == "convergence"]
     assert {(s["panel"], s["label"]) for s in slopes} == {
         (p, label) for p in ("S = 0.2 N (fixed fraction)", "S = 2 (fixed)")
         for label in ("NeRCC (0, 0)", "BACC", "NeRCC auto")
     }  # fmt: skip
     assert all(math.isfinite(s["slope"]) and s["num_workers"] == [8, 12, 16, 24] for s in slopes)
     saved = json.loads((out / "summary.json").read_text())
-    assert [s["slope"] for s in saved["slopes"]] == [s["slope"] for s in slopes]
+    assert [s["slope"] for s in saved["slopes"]] == [s["slope"] for s in metrics["slopes"]]
+    _check_byzantine(out, summary, metrics)
     # the lambda figure is on the validation split, with df axes where the rows give df
     grid = json.loads((out / "data" / "lambdas_synthetic.json").read_text())
     assert {r["split"] for r in grid["runs"]} == {"val"}
@@ -100,6 +103,64 @@ def test_dry_mode_draws_every_figure_and_a_regenerable_summary(
     (run_dir,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
     assert len(list(run_dir.rglob("*.png"))) >= len(FIGURES)
     assert list(run_dir.rglob("*.table.json"))
+
+
+def _check_byzantine(out, summary, metrics):
+    """The dry mode's Byzantine figures: mse and rel_acc against A at one S for plain and robust
+    NeRCC and BACC; mse against N under A = round(N^a) with the fitted and the theory's slopes."""
+    for section in (
+        "mse per A (byzantine: adversary sign_flip, `adversary=sign_flip adversary.scale=20 "
+        "adversary.placement=random`", "rel_acc per A (byzantine", "Detection per A (byzantine",
+        "| A | NeRCC | NeRCC robust | BACC | BACC robust | NeRCC robust / NeRCC | "
+        "BACC robust / BACC |",
+        "- byzantine: replication with a majority vote over its copies",
+        "## Convergence under adversaries", "### byzantine_convergence / synthetic",
+        "`python -m nercc.figures figures.dry=true logger=wandb 'figure=[byzantine]' "
+        "'figures.only=[synthetic]'`",
+    ):  # fmt: skip
+        assert section in summary, section
+    byz = json.loads((out / "data" / "byzantine_synthetic.json").read_text())
+    rows = [row for run in byz["runs"] for row in run["rows"]]
+    assert {(r["scheme"], r["num_stragglers"]) for r in rows} == {
+        (s, 2) for s in ("nercc", "nercc_robust", "bacc", "bacc_robust")
+    }
+    assert sorted(r["num_adversaries"] for r in rows) == sorted([0, 1, 2, 3] * 4)
+    assert {r["adversary"] for r in rows if r["num_adversaries"]} == {"sign_flip"}
+    # at A = 0 the screening flags nothing here: robust and plain decode the same
+    at_zero = {r["scheme"]: r["mse"] for r in rows if r["num_adversaries"] == 0}
+    assert at_zero["nercc_robust"] == pytest.approx(at_zero["nercc"], rel=1e-9)
+    # one run per N at S = round(0.2 N), with A = round(N^0.3) and round(N^0.5) in one list
+    conv = json.loads((out / "data" / "byzantine_convergence_synthetic.json").read_text())
+    assert [(r["num_workers"], sorted({(row["num_stragglers"], row["num_adversaries"])
+                                       for row in r["rows"]})) for r in conv["runs"]] == [
+        (12, [(2, 2), (2, 3)]), (16, [(3, 2), (3, 4)]), (24, [(5, 3), (5, 5)]),
+        (32, [(6, 3), (6, 6)]),
+    ]  # fmt: skip
+    attacked = [s for s in metrics["slopes"] if s["figure"] == "byzantine_convergence"]
+    assert {(s["panel"], s["label"], round(s["theory"], 9)) for s in attacked} == {
+        (f"A = round(N^{a}), S = 0.2 N", label, theory)
+        for a, theory in (("0.3", -0.84), ("0.5", -0.6))
+        for label in ("NeRCC robust (0, 0)", "NeRCC (0, 0)")
+    }  # fmt: skip
+    assert all(math.isfinite(s["slope"]) for s in attacked)
+    line = next(s for s in attacked if s["panel"].startswith("A = round(N^0.5)"))
+    assert line["num_adversaries"] == [3, 4, 5, 6] and line["num_workers"] == [12, 16, 24, 32]
+    assert "| synthetic | A = round(N^0.5), S = 0.2 N | -0.6 | " in summary
+
+
+def test_a_figure_against_a_with_several_s_is_refused_before_any_work(compose_config, tmp_path):
+    cfg = compose_config(
+        "figures",
+        ["figures.dry=true", "figure=[byzantine]",
+         "figure.byzantine.per_model.synthetic.overrides=['stragglers=[2,4]']"],
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as error:
+        make_figures(cfg)
+    assert str(error.value) == (
+        "figure.byzantine.runs[1] (synthetic): a figure against A needs one S and at least two A "
+        "(stragglers=[S], adversaries=[0,...]), got stragglers=[2, 4], adversaries=[0]"
+    )
+    assert not (tmp_path / "outputs" / "figures" / "dry" / "scratch").exists()  # nothing trained
 
 
 def test_a_switched_off_curve_is_left_out_with_a_note(compose_config, tmp_path):
@@ -132,7 +193,7 @@ def test_bad_figure_settings_give_one_line_per_key(compose_config, capsys):
         "figure.vs_stragglers.runs[2]: must give exactly one of label and labels, got "
         "{'label': None, 'labels': None}",
         "figure.lambdas.colour: unknown key (known: kind, title, metrics, overrides, per_model, "
-        "panels, runs, models), got 'red'",
+        "panels, runs, models, notes), got 'red'",
         "figure.convergence.fraction: must be a number in (0, 1): S = round(fraction x N) in the "
         "fixed-fraction panel, got 2",
     ]

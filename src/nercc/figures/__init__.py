@@ -9,6 +9,8 @@ This package is the library layer below the tasks (it imports no task):
 
 - :mod:`nercc.figures.specs`: reading and checking the configs, expanding them into runs;
 - :mod:`nercc.figures.plots`: the plots and the convergence slopes;
+- :mod:`nercc.figures.adversarial`: A(N) = round(N^a) and the theory's slope of the figures
+  under adversarial (Byzantine) workers;
 - :mod:`nercc.figures.summary`: summary.md and summary.json.
 
 The task itself (compose, evaluate, draw) is :func:`nercc.tasks.figures.make_figures`.

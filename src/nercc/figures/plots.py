@@ -20,10 +20,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from nercc.utils.io import save_figure  # noqa: E402
 
-__all__ = ["fit_slope", "plot_convergence", "plot_lambda_grid", "plot_vs_stragglers"]
+__all__ = [
+    "fit_slope",
+    "plot_adversary_convergence",
+    "plot_convergence",
+    "plot_lambda_grid",
+    "plot_vs_adversaries",
+    "plot_vs_stragglers",
+]
 
 #: Values this far below a panel's largest are float noise (exact recovery): drawn at the floor.
 EXACT = 1e-9
@@ -35,6 +43,9 @@ LABEL_COLORS = {
     "NeRCC": "tab:blue",
     "BACC": "tab:red",
     "replication (equal cost)": "tab:gray",
+    "NeRCC robust": "tab:purple",
+    "BACC robust": "tab:brown",
+    "NeRCC robust (0, 0)": "tab:purple",
 }
 SPARE_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 METRIC_NAMES = {"mse": "mse", "rel_acc": "relative accuracy", "acc": "accuracy",
@@ -130,10 +141,10 @@ def _finish(figure: Any, title: str, path: str | os.PathLike[str], note: str = "
     return save_figure(figure, path)
 
 
-def plot_vs_stragglers(
-    rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathLike[str], title: str
-) -> dict[str, Any]:
-    """One row of panels per metric, one column per panel (straggler model), x = S."""
+def _plot_curves(rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathLike[str],
+                 title: str, x: str, x_label: str, panel_title: str) -> None:  # fmt: skip
+    """One row of panels per metric, one column per panel, ``x`` on the horizontal axis;
+    ``panel_title`` formats a panel's name (``{panel}``) into its title."""
     panels = list(dict.fromkeys(r["panel"] for r in rows))
     figure, axes = _grid(len(metrics), len(panels))
     colors: dict[str, Any] = {}
@@ -141,22 +152,45 @@ def plot_vs_stragglers(
     for i, metric in enumerate(metrics):
         for j, panel in enumerate(panels):
             axis = axes[i, j]
-            series = _series(rows, "num_stragglers", metric, {"panel": panel})
+            series = _series(rows, x, metric, {"panel": panel})
             log_y = metric == "mse"
             _draw(axis, series, colors, log_y)
             if log_y:
                 top = max((p[1] for pts in series.values() for p in pts), default=0)
                 exact |= any(0 <= p[1] <= top * EXACT for pts in series.values() for p in pts)
-            axis.set_xlabel("stragglers S")
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # S and A are counts
+            axis.set_xlabel(x_label)
             axis.set_ylabel(METRIC_NAMES[metric])
-            axis.set_title(f"{METRIC_NAMES[metric]}{f' ({panel} stragglers)' if panel else ''}",
-                           fontsize=10)  # fmt: skip
+            axis.set_title(METRIC_NAMES[metric] + (panel_title.format(panel=panel) if panel
+                                                   else ""), fontsize=10)  # fmt: skip
             axis.grid(alpha=0.3)
             axis.legend(fontsize=7)
     note = "bands: 95 % intervals over (group, pattern) draws"
     if exact:
         note += f"; down triangles: exact recovery (mse below {EXACT:g} x the largest)"
     _finish(figure, title, path, note)
+
+
+def plot_vs_stragglers(
+    rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathLike[str], title: str
+) -> dict[str, Any]:
+    """One row of panels per metric, one column per panel (straggler model), x = S."""
+    _plot_curves(rows, metrics, path, title, "num_stragglers", "stragglers S",
+                 " ({panel} stragglers)")  # fmt: skip
+    return {}
+
+
+def plot_vs_adversaries(
+    rows: Sequence[dict], metrics: Sequence[str], path: str | os.PathLike[str], title: str
+) -> dict[str, Any]:
+    """One row of panels per metric, one column per panel (adversary kind), x = A, the
+    adversarial workers among those that answer, at the rows' one S."""
+    stragglers = sorted({r["num_stragglers"] for r in rows})
+    if len(stragglers) != 1:
+        raise ValueError(f"rows must have one S to be drawn against A, got S={stragglers}")
+    _plot_curves(rows, metrics, path, title, "num_adversaries",
+                 f"adversarial workers A (of the N - S answering, S = {stragglers[0]})",
+                 ": adversary {panel}")  # fmt: skip
     return {}
 
 
@@ -265,3 +299,85 @@ def plot_convergence(
     _finish(figure, title, path, "bands: 95 % intervals; dashed: least-squares fit of log mse "
             "on log N")  # fmt: skip
     return {"slopes": slopes, "slope_workers": workers}
+
+
+def plot_adversary_convergence(
+    rows: Sequence[dict],
+    path: str | os.PathLike[str],
+    title: str,
+    theory: dict[str, float],
+    anchor: str | None = None,
+) -> dict[str, Any]:
+    """mse against N on log-log axes under A = round(N^a) adversaries, one panel per exponent a
+    (``panel``); each label's least-squares slope of log mse on log N in the legend, its fit
+    dashed, and the theory's slope ``theory[panel]`` as a dotted line through the centre (mean
+    log N, mean log mse) of ``anchor``'s points (the first label when None).
+
+    Returns
+    -------
+    dict
+        ``slopes[panel][label]``, ``slope_workers[panel][label]`` (the N fitted),
+        ``slope_adversaries[panel][label]`` (the A at each N) and ``theory[panel]``.
+    """
+    panels = list(dict.fromkeys(r["panel"] for r in rows))
+    figure, axes = _grid(1, len(panels))
+    colors: dict[str, Any] = {}
+    slopes: dict[str, dict[str, float]] = {}
+    workers: dict[str, dict[str, list[int]]] = {}
+    counts: dict[str, dict[str, list[int]]] = {}
+    for j, panel in enumerate(panels):
+        axis = axes[0, j]
+        mine = [r for r in rows if r["panel"] == panel]
+        series = _series(mine, "num_workers", "mse", {})
+        fits = {
+            label: fit_slope([p[0] for p in pts], [p[1] for p in pts])
+            for label, pts in series.items()
+        }
+        slopes[panel] = fits
+        workers[panel] = {label: [int(p[0]) for p in pts] for label, pts in series.items()}
+        counts[panel] = {
+            label: [int(r["num_adversaries"]) for r in sorted(mine, key=lambda r: r["num_workers"])
+                    if r["label"] == label]
+            for label in series
+        }  # fmt: skip
+        _draw(axis, series, colors, log_y=True, fits=fits)
+        for label, pts in series.items():
+            centre = _centre(pts)
+            if math.isfinite(fits[label]) and centre is not None:
+                _line(axis, pts, centre, fits[label], "--", colors[label], 0.7)
+        base = anchor if anchor in series else next(iter(series), None)
+        slope = theory.get(panel, float("nan"))
+        centre = _centre(series[base]) if base is not None else None
+        if centre is not None and math.isfinite(slope):
+            _line(axis, series[base], centre, slope, ":", "black", 0.9,
+                  f"theory: slope {slope:.2f}")  # fmt: skip
+        axis.set_xscale("log")
+        ns = sorted({p[0] for pts in series.values() for p in pts})
+        axis.set_xticks(ns, [str(int(n)) for n in ns])
+        axis.minorticks_off()
+        axis.set_xlabel("workers N (log)")
+        axis.set_ylabel("mse (log)")
+        axis.set_title(panel, fontsize=10)
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=7)
+    _finish(figure, title, path, "bands: 95 % intervals; dashed: least-squares fit of log mse "
+            "on log N; dotted: the theory's slope (6/5)(a - 1)")  # fmt: skip
+    return {"slopes": slopes, "slope_workers": workers, "slope_adversaries": counts,
+            "theory": {panel: theory.get(panel, float("nan")) for panel in panels}}  # fmt: skip
+
+
+def _centre(points: Sequence[tuple]) -> tuple[float, float] | None:
+    """(mean log N, mean log mse) over the points with a positive mse."""
+    good = [(p[0], p[1]) for p in points if _finite(p[1]) and p[1] > 0]
+    if not good:
+        return None
+    logs = np.log(np.array(good, dtype=float))
+    return float(logs[:, 0].mean()), float(logs[:, 1].mean())
+
+
+def _line(axis: Any, points: Sequence[tuple], centre: tuple[float, float], slope: float,
+          style: str, color: Any, alpha: float, label: str | None = None) -> None:  # fmt: skip
+    """A line of ``slope`` on log-log axes through ``centre``, over the points' N."""
+    ns = np.array([points[0][0], points[-1][0]], dtype=float)
+    ys = np.exp(centre[1] + slope * (np.log(ns) - centre[0]))
+    axis.plot(ns, ys, style, color=color, linewidth=1.2 if label else 1, alpha=alpha, label=label)

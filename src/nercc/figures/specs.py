@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from nercc.figures.adversarial import adversaries_at
 from nercc.runtime.checks import boolean, choice, get, integer
 from nercc.utils.errors import ConfigError
 
@@ -34,6 +35,7 @@ __all__ = [
     "ModelSpec",
     "PlannedRun",
     "RunSpec",
+    "adversary_convergence_point",
     "check_figures",
     "merge_overrides",
     "plan_runs",
@@ -46,10 +48,16 @@ KINDS = {
     "vs_stragglers": (),
     "lambda_grid": (),
     "convergence": ("fraction", "num_workers", "fixed_stragglers"),
+    "vs_adversaries": (),
+    "adversary_convergence": ("exponents", "fraction", "num_workers", "fixed_stragglers"),
 }
+#: The kinds drawn against S or A, one row of panels per metric (the others draw mse only).
+CURVE_KINDS = ("vs_stragglers", "vs_adversaries")
 #: Metrics a figure can draw (columns of every result row).
 METRICS = ("mse", "rel_acc", "acc", "agreement")
-FIGURE_KEYS = ("kind", "title", "metrics", "overrides", "per_model", "panels", "runs", "models")
+FIGURE_KEYS = (
+    "kind", "title", "metrics", "overrides", "per_model", "panels", "runs", "models", "notes",
+)  # fmt: skip
 RUN_KEYS = ("label", "labels", "overrides", "needs_table", "when", "optional")
 MODEL_KEYS = ("about", "overrides", "optional", "train", "tune")
 EVAL = "python -m nercc.eval"
@@ -109,6 +117,7 @@ class FigureSpec:
     panels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     models: tuple[str, ...] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # the kind's own keys
+    notes: tuple[str, ...] = ()  # written under the figure's model in summary.md
 
     def option(self, key: str, model: str) -> Any:
         """A kind key for ``model``: ``per_model.<model>.<key>``, else the figure's."""
@@ -287,6 +296,10 @@ def _positive_ints(value: Any) -> bool:
     )
 
 
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
 def _read_figure(
     cfg: DictConfig, name: str, node: Any, switches: Mapping[str, Any], model_names: set[str],
     errors: list,
@@ -308,8 +321,8 @@ def _read_figure(
         errors.append(ConfigError(f"{where}.metrics", f"must be a non-empty list of "
                                   f"{', '.join(METRICS)}", metrics))  # fmt: skip
         metrics = ["mse"]
-    if kind != "vs_stragglers" and metrics != ["mse"]:
-        errors.append(ConfigError(f"{where}.metrics", f"a {kind} figure draws mse only", metrics))
+    if kind not in CURVE_KINDS and metrics != ["mse"]:
+        errors.append(ConfigError(f"{where}.metrics", f"{_a(kind)} figure draws mse only", metrics))
     overrides = _check_overrides(f"{where}.overrides", node.get("overrides"), errors)
     panels_node = node.get("panels") or {}
     panels: dict[str, tuple[str, ...]] = {}
@@ -319,8 +332,8 @@ def _read_figure(
     else:
         for panel, items in panels_node.items():
             panels[str(panel)] = _check_overrides(f"{where}.panels.{panel}", items or [], errors)
-    if panels and kind != "vs_stragglers":
-        errors.append(ConfigError(f"{where}.panels", f"a {kind} figure has its own panels",
+    if panels and kind not in CURVE_KINDS:
+        errors.append(ConfigError(f"{where}.panels", f"{_a(kind)} figure has its own panels",
                                   panels_node))  # fmt: skip
     models = node.get("models")
     if models is not None and not (_strings(models) and set(models) <= model_names):
@@ -350,6 +363,12 @@ def _read_figure(
     options = {key: node[key] for key in KINDS[kind] if key in node}
     if kind == "convergence":
         _check_convergence(cfg, where, options, per_model, errors)
+    if kind == "adversary_convergence":
+        _check_adversary_convergence(cfg, where, options, per_model, errors)
+    notes = node.get("notes") or []
+    if not (isinstance(notes, list) and all(isinstance(n, str) and n for n in notes)):
+        errors.append(ConfigError(f"{where}.notes", "must be a list of lines", notes))
+        notes = []
     runs_node = node.get("runs")
     if not isinstance(runs_node, list) or not runs_node:
         errors.append(ConfigError(f"{where}.runs", "must be a non-empty list of runs", runs_node))
@@ -365,7 +384,8 @@ def _read_figure(
                                           f"runs[{seen[label]}]'s", label))  # fmt: skip
             seen.setdefault(label, i)
     return FigureSpec(name, kind, title, tuple(metrics), tuple(r for r in runs if r), overrides,
-                      per_model, panels, tuple(models) if models else None, options)  # fmt: skip
+                      per_model, panels, tuple(models) if models else None, options,
+                      tuple(notes))  # fmt: skip
 
 
 def _check_convergence(
@@ -391,6 +411,54 @@ def _check_convergence(
             errors.append(ConfigError(f"{at}.num_workers", "must be an increasing list of at "
                                       "least two N", workers))  # fmt: skip
         _read(errors, integer, cfg, f"{at}.fixed_stragglers", 0, optional=True, default=None)
+
+
+def _check_adversary_convergence(
+    cfg: DictConfig, where: str, options: dict, per_model: dict, errors: list
+) -> None:
+    """The keys of an adversary_convergence figure, at the figure and per model (which of them
+    must be set for each model drawn: :func:`check_figures`)."""
+    for at, settings in [(where, options)] + [
+        (f"{where}.per_model.{m}", s) for m, s in per_model.items()
+    ]:
+        exponents = settings.get("exponents")
+        if exponents is not None and not (
+            isinstance(exponents, list) and exponents
+            and all(isinstance(a, int | float) and not isinstance(a, bool) and 0 <= a < 1
+                    for a in exponents)
+            and len(set(exponents)) == len(exponents)
+        ):  # fmt: skip
+            errors.append(ConfigError(f"{at}.exponents", "must be a list of distinct exponents a "
+                                      "in [0, 1) (A = round(N^a))", exponents))  # fmt: skip
+        fraction = settings.get("fraction")
+        number = isinstance(fraction, float | int) and not isinstance(fraction, bool)
+        if fraction is not None and not (number and 0 < fraction < 1):
+            errors.append(ConfigError(f"{at}.fraction", "must be null or a number in (0, 1): "
+                                      "S = round(fraction x N)", fraction))  # fmt: skip
+        workers = settings.get("num_workers")
+        if workers is not None and not (
+            _positive_ints(workers) and len(workers) >= 2 and workers == sorted(set(workers))
+        ):
+            errors.append(ConfigError(f"{at}.num_workers", "must be an increasing list of at "
+                                      "least two N", workers))  # fmt: skip
+        _read(errors, integer, cfg, f"{at}.fixed_stragglers", 0, optional=True, default=None)
+
+
+def _missing_options(figure: FigureSpec, model: str) -> list[tuple[str, str]]:
+    """(key, what) for each setting ``figure`` lacks for ``model``."""
+    required = {
+        "convergence": ("num_workers", "fixed_stragglers"),
+        "adversary_convergence": ("num_workers", "exponents"),
+    }.get(figure.kind, ())
+    missing = [(key, "must be set (or the figure's " + key + ")")
+               for key in required if figure.option(key, model) is None]  # fmt: skip
+    if figure.kind != "adversary_convergence":
+        return missing
+    regimes = [figure.option(key, model) is not None for key in ("fraction", "fixed_stragglers")]
+    if sum(regimes) != 1:
+        missing.append(("fraction", "exactly one of fraction and fixed_stragglers must be set "
+                        "(the S of each N: round(fraction x N), or a fixed S)"))  # fmt: skip
+    return missing
 
 
 def read_figures(
@@ -457,19 +525,11 @@ def check_figures(
         errors.append(ConfigError("figures.summary_figure", "must be null or a figure name",
                                   summary))  # fmt: skip
     for figure in figures.values():
-        if figure.kind != "convergence":
-            continue
         for model in models:
             if figure.models is not None and model not in figure.models:
                 continue
-            for key in ("num_workers", "fixed_stragglers"):
-                if figure.option(key, model) is None:
-                    errors.append(
-                        ConfigError(
-                            f"figure.{figure.name}.per_model.{model}.{key}",
-                            "must be set (or the figure's " + key + ")",
-                        )
-                    )
+            for key, what in _missing_options(figure, model):
+                errors.append(ConfigError(f"figure.{figure.name}.per_model.{model}.{key}", what))
     return errors, models, figures
 
 
@@ -477,6 +537,20 @@ def check_figures(
 def convergence_stragglers(n: int, fraction: float, fixed: int) -> tuple[int, int]:
     """(S at the fixed fraction, the fixed S) for N workers: ``round(fraction N)`` (halves up)."""
     return int(math.floor(fraction * n + 0.5)), int(fixed)
+
+
+def adversary_convergence_point(
+    n: int, exponents: Sequence[float], fraction: float | None, fixed: int | None
+) -> tuple[int, dict[float, int]]:
+    """S and, per exponent a, A = round(N^a) for the run at N workers of an
+    adversary_convergence figure: S = ``fixed`` where it is given, else round(fraction N)."""
+    if fixed is not None:
+        stragglers = int(fixed)
+    elif fraction is not None:
+        stragglers = convergence_stragglers(n, float(fraction), 0)[0]
+    else:
+        raise ValueError("fraction or fixed must be given, got neither")
+    return stragglers, {float(a): adversaries_at(n, a) for a in exponents}
 
 
 def plan_runs(
@@ -490,7 +564,8 @@ def plan_runs(
 
     Overrides are merged in this order: ``common`` (the app's), ``paths`` (the app's folders),
     the model's, the figure's, the figure's for this model, the panel's, the run's, and what
-    the kind adds (the convergence figure: ``coding.num_workers`` and ``stragglers`` per N).
+    the kind adds (the convergence figures: ``coding.num_workers`` and ``stragglers`` per N;
+    under adversaries also ``adversaries``, every A = round(N^a) of the exponents in one run).
     """
     notes: list[str] = []
     per_model = figure.per_model.get(model.name, {})
@@ -515,6 +590,24 @@ def plan_runs(
                 overrides = merge_overrides(
                     *base, run.overrides,
                     [f"coding.num_workers={n}", f"stragglers=[{','.join(map(str, stragglers))}]"],
+                )  # fmt: skip
+                planned.append(PlannedRun(figure.name, model.name, len(planned), run, "",
+                                          overrides, extra))  # fmt: skip
+            continue
+        if figure.kind == "adversary_convergence":
+            exponents = [float(a) for a in figure.option("exponents", model.name)]
+            fraction = figure.option("fraction", model.name)
+            fixed = figure.option("fixed_stragglers", model.name)
+            for n in figure.option("num_workers", model.name):
+                s, counts = adversary_convergence_point(n, exponents, fraction, fixed)
+                regime = f"S = {fixed}" if fixed is not None else f"S = {float(fraction):g} N"
+                extra = {"spec_index": spec_index, "num_workers": n, "num_stragglers": s,
+                         "regime": regime,
+                         "adversaries": {f"{a:g}": c for a, c in counts.items()}}  # fmt: skip
+                overrides = merge_overrides(
+                    *base, run.overrides,
+                    [f"coding.num_workers={n}", f"stragglers=[{s}]",
+                     f"adversaries=[{','.join(map(str, sorted(set(counts.values()))))}]"],
                 )  # fmt: skip
                 planned.append(PlannedRun(figure.name, model.name, len(planned), run, "",
                                           overrides, extra))  # fmt: skip

@@ -16,9 +16,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from nercc.figures.adversarial import THEORY_ADVERSARIES
 from nercc.utils.io import write_json, write_text_atomic
 
-__all__ = ["THEORY", "load_figure_data", "write_summary"]
+__all__ = ["THEORY", "load_figure_data", "per_a_tables", "write_summary"]
 
 THEORY = (
     'Theory (docs/method.md, "Convergence"): the smoothing-spline scheme\'s estimation error is '
@@ -106,6 +107,90 @@ def _per_s_tables(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return tables
 
 
+def _panel_overrides(data: dict[str, Any], panel: str) -> list[str]:
+    """The adversary overrides of a panel's runs (``adversary=sign_flip adversary.scale=20``)."""
+    found: dict[str, None] = {}
+    for run in data["runs"]:
+        if run["panel"] == panel:
+            found.update(dict.fromkeys(o for o in run["overrides"] if o.startswith("adversary")))
+    return list(found)
+
+
+def per_a_tables(data: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The tables per A of a vs_adversaries figure, per panel (adversary kind): ``mse`` (with
+    each robust scheme's mse over its plain one's), ``rel_acc`` (with each label's over its own
+    at A = 0) and, for the schemes that screen, ``detection`` (precision, recall, answers
+    flagged per pattern). A robust scheme is ``<plain>_robust``."""
+    rows = _labelled(data)
+    tables: dict[str, dict[str, dict[str, Any]]] = {}
+    for panel in dict.fromkeys(r["panel"] for r in rows):
+        mine = [r for r in rows if r["panel"] == panel]
+        labels = list(dict.fromkeys(r["label"] for r in mine))
+        by = {(r["label"], r.get("num_adversaries") or 0): r for r in mine}
+        counts = sorted({r.get("num_adversaries") or 0 for r in mine})
+        label_of = {r["scheme"]: r["label"] for r in mine}
+        pairs = [(label_of[s], label_of[s.removesuffix("_robust")]) for s in label_of
+                 if s.endswith("_robust") and s.removesuffix("_robust") in label_of]  # fmt: skip
+        screening = [label for label in labels
+                     if any(_finite(r.get("detection_recall")) for r in mine
+                            if r["label"] == label)]  # fmt: skip
+
+        def ratio(mine_row: Any, base_row: Any, metric: str) -> str:
+            ok = (mine_row and base_row and _finite(mine_row.get(metric))
+                  and _finite(base_row.get(metric)) and base_row[metric] > 0)  # fmt: skip
+            return _num(mine_row[metric] / base_row[metric], 3) if ok else ""
+
+        mse = {"columns": ["A", *labels, *(f"{r} / {p}" for r, p in pairs)],
+               "data": [[str(a), *(_cell(by.get((label, a)), "mse") for label in labels),
+                         *(ratio(by.get((r, a)), by.get((p, a)), "mse") for r, p in pairs)]
+                        for a in counts]}  # fmt: skip
+        rel = {"columns": ["A", *labels, *(f"{label} / its A=0" for label in labels)],
+               "data": [[str(a), *(_cell(by.get((label, a)), "rel_acc") for label in labels),
+                         *(ratio(by.get((label, a)), by.get((label, 0)), "rel_acc")
+                           for label in labels)]
+                        for a in counts]}  # fmt: skip
+        panel_tables = {"mse": mse, "rel_acc": rel}
+        if screening:
+            panel_tables["detection"] = {
+                "columns": ["A", *(f"{label} {what}" for label in screening
+                                   for what in ("precision", "recall", "flagged"))],
+                "data": [[str(a), *(_num((by.get((label, a)) or {}).get(key), 3)
+                                    for label in screening
+                                    for key in ("detection_precision", "detection_recall",
+                                                "flagged_mean"))]
+                         for a in counts],
+            }  # fmt: skip
+        tables[panel] = panel_tables
+    return tables
+
+
+def _per_a_lines(data: dict[str, Any], model: str, tables: dict[str, Any]) -> list[str]:
+    """summary.md's part for a vs_adversaries figure (its tables added to ``tables``)."""
+    lines: list[str] = []
+    run = data["runs"][0]
+    captions = {
+        "mse": "mse per A{where}; value [95 % interval]; the last columns: each robust "
+        "scheme's mse over its plain one's (at A = 0: the cost of robustness)",
+        "rel_acc": "rel_acc per A{where}; value [95 % interval]; the last columns: each "
+        "scheme's rel_acc over its own at A = 0",
+        "detection": "Detection per A{where}: precision and recall of the answers flagged "
+        "against the adversarial ones, answers flagged per pattern (n/a: nothing flagged, or "
+        "no adversary)",
+    }
+    stragglers = sorted({r["num_stragglers"] for d in data["runs"] for r in d["rows"]})
+    for panel, panel_tables in per_a_tables(data).items():
+        given = " ".join(_panel_overrides(data, panel)) or panel
+        where = (f" ({data['figure']}: adversary {panel}, `{given}`; {_images(data)} images, "
+                 f"{run['patterns_per_group']} patterns per group, S and A, "
+                 f"K={run['num_inputs']}, N={run['num_workers']}, "
+                 f"S={'/'.join(map(str, stragglers))})")  # fmt: skip
+        for metric, table in panel_tables.items():
+            tables[f"{model}/{data['figure']}/{panel}/{metric}"] = table
+            lines += [captions[metric].format(where=where) + ":", "",
+                      *_markdown_table(table), ""]  # fmt: skip
+    return lines
+
+
 def _markdown_table(table: Mapping[str, Any]) -> list[str]:
     columns = table["columns"]
     lines = ["| " + " | ".join(columns) + " |", "| " + " | ".join("---:" for _ in columns) + " |"]
@@ -114,14 +199,49 @@ def _markdown_table(table: Mapping[str, Any]) -> list[str]:
 
 
 def _slopes(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fitted slopes of a figure's data, each with its figure, kind, N and, under
+    adversaries, the A at each N and the theory's slope (else None)."""
     found = []
     for panel, fits in (data.get("slopes") or {}).items():
+        theory = (data.get("theory") or {}).get(panel)
         for label, slope in fits.items():
             workers = (data.get("slope_workers") or {}).get(panel, {}).get(label, [])
-            found.append({"model": data["model"], "panel": panel, "label": label,
-                          "slope": slope if _finite(slope) else float("nan"),
-                          "num_workers": workers})  # fmt: skip
+            counts = (data.get("slope_adversaries") or {}).get(panel, {}).get(label)
+            found.append({"model": data["model"], "figure": data["figure"],
+                          "kind": data.get("kind", "convergence"), "panel": panel,
+                          "label": label, "slope": slope if _finite(slope) else float("nan"),
+                          "num_workers": workers, "num_adversaries": counts,
+                          "theory": theory if _finite(theory) else None})  # fmt: skip
     return found
+
+
+def _slope_table(slopes: list[dict[str, Any]]) -> dict[str, Any]:
+    if not any(s["kind"] == "adversary_convergence" for s in slopes):
+        return {
+            "columns": ["regime", "scheme", "slope of log mse on log N", "N"],
+            "data": [[s["panel"], s["label"], _num(s["slope"], 3),
+                      ", ".join(map(str, s["num_workers"]))] for s in slopes],
+        }  # fmt: skip
+    return {
+        "columns": ["adversaries and S", "scheme", "slope of log mse on log N",
+                    "theory (6/5)(a - 1)", "N", "A"],
+        "data": [[s["panel"], s["label"], _num(s["slope"], 3), _num(s["theory"], 3),
+                  ", ".join(map(str, s["num_workers"])),
+                  ", ".join(map(str, s["num_adversaries"] or []))] for s in slopes],
+    }  # fmt: skip
+
+
+def _overview(slopes: list[dict[str, Any]], theory: bool) -> dict[str, Any]:
+    """One line per (model, panel), one column per label (and the theory's slope)."""
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    for s in slopes:
+        pairs.setdefault((s["model"], s["panel"]), {})[s["label"]] = s["slope"]
+        pairs[(s["model"], s["panel"])][None] = s["theory"]
+    labels = list(dict.fromkeys(s["label"] for s in slopes))
+    return {"columns": ["model", "regime", *(["theory"] if theory else []), *labels],
+            "data": [[m, p, *([_num(fits.get(None), 3)] if theory else []),
+                      *(_num(fits.get(label), 3) for label in labels)]
+                     for (m, p), fits in pairs.items()]}  # fmt: skip
 
 
 def _images(data: dict[str, Any]) -> str:
@@ -220,15 +340,15 @@ def write_summary(
                     "",
                 ]
         for d in mine:
+            if d.get("kind") == "vs_adversaries" and d["runs"]:
+                lines += _per_a_lines(d, model, tables)
+        for d in mine:
             found_slopes = _slopes(d)
             if found_slopes:
                 slopes += found_slopes
-                table = {
-                    "columns": ["regime", "scheme", "slope of log mse on log N", "N"],
-                    "data": [[s["panel"], s["label"], _num(s["slope"], 3),
-                              ", ".join(map(str, s["num_workers"]))] for s in found_slopes],
-                }  # fmt: skip
-                tables[f"{model}/slopes"] = table
+                table = _slope_table(found_slopes)
+                key = "slopes" if d.get("kind", "convergence") == "convergence" else d["figure"]
+                tables[f"{model}/{key}"] = table
                 lines += [f"Convergence slopes ({d['figure']}, {_images(d)} images):", "",
                           *_markdown_table(table), ""]  # fmt: skip
         notes = list(model_notes.get(model, []))
@@ -238,17 +358,16 @@ def write_summary(
     for model, notes in model_notes.items():
         if model not in models_on_file:
             lines += ["", f"## `{model}`", "", *(f"- {n}" for n in notes)]
-    if slopes:
+    plain = [s for s in slopes if s["kind"] == "convergence"]
+    if plain:
         lines += ["", "## Convergence", "", THEORY, ""]
-        pairs: dict[tuple[str, str], dict[str, float]] = {}
-        for s in slopes:
-            pairs.setdefault((s["model"], s["panel"]), {})[s["label"]] = s["slope"]
-        labels = list(dict.fromkeys(s["label"] for s in slopes))
-        table = {"columns": ["model", "regime", *labels],
-                 "data": [[m, p, *(_num(fits.get(label), 3) for label in labels)]
-                          for (m, p), fits in pairs.items()]}  # fmt: skip
-        tables["slopes"] = table
-        lines += _markdown_table(table)
+        tables["slopes"] = _overview(plain, theory=False)
+        lines += _markdown_table(tables["slopes"])
+    attacked = [s for s in slopes if s["kind"] == "adversary_convergence"]
+    if attacked:
+        lines += ["", "## Convergence under adversaries", "", THEORY_ADVERSARIES, ""]
+        tables["adversary_slopes"] = _overview(attacked, theory=True)
+        lines += _markdown_table(tables["adversary_slopes"])
     lines += ["", "## Commands", "",
               "Each figure alone: the `alone` column above. Its rows alone, run by run "
               "(`hydra.run.dir=...` to choose where they are written):"]  # fmt: skip

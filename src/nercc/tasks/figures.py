@@ -33,6 +33,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from nercc.figures.adversarial import adversary_axis_problem, theory_slope
 from nercc.figures.specs import (
     FigureSpec,
     ModelSpec,
@@ -181,15 +182,29 @@ def convergence_panels(fraction: float, fixed: int) -> tuple[str, str]:
     return f"S = {fraction:g} N (fixed fraction)", f"S = {fixed} (fixed)"
 
 
+def adversary_panel(exponent: str, regime: str) -> str:
+    return f"A = round(N^{exponent}), {regime}"
+
+
 def label_rows(figure: FigureSpec, run: PlannedRun, rows: Sequence[dict]) -> list[dict]:
     """The run's rows that the figure draws, each with ``label`` and ``panel`` (a convergence
-    row at both S regimes appears in both panels)."""
+    row at both S regimes appears in both panels; under adversaries, a row whose A is
+    round(N^a) of two exponents a in both of theirs, with ``exponent``)."""
     labelled = []
     for row in rows:
         label = run.spec.label_of(row["scheme"])
         if label is None:
             continue
         base = {**row, "label": label, "panel": run.panel, "run": run.index}
+        if figure.kind == "adversary_convergence":
+            if row["num_stragglers"] != run.extra["num_stragglers"]:
+                continue
+            for i, (exponent, count) in enumerate(run.extra["adversaries"].items()):
+                if (row.get("num_adversaries") or 0) == count:
+                    panel = adversary_panel(exponent, run.extra["regime"])
+                    labelled.append({**base, "panel": panel, "panel_index": i,
+                                     "exponent": float(exponent)})  # fmt: skip
+            continue
         if figure.kind != "convergence":
             labelled.append(base)
             continue
@@ -289,6 +304,13 @@ def _plan(
                 except COMPOSE_ERRORS as error:
                     errors.append(ConfigError(f"{run.where}.overrides", _hydra_line(error)))
                     continue
+                if figure.kind == "vs_adversaries":
+                    problem = adversary_axis_problem(
+                        list(run_cfg.stragglers), list(run_cfg.get("adversaries") or [0])
+                    )
+                    if problem is not None:
+                        errors.append(ConfigError(run.where, problem))
+                        continue
                 needs = run.spec.needs_table
                 if needs is not None and plan.tables.get(needs) is None:
                     if model.tune is not None or tune_missing:
@@ -306,7 +328,7 @@ def _plan(
                 kept.append(run)
                 planned.configs[(figure.name, name, run.index)] = composed
             # one note per switched-off or refused setting, not one per panel or N
-            planned.notes[(figure.name, name)] = list(dict.fromkeys(notes))
+            planned.notes[(figure.name, name)] = list(dict.fromkeys([*notes, *figure.notes]))
             planned.runs[(figure.name, name)] = kept
     _raise_all(errors)
     return planned
@@ -348,7 +370,9 @@ def _title(figure: FigureSpec, model: ModelSpec, runs: list[dict]) -> str:
         "images": "/".join(str(n) for n in dict.fromkeys(r["images"] for r in runs)),
         "K": first["num_inputs"],
         "N": first["num_workers"],
-    }
+        "S": "/".join(str(s) for s in sorted({r["num_stragglers"] for d in runs
+                                              for r in d["rows"]})),
+    }  # fmt: skip
 
     class Keep(dict):
         def __missing__(self, key: str) -> str:
@@ -362,8 +386,14 @@ def _draw(figure: FigureSpec, rows: list[dict], path: Path, title: str) -> dict[
 
     if figure.kind == "vs_stragglers":
         return plots.plot_vs_stragglers(rows, figure.metrics, path, title)
+    if figure.kind == "vs_adversaries":
+        return plots.plot_vs_adversaries(rows, figure.metrics, path, title)
     if figure.kind == "lambda_grid":
         return plots.plot_lambda_grid(rows, path, title, figure.metrics[0])
+    if figure.kind == "adversary_convergence":
+        theory = {r["panel"]: theory_slope(r["exponent"]) for r in rows}
+        anchor = figure.runs[0].names[0] if figure.runs and figure.runs[0].names else None
+        return plots.plot_adversary_convergence(rows, path, title, theory, anchor)
     return plots.plot_convergence(rows, path, title)
 
 

@@ -9,7 +9,14 @@ import pytest
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from nercc.tasks.figures import compose_task, make_figures, task_config, without_hydra
+from nercc.figures.specs import FigureSpec, PlannedRun, RunSpec
+from nercc.tasks.figures import (
+    compose_task,
+    label_rows,
+    make_figures,
+    task_config,
+    without_hydra,
+)
 
 
 def test_task_config_replaces_every_hydra_interpolation(tmp_path):
@@ -63,3 +70,24 @@ def test_make_figures_leaves_hydra_state_alone(compose_config, checkpoints, tmp_
         assert (tmp_path / "run" / "evals" / "vs_stragglers" / "synthetic").samefile(
             run["folder"].rsplit("/", 1)[0]
         )
+
+
+def test_label_rows_puts_a_row_in_the_panel_of_every_exponent_whose_a_it_has():
+    run_spec = RunSpec(("scheme=byzantine",), labels={"nercc_robust": "R", "nercc": "N"})
+    figure = FigureSpec("byz", "adversary_convergence", "t", ("mse",), (run_spec,))
+    extra = {"num_workers": 9, "num_stragglers": 2, "regime": "S = 2",
+             "adversaries": {"0.3": 2, "0.5": 3, "0.4": 2}}  # fmt: skip
+    run = PlannedRun("byz", "m", 0, run_spec, "", (), extra)
+    rows = [
+        {"scheme": "nercc_robust", "num_stragglers": 2, "num_adversaries": 2, "num_workers": 9},
+        {"scheme": "nercc", "num_stragglers": 2, "num_adversaries": 3, "num_workers": 9},
+        {"scheme": "nercc", "num_stragglers": 4, "num_adversaries": 3, "num_workers": 9},
+        {"scheme": "bacc", "num_stragglers": 2, "num_adversaries": 3, "num_workers": 9},
+    ]
+    found = [(r["label"], r["panel"], r["panel_index"], r["exponent"])
+             for r in label_rows(figure, run, rows)]  # fmt: skip
+    assert found == [
+        ("R", "A = round(N^0.3), S = 2", 0, 0.3),
+        ("R", "A = round(N^0.4), S = 2", 2, 0.4),
+        ("N", "A = round(N^0.5), S = 2", 1, 0.5),
+    ]
