@@ -560,7 +560,7 @@ class CodedInferenceModule(pl.LightningModule):
     def _attack_columns(self) -> dict[str, Any]:
         """The adversary's columns of every row: its kind and placement (``none`` and None
         without one)."""
-        if self.adversary is None:
+        if self.adversary is None or self.adversary.kind == "none":  # nobody placed
             return {"adversary": "none", "adversary_placement": None}
         return self.adversary.describe()
 
