@@ -320,7 +320,16 @@ class NoAdversary(Adversary):
         raise AssertionError("unreachable: NoAdversary refuses A > 0")
 
 
-class GaussianAdversary(Adversary):
+class _Scaled(Adversary):
+    """An adversary of one size setting, ``scale`` (its first declared setting says its range)."""
+
+    def __init__(self, scale: float = 1.0, placement: str = "random") -> None:
+        self.settings[0].check(scale)
+        super().__init__(placement)
+        self.scale = float(scale)
+
+
+class GaussianAdversary(_Scaled):
     """Each adversarial answer is ``answer + scale * sigma * z``, z ~ N(0, 1) per coordinate.
 
     Parameters
@@ -333,11 +342,6 @@ class GaussianAdversary(Adversary):
     kind = "gaussian"
     settings = (Setting("scale", 1.0, low=0.0, low_open=True), PLACEMENT)
 
-    def __init__(self, scale: float = 1.0, placement: str = "random") -> None:
-        self.settings[0].check(scale)
-        super().__init__(placement)
-        self.scale = float(scale)
-
     def _corrupt(self, flat, answers, answering, mask, generator, scheme, targets):
         import torch
 
@@ -346,7 +350,7 @@ class GaussianAdversary(Adversary):
         return flat + self.scale * _sigma(answers, answering) * noise
 
 
-class SignFlipAdversary(Adversary):
+class SignFlipAdversary(_Scaled):
     """Each adversarial answer is ``-scale * answer``.
 
     Parameters
@@ -358,11 +362,6 @@ class SignFlipAdversary(Adversary):
 
     kind = "sign_flip"
     settings = (Setting("scale", 1.0, low=0.0), PLACEMENT)
-
-    def __init__(self, scale: float = 1.0, placement: str = "random") -> None:
-        self.settings[0].check(scale)
-        super().__init__(placement)
-        self.scale = float(scale)
 
     def _corrupt(self, flat, answers, answering, mask, generator, scheme, targets):
         return -self.scale * flat
@@ -439,7 +438,7 @@ class LabelFlipAdversary(Adversary):
         return swapped.scatter(-1, other, flat.gather(-1, top))
 
 
-class TargetedAdversary(Adversary):
+class TargetedAdversary(_Scaled):
     """Moves the plain decoded estimate of one input per pattern from its top class to its
     runner-up as far as a per-answer budget allows.
 
@@ -464,11 +463,6 @@ class TargetedAdversary(Adversary):
 
     kind = "targeted"
     settings = (Setting("scale", 1.0, low=0.0, low_open=True), PLACEMENT)
-
-    def __init__(self, scale: float = 1.0, placement: str = "random") -> None:
-        self.settings[0].check(scale)
-        super().__init__(placement)
-        self.scale = float(scale)
 
     @property
     def depends_on_scheme(self) -> bool:
