@@ -132,6 +132,19 @@ def _grid(rows_count: int, cols_count: int) -> tuple[Any, np.ndarray]:
     return figure, axes
 
 
+def _log_workers_axis(axis: Any, series: dict, panel: str) -> None:
+    """The axes of an mse-against-N panel: log N with a tick at every N drawn, log mse."""
+    axis.set_xscale("log")
+    ns = sorted({p[0] for pts in series.values() for p in pts})
+    axis.set_xticks(ns, [str(int(n)) for n in ns])
+    axis.minorticks_off()
+    axis.set_xlabel("workers N (log)")
+    axis.set_ylabel("mse (log)")
+    axis.set_title(panel, fontsize=10)
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=7)
+
+
 def _finish(figure: Any, title: str, path: str | os.PathLike[str], note: str = "") -> Path:
     width = figure.get_size_inches()[0]
     figure.suptitle(textwrap.fill(title, width=int(width * 12)), fontsize=11)
@@ -287,15 +300,7 @@ def plot_convergence(
                 ns = np.array([pts[0][0], pts[-1][0]], dtype=float)
                 axis.plot(ns, np.exp(intercept) * ns**slope, "--", color=colors[label],
                           linewidth=1, alpha=0.7)  # fmt: skip
-        axis.set_xscale("log")
-        ns = sorted({p[0] for pts in series.values() for p in pts})
-        axis.set_xticks(ns, [str(int(n)) for n in ns])
-        axis.minorticks_off()
-        axis.set_xlabel("workers N (log)")
-        axis.set_ylabel("mse (log)")
-        axis.set_title(panel, fontsize=10)
-        axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=7)
+        _log_workers_axis(axis, series, panel)
     _finish(figure, title, path, "bands: 95 % intervals; dashed: least-squares fit of log mse "
             "on log N")  # fmt: skip
     return {"slopes": slopes, "slope_workers": workers}
@@ -351,15 +356,7 @@ def plot_adversary_convergence(
         if centre is not None and math.isfinite(slope):
             _line(axis, series[base], centre, slope, ":", "black", 0.9,
                   f"theory: slope {slope:.2f}")  # fmt: skip
-        axis.set_xscale("log")
-        ns = sorted({p[0] for pts in series.values() for p in pts})
-        axis.set_xticks(ns, [str(int(n)) for n in ns])
-        axis.minorticks_off()
-        axis.set_xlabel("workers N (log)")
-        axis.set_ylabel("mse (log)")
-        axis.set_title(panel, fontsize=10)
-        axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=7)
+        _log_workers_axis(axis, series, panel)
     _finish(figure, title, path, "bands: 95 % intervals; dashed: least-squares fit of log mse "
             "on log N; dotted: the theory's slope (6/5)(a - 1)")  # fmt: skip
     return {"slopes": slopes, "slope_workers": workers, "slope_adversaries": counts,

@@ -290,6 +290,18 @@ def _read_run(
                    optional)  # fmt: skip
 
 
+def _check_workers_list(errors: list, cfg: Any, at: str, settings: Any) -> None:
+    """A convergence figure's ``num_workers`` (an increasing list of at least two N) and
+    ``fixed_stragglers`` (null or an integer >= 0), their errors added to ``errors``."""
+    workers = settings.get("num_workers")
+    if workers is not None and not (
+        _positive_ints(workers) and len(workers) >= 2 and workers == sorted(set(workers))
+    ):
+        errors.append(ConfigError(f"{at}.num_workers", "must be an increasing list of at "
+                                  "least two N", workers))  # fmt: skip
+    _read(errors, integer, cfg, f"{at}.fixed_stragglers", 0, optional=True, default=None)
+
+
 def _positive_ints(value: Any) -> bool:
     return isinstance(value, list) and all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
@@ -404,13 +416,7 @@ def _check_convergence(
     for at, settings in [(where, options)] + [
         (f"{where}.per_model.{m}", s) for m, s in per_model.items()
     ]:
-        workers = settings.get("num_workers")
-        if workers is not None and not (
-            _positive_ints(workers) and len(workers) >= 2 and workers == sorted(set(workers))
-        ):
-            errors.append(ConfigError(f"{at}.num_workers", "must be an increasing list of at "
-                                      "least two N", workers))  # fmt: skip
-        _read(errors, integer, cfg, f"{at}.fixed_stragglers", 0, optional=True, default=None)
+        _check_workers_list(errors, cfg, at, settings)
 
 
 def _check_adversary_convergence(
@@ -435,13 +441,7 @@ def _check_adversary_convergence(
         if fraction is not None and not (number and 0 < fraction < 1):
             errors.append(ConfigError(f"{at}.fraction", "must be null or a number in (0, 1): "
                                       "S = round(fraction x N)", fraction))  # fmt: skip
-        workers = settings.get("num_workers")
-        if workers is not None and not (
-            _positive_ints(workers) and len(workers) >= 2 and workers == sorted(set(workers))
-        ):
-            errors.append(ConfigError(f"{at}.num_workers", "must be an increasing list of at "
-                                      "least two N", workers))  # fmt: skip
-        _read(errors, integer, cfg, f"{at}.fixed_stragglers", 0, optional=True, default=None)
+        _check_workers_list(errors, cfg, at, settings)
 
 
 def _missing_options(figure: FigureSpec, model: str) -> list[tuple[str, str]]:
