@@ -309,6 +309,10 @@ class NoAdversary(Adversary):
 
     depends_on_scheme.__doc__ = Adversary.depends_on_scheme.__doc__
 
+    def describe(self) -> dict[str, str | None]:
+        """``adversary`` none and no placement: nobody is placed."""
+        return {"adversary": self.kind, "adversary_placement": None}
+
     def _refuse_some(self, count: int) -> None:
         kinds = ", ".join(k for k in ADVERSARIES if k != "none")
         raise ValueError(

@@ -558,11 +558,11 @@ class CodedInferenceModule(pl.LightningModule):
         self.results = rows
 
     def _attack_columns(self) -> dict[str, Any]:
-        """The adversary's columns of every row: its kind and placement (``none`` and None
-        without one)."""
-        if self.adversary is None or self.adversary.kind == "none":  # nobody placed
-            return {"adversary": "none", "adversary_placement": None}
-        return self.adversary.describe()
+        """The adversary's columns of every row: its kind and placement (those of
+        :class:`~nercc.adversaries.NoAdversary` without one)."""
+        from nercc.adversaries import NoAdversary
+
+        return (self.adversary or NoAdversary()).describe()
 
     def _row(
         self,
