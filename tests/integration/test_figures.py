@@ -111,9 +111,9 @@ def _check_byzantine(out, summary, metrics):
     for section in (
         "mse per A (byzantine: adversary sign_flip, `adversary=sign_flip adversary.scale=20 "
         "adversary.placement=random`", "rel_acc per A (byzantine", "Detection per A (byzantine",
-        "| A | NeRCC | NeRCC robust | BACC | BACC robust | NeRCC robust / NeRCC | "
-        "BACC robust / BACC |",
-        "- byzantine: replication with a majority vote over its copies",
+        "| A | NeRCC | NeRCC robust | BACC | BACC robust | replication (equal cost) | "
+        "replication, majority vote | NeRCC robust / NeRCC | BACC robust / BACC |",
+        "replication, majority vote precision | replication, majority vote recall |",
         "## Convergence under adversaries", "### byzantine_convergence / synthetic",
         "`python -m nercc.figures figures.dry=true logger=wandb 'figure=[byzantine]' "
         "'figures.only=[synthetic]'`",
@@ -122,9 +122,10 @@ def _check_byzantine(out, summary, metrics):
     byz = json.loads((out / "data" / "byzantine_synthetic.json").read_text())
     rows = [row for run in byz["runs"] for row in run["rows"]]
     assert {(r["scheme"], r["num_stragglers"]) for r in rows} == {
-        (s, 2) for s in ("nercc", "nercc_robust", "bacc", "bacc_robust")
+        (s, 2)
+        for s in ("nercc", "nercc_robust", "bacc", "bacc_robust", "replication", "replication_vote")
     }
-    assert sorted(r["num_adversaries"] for r in rows) == sorted([0, 1, 2, 3] * 4)
+    assert sorted(r["num_adversaries"] for r in rows) == sorted([0, 1, 2, 3] * 6)
     assert {r["adversary"] for r in rows if r["num_adversaries"]} == {"sign_flip"}
     # at A = 0 the screening flags nothing here: robust and plain decode the same
     at_zero = {r["scheme"]: r["mse"] for r in rows if r["num_adversaries"] == 0}
@@ -157,7 +158,7 @@ def test_a_figure_against_a_with_several_s_is_refused_before_any_work(compose_co
     with pytest.raises(ConfigError) as error:
         make_figures(cfg)
     assert str(error.value) == (
-        "figure.byzantine.runs[1] (synthetic): a figure against A needs one S and at least two A "
+        "figure.byzantine.runs[2] (synthetic): a figure against A needs one S and at least two A "
         "(stragglers=[S], adversaries=[0,...]), got stragglers=[2, 4], adversaries=[0]"
     )
     assert not (tmp_path / "outputs" / "figures" / "dry" / "scratch").exists()  # nothing trained

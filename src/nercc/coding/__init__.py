@@ -15,7 +15,7 @@ that screen out adversarial answers), and the numerics under them
 
 from nercc.coding.bacc import BACC, FloaterHormann
 from nercc.coding.base import CodingScheme, FewAnswersWarning
-from nercc.coding.baselines import Replication, Uncoded
+from nercc.coding.baselines import Replication, Uncoded, VotingReplication
 from nercc.coding.berrut import berrut_matrix
 from nercc.coding.floater_hormann import floater_hormann_matrix, floater_hormann_weights
 from nercc.coding.gcv import (
@@ -36,7 +36,16 @@ from nercc.coding.splines import lam_bound, smoothing_spline_matrix
 #: comparison lists them.
 SCHEMES: dict[str, type[CodingScheme]] = {
     cls.__name__: cls
-    for cls in (NeRCC, RobustNeRCC, BACC, RobustBACC, FloaterHormann, Replication, Uncoded)
+    for cls in (
+        NeRCC,
+        RobustNeRCC,
+        BACC,
+        RobustBACC,
+        FloaterHormann,
+        Replication,
+        VotingReplication,
+        Uncoded,
+    )
 }
 
 __all__ = [
@@ -54,6 +63,7 @@ __all__ = [
     "RobustNeRCC",
     "Tunable",
     "Uncoded",
+    "VotingReplication",
     "berrut_matrix",
     "choose_lam_gcv",
     "effective_df",

@@ -19,6 +19,7 @@ __all__ = [
     "is_tensor",
     "like",
     "readonly",
+    "row_norms",
     "to_torch",
     "zero_stragglers",
 ]
@@ -108,3 +109,15 @@ def readonly(array: np.ndarray) -> np.ndarray:
     """Return ``array``, made read-only in place."""
     array.flags.writeable = False
     return array
+
+
+def row_norms(values: np.ndarray) -> np.ndarray:
+    """The 2-norms along the last axis, without overflow for entries up to the largest double
+    (scaled by each row's largest magnitude first); inf where a row holds an infinity or a NaN."""
+    top = np.max(np.abs(values), axis=-1, keepdims=True)
+    scale = np.where((top > 0) & np.isfinite(top), top, 1.0)
+    return np.where(
+        np.isfinite(top[..., 0]),
+        scale[..., 0] * np.sqrt(np.sum((values / scale) ** 2, axis=-1)),
+        np.inf,
+    )

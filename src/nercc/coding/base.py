@@ -353,6 +353,8 @@ class CodingScheme(ABC):
 
     def _decode(self, outputs: Any, shape: tuple[int, ...], mask: np.ndarray) -> Any:
         """:meth:`decode` of checked ``outputs`` (N, ...) of ``shape`` and a valid ``mask``."""
+        if self.screens:
+            return self._decode_screened(outputs, shape, mask)
         decoders = self._decoder_operand(mask, outputs)  # (K, N) or (P, K, N)
         flat = outputs if len(shape) == 2 else outputs.reshape(self.num_workers, -1)
         if not arrays.all_finite(flat):
@@ -363,6 +365,20 @@ class CodingScheme(ABC):
                 return estimates
             return estimates.reshape((self.num_inputs, *shape[1:]))
         return estimates.reshape((mask.shape[0], self.num_inputs, *shape[1:]))
+
+    def _decode_screened(self, outputs: Any, shape: tuple[int, ...], mask: np.ndarray) -> Any:
+        """:meth:`_decode` of a scheme that screens: what it drops depends on the outputs, so one
+        set of outputs and one pattern or several are decoded like :meth:`decode_each`."""
+        rows = np.atleast_2d(mask)
+        count = rows.shape[0]
+        if arrays.is_tensor(outputs):
+            stacked = outputs.unsqueeze(0).expand(count, *shape)
+        else:
+            stacked = np.broadcast_to(outputs, (count, *shape))
+        flat = stacked.reshape(count, self.num_workers, -1)
+        estimates, _, _ = self._decode_each_flagged(flat, rows, False)
+        estimates = estimates.reshape((count, self.num_inputs, *shape[1:]))
+        return estimates[0] if mask.ndim == 1 else estimates
 
     def decode_each(self, outputs: Any, available: Any) -> Any:
         """Decode P sets of outputs, each with its own pattern: ``D_{F_p} @ Y_p`` for every p.

@@ -11,11 +11,14 @@ The screening of one pattern with answering workers :math:`F` (:math:`m = |F|` a
 smoothing splines (the robustness iterations of Cleveland's LOWESS, with a spline):
 
 1. fit the natural cubic smoothing spline :math:`u` of effective degrees of freedom
-   :math:`\mathrm{df} = \min(1.5 K, m - 1)` to the answers at their betas, minimising
+   :math:`\mathrm{df} = \min(\max(0.75 K, 2.5), m - 1)` to the answers at their betas, minimising
    :math:`\sum_i w_i \|y_i - u(\beta_i)\|^2 / \sum_i w_i + \lambda \int \|u''\|^2` (weights
    :math:`w_i = 1` at first; :math:`\lambda` from the df on the pattern's betas). Its degrees of
    freedom sit between a line and the interpolant: enough for the curve an honest
-   :math:`f(u_{enc}(\beta))` draws through K inputs, too few to follow a single wrong answer;
+   :math:`f(u_{enc}(\beta))` draws through K inputs, too few to follow a single wrong answer
+   (with more, 1.5 K say, the spline nearly interpolates small codes, 12 df on the ViT's 16
+   answers: its in-sample residuals shrink, and honest answers left out of a refit look
+   wrong);
 2. residual norms :math:`e_i = \|y_i - u(\beta_i)\|_2` over all output coordinates, and the robust
    scale :math:`\sigma = \max(\mathrm{med}_i\, e_i,\ 10^{-9}\, \mathrm{med}_i \|y_i\|_2)` (an
    exact fit, every :math:`e_i` at rounding level, flags nothing);
@@ -36,9 +39,12 @@ one) and their errors are large against what the smoothing spline leaves of an h
 Errors as small as an honest residual, such as the logits of another class that look like an
 answer (``label_flip``), pass the screening; so do few large errors where the answers are sparse
 and the spline follows them. ``screen`` trades honest answers dropped (costly where they are few:
-the ends of the betas, the edges of a straggler gap) against missed adversaries; at the default
-15, on LeNet5's logits at K = 20, N = 100, S = 20, about one pattern in twenty-five drops one
-honest answer, and gross errors (5 times the answers' spread) are found nine times in ten.
+the ends of the betas, the edges of a straggler gap) against missed adversaries. At the default
+8, on the logits of LeNet5 (K = 20, N = 100, S = 20), RepVGG (K = 20, N = 60, S = 12) and the ViT
+(K = 8, N = 20, S = 4), 2,000 test images each, no honest answer was dropped, and errors of 5
+times the answers' spread (Gaussian, 10 % of N workers) were found in 93 % to 99 % of cases.
+Patterns of fewer than K + 2 answers (none may be dropped) or fewer than :data:`MIN_SCREENED`
+are decoded plainly.
 
 Answers holding a NaN or an infinity are flagged before the fits (they count towards the cap),
 unless every answer of the pattern does. What is screened depends on the outputs, not only on the
@@ -70,10 +76,13 @@ from nercc.coding.params import Tunable
 from nercc.coding.point_scheme import PointScheme
 from nercc.coding.splines import smoothing_spline_values
 
-__all__ = ["MAX_ROUNDS", "SCREEN_DF", "SCREEN_FLOOR", "RobustBACC", "RobustNeRCC"]
+__all__ = ["MAX_ROUNDS", "MIN_SCREENED", "SCREEN_DF", "SCREEN_FLOOR", "RobustBACC", "RobustNeRCC"]
 
 #: The screening spline's effective degrees of freedom, in multiples of K (at most m - 1).
-SCREEN_DF = 1.5
+SCREEN_DF = 0.75
+
+#: Patterns with fewer answers than this are never screened (the spline needs df in (2, m - 1]).
+MIN_SCREENED = 4
 
 #: The robust scale never falls below this fraction of the median norm of the answers.
 SCREEN_FLOOR = 1e-9
@@ -92,8 +101,8 @@ SCREEN = Tunable(
     low=0.0,
     low_open=True,
     log=True,
-    search=(4.0, 60.0),
-    grid=(8.0, 15.0, 30.0),
+    search=(3.0, 30.0),
+    grid=(5.0, 8.0, 15.0),
     per_pattern="never",
 )
 
@@ -107,18 +116,6 @@ def check_screen(value: object) -> float:
     raise ValueError(f"screen must be a finite number > 0, got {value!r}")
 
 
-def row_norms(values: np.ndarray) -> np.ndarray:
-    """The 2-norms along the last axis, without overflow for entries up to the largest double
-    (scaled by each row's largest magnitude first); inf where a row holds an infinity."""
-    top = np.max(np.abs(values), axis=-1, keepdims=True)
-    scale = np.where((top > 0) & np.isfinite(top), top, 1.0)
-    return np.where(
-        np.isfinite(top[..., 0]),
-        scale[..., 0] * np.sqrt(np.sum((values / scale) ** 2, axis=-1)),
-        np.inf,
-    )
-
-
 class _Screening(PointScheme):
     """What RobustNeRCC and RobustBACC share: the screening of the answers and the decoding of
     what is left (see the module's docstring). A subclass sets ``screen``."""
@@ -127,20 +124,21 @@ class _Screening(PointScheme):
     screen: float
 
     def _screen_lam(self, sites: np.ndarray) -> np.ndarray:
-        """The screening spline's lambda for each row of ``sites`` (p, m), m >= 3."""
-        return lam_for_df(sites, min(SCREEN_DF * self.num_inputs, sites.shape[1] - 1.0))
+        """The screening spline's lambda for each row of ``sites`` (p, m), m >= MIN_SCREENED."""
+        df = min(max(SCREEN_DF * self.num_inputs, 2.5), sites.shape[1] - 1.0)
+        return lam_for_df(sites, df)
 
     def _screen(self, sites: np.ndarray, answers: np.ndarray) -> np.ndarray:
         """The answers (p, m) the reweighted fits reject, of p patterns of m answers (p, m, M)
         at ``sites`` (p, m): steps 1 to 4 of the module's docstring, before the exact check."""
         p, m = sites.shape
         lam = self._screen_lam(sites)
-        floor = SCREEN_FLOOR * np.median(row_norms(answers), axis=1)
+        floor = SCREEN_FLOOR * np.median(arrays.row_norms(answers), axis=1)
         weights = np.ones((p, m))
         rejected = np.zeros((p, m), dtype=bool)
         for _ in range(MAX_ROUNDS):
             fitted = smoothing_spline_values(sites, answers, sites, lam, weights)
-            residuals = row_norms(answers - fitted)
+            residuals = arrays.row_norms(answers - fitted)
             scale = np.maximum(np.median(residuals, axis=1), floor)
             t = residuals / (self.screen * scale[:, None])
             now = t >= 1.0
@@ -162,12 +160,12 @@ class _Screening(PointScheme):
         kept = available & ~rejected
         for chosen, masks, sites in self._by_size(kept):
             count = sites.shape[1]
-            if count < 3:
+            if count < MIN_SCREENED:
                 continue
             answers = values[chosen][masks].reshape(*sites.shape, values.shape[2])
             curve = smoothing_spline_values(sites, answers, self.betas, self._screen_lam(sites))
-            residuals = row_norms(values[chosen] - curve)  # (p, N)
-            floor = SCREEN_FLOOR * np.median(row_norms(answers), axis=1)
+            residuals = arrays.row_norms(values[chosen] - curve)  # (p, N)
+            floor = SCREEN_FLOOR * np.median(arrays.row_norms(answers), axis=1)
             inside = np.where(masks, residuals, np.nan)
             scale = np.maximum(np.nanmedian(inside, axis=1), floor)
             t = np.where(available[chosen], residuals / (self.screen * scale[:, None]), 0.0)
@@ -184,7 +182,9 @@ class _Screening(PointScheme):
         counts = available.sum(axis=1)
         broken = available & ~np.isfinite(values).all(axis=2)
         flagged = broken & (broken.sum(axis=1) < counts)[:, None]  # never every answer
-        clean = np.flatnonzero(~np.any(broken, axis=1) & (counts >= 3))
+        # A pattern of fewer than K + 2 answers may drop none (the cap below): not screened.
+        screened = counts >= max(self.num_inputs + 2, MIN_SCREENED)
+        clean = np.flatnonzero(~np.any(broken, axis=1) & screened)
         rejected = np.zeros(available.shape, dtype=bool)
         for chosen, masks, sites in self._by_size(available[clean]):
             rows = clean[chosen]
@@ -205,19 +205,6 @@ class _Screening(PointScheme):
             params = {k: v for k, v in params.items() if k != "screen"}
             params["screen"] = np.full(available.shape[0], self.screen)
         return estimates, params, flagged
-
-    def _decode(self, outputs: Any, shape: tuple[int, ...], mask: np.ndarray) -> Any:
-        # One set of outputs, one pattern or several: screened like decode_each.
-        rows = np.atleast_2d(mask)
-        count = rows.shape[0]
-        if arrays.is_tensor(outputs):
-            stacked = outputs.unsqueeze(0).expand(count, *shape)
-        else:
-            stacked = np.broadcast_to(outputs, (count, *shape))
-        flat = stacked.reshape(count, self.num_workers, -1)
-        estimates, _, _ = self._decode_each_flagged(flat, rows, False)
-        estimates = estimates.reshape((count, self.num_inputs, *shape[1:]))
-        return estimates[0] if mask.ndim == 1 else estimates
 
     # -- description --------------------------------------------------------------------------
     def params(self) -> dict[str, float]:
@@ -244,7 +231,7 @@ class RobustNeRCC(_Screening, NeRCC):
     num_inputs, num_workers, lam_enc, lam_dec, points, df_enc, df_dec, lam_grid
         As :class:`~nercc.coding.NeRCC`.
     screen : float
-        The screening cut in median residuals, finite and > 0 (15 by default): an answer whose
+        The screening cut in median residuals, finite and > 0 (8 by default): an answer whose
         residual from the robust screening spline exceeds ``screen`` times the pattern's median
         residual is dropped.
 
@@ -266,7 +253,7 @@ class RobustNeRCC(_Screening, NeRCC):
         df_enc: float | None = None,
         df_dec: float | None = None,
         lam_grid: Any = None,
-        screen: float = 15.0,
+        screen: float = 8.0,
     ) -> None:
         super().__init__(
             num_inputs, num_workers, lam_enc, lam_dec, points, df_enc, df_dec, lam_grid
@@ -285,7 +272,7 @@ class RobustBACC(_Screening, BACC):
     num_inputs, num_workers, points
         As :class:`~nercc.coding.BACC`.
     screen : float
-        The screening cut in median residuals, finite and > 0 (15 by default).
+        The screening cut in median residuals, finite and > 0 (8 by default).
 
     Attributes
     ----------
@@ -296,7 +283,7 @@ class RobustBACC(_Screening, BACC):
     reported: ClassVar[tuple[str, ...]] = (*BACC.reported, "screen")
 
     def __init__(
-        self, num_inputs: int, num_workers: int, points: str = "chebyshev", screen: float = 15.0
+        self, num_inputs: int, num_workers: int, points: str = "chebyshev", screen: float = 8.0
     ) -> None:
         super().__init__(num_inputs, num_workers, points)
         self.screen = check_screen(screen)

@@ -43,6 +43,7 @@ LABEL_COLORS = {
     "NeRCC": "tab:blue",
     "BACC": "tab:red",
     "replication (equal cost)": "tab:gray",
+    "replication, majority vote": "tab:olive",
     "NeRCC robust": "tab:purple",
     "BACC robust": "tab:brown",
     "NeRCC robust (0, 0)": "tab:purple",

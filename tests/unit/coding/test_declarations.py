@@ -24,6 +24,7 @@ from nercc.coding import (
     RobustNeRCC,
     Tunable,
     Uncoded,
+    VotingReplication,
     effective_df,
 )
 
@@ -47,6 +48,7 @@ INSTANCES = {
     "fh": lambda: FloaterHormann(K, N, d=2),
     "uncoded": lambda: Uncoded(K),
     "replication": lambda: Replication(K, 2),
+    "replication_vote": lambda: VotingReplication(K, 2),
     "nercc_robust": lambda: RobustNeRCC(K, N, lam_enc=1e-4, lam_dec=1e-3),
     "nercc_robust_df": lambda: RobustNeRCC(K, N, lam_enc=1e-4, df_dec=6.0),
     "bacc_robust": lambda: RobustBACC(K, N),
@@ -61,6 +63,7 @@ def test_the_registry_holds_every_scheme_class_by_name():
         "RobustBACC",
         "FloaterHormann",
         "Replication",
+        "VotingReplication",
         "Uncoded",
     ]
     for name, cls in SCHEMES.items():

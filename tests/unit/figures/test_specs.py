@@ -47,7 +47,7 @@ BASE = {
             "kind": "vs_adversaries",
             "metrics": ["mse", "rel_acc"],
             "panels": {"sign_flip": ["adversary=sign_flip"]},
-            "notes": ["no robust replication"],
+            "notes": ["drawn at one S"],
             "runs": [{"labels": {"nercc": "N", "nercc_robust": "R"}}],
         },
         "byz": {
@@ -83,7 +83,7 @@ def test_a_good_config_reads_into_specs():
     }  # fmt: skip
     assert conv.runs[0].optional is True
     attacked = figures["attacked"]
-    assert attacked.notes == ("no robust replication",)
+    assert attacked.notes == ("drawn at one S",)
     assert attacked.panels == {"sign_flip": ("adversary=sign_flip",)}
     assert figures["byz"].options == {"exponents": [0.3, 0.5], "fraction": 0.2,
                                       "num_workers": [12, 16]}  # fmt: skip

@@ -101,7 +101,7 @@ def test_published_other_takes_that_schemes_table_and_only_it():
     nercc = ParamTable("t.json", "nercc", "m", "d", CODE, {0: {"lam_enc": 1e-6, "lam_dec": 0.0}})
     node = OmegaConf.create({"nercc_robust": {**robust, "lambdas": "published:nercc"}})
     (variant,) = expand_schemes(node, [0], {"nercc_robust": nercc})
-    assert variant.scheme.params() == {"lam_enc": 1e-6, "lam_dec": 0.0, "screen": 15.0}
+    assert variant.scheme.params() == {"lam_enc": 1e-6, "lam_dec": 0.0, "screen": 8.0}
     own = OmegaConf.create({"nercc_robust": {**robust, "lambdas": "published"}})
     with pytest.raises(ValueError, match="tuned for scheme 'nercc', not 'nercc_robust'"):
         expand_schemes(own, [0], {"nercc_robust": nercc})
