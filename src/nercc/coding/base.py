@@ -353,8 +353,8 @@ class CodingScheme(ABC):
 
     def _decode(self, outputs: Any, shape: tuple[int, ...], mask: np.ndarray) -> Any:
         """:meth:`decode` of checked ``outputs`` (N, ...) of ``shape`` and a valid ``mask``."""
-        if self.screens:
-            return self._decode_screened(outputs, shape, mask)
+        if self._decodes_by_outputs():
+            return self._decode_stacked(outputs, shape, mask)
         decoders = self._decoder_operand(mask, outputs)  # (K, N) or (P, K, N)
         flat = outputs if len(shape) == 2 else outputs.reshape(self.num_workers, -1)
         if not arrays.all_finite(flat):
@@ -366,9 +366,15 @@ class CodingScheme(ABC):
             return estimates.reshape((self.num_inputs, *shape[1:]))
         return estimates.reshape((mask.shape[0], self.num_inputs, *shape[1:]))
 
-    def _decode_screened(self, outputs: Any, shape: tuple[int, ...], mask: np.ndarray) -> Any:
-        """:meth:`_decode` of a scheme that screens: what it drops depends on the outputs, so one
-        set of outputs and one pattern or several are decoded like :meth:`decode_each`."""
+    def _decodes_by_outputs(self) -> bool:
+        """Whether what a pattern is decoded with depends on the outputs, not only on the
+        pattern (a scheme that screens; NeRCC choosing lam_dec by GCV): :meth:`decode` then
+        decodes like :meth:`decode_each`, with no decoder matrix of its own."""
+        return self.screens
+
+    def _decode_stacked(self, outputs: Any, shape: tuple[int, ...], mask: np.ndarray) -> Any:
+        """:meth:`_decode` of a scheme that decodes by its outputs: the one set of outputs
+        stacked once per pattern and decoded like :meth:`decode_each`."""
         rows = np.atleast_2d(mask)
         count = rows.shape[0]
         if arrays.is_tensor(outputs):

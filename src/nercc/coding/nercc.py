@@ -397,19 +397,8 @@ class NeRCC(PointScheme):
         lam, _ = self._decoder_setting(masks, sites, None, with_df=False)
         return smoothing_spline_matrices(sites, self.alphas, lam)
 
-    def _decode(self, outputs: Any, shape: tuple[int, ...], mask: np.ndarray) -> Any:
-        if self.lam_dec != "gcv":
-            return super()._decode(outputs, shape, mask)
-        # Data-dependent: every pattern chooses its lambda from these outputs.
-        rows = np.atleast_2d(mask)
-        count = rows.shape[0]
-        if arrays.is_tensor(outputs):
-            stacked = outputs.unsqueeze(0).expand(count, *shape)
-        else:
-            stacked = np.broadcast_to(outputs, (count, *shape))
-        estimates, _ = self._decode_each(stacked.reshape(count, self.num_workers, -1), rows)
-        estimates = estimates.reshape((count, self.num_inputs, *shape[1:]))
-        return estimates[0] if mask.ndim == 1 else estimates
+    def _decodes_by_outputs(self) -> bool:
+        return super()._decodes_by_outputs() or self.lam_dec == "gcv"
 
     def _decode_each(
         self, outputs: Any, available: np.ndarray, with_params: bool = False
