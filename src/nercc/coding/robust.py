@@ -70,11 +70,12 @@ import numpy as np
 from nercc.coding import arrays
 from nercc.coding.bacc import BACC
 from nercc.coding.base import CodingScheme
-from nercc.coding.gcv import lam_for_df
+from nercc.coding.gcv import spectrum_lam_for_df
 from nercc.coding.nercc import NeRCC
 from nercc.coding.params import Tunable
 from nercc.coding.point_scheme import PointScheme
-from nercc.coding.splines import smoothing_spline_values
+from nercc.coding.spectrum_cache import SpectrumCache
+from nercc.coding.splines import lam_bound, smoothing_spline_values
 
 __all__ = ["MAX_ROUNDS", "MIN_SCREENED", "SCREEN_DF", "SCREEN_FLOOR", "RobustBACC", "RobustNeRCC"]
 
@@ -123,16 +124,25 @@ class _Screening(PointScheme):
     screens: ClassVar[bool] = True
     screen: float
 
-    def _screen_lam(self, sites: np.ndarray) -> np.ndarray:
-        """The screening spline's lambda for each row of ``sites`` (p, m), m >= MIN_SCREENED."""
-        df = min(max(SCREEN_DF * self.num_inputs, 2.5), sites.shape[1] - 1.0)
-        return lam_for_df(sites, df)
+    def _reset_caches(self) -> None:
+        super()._reset_caches()
+        # The eigenvalues of each mask's answering betas, for the screening spline's lambda: the
+        # same masks come back for every A of an evaluation and every group served.
+        self._screen_spectra = SpectrumCache()
 
-    def _screen(self, sites: np.ndarray, answers: np.ndarray) -> np.ndarray:
-        """The answers (p, m) the reweighted fits reject, of p patterns of m answers (p, m, M)
-        at ``sites`` (p, m): steps 1 to 4 of the module's docstring, before the exact check."""
+    def _screen_lam(self, masks: np.ndarray, sites: np.ndarray) -> np.ndarray:
+        """The screening spline's lambda for patterns ``masks`` (p, N) answered at ``sites``
+        (p, m), m >= MIN_SCREENED: the lambda of df = min(max(SCREEN_DF K, 2.5), m - 1)."""
+        df = min(max(SCREEN_DF * self.num_inputs, 2.5), sites.shape[1] - 1.0)
+        d, _ = self._screen_spectra.lookup(masks, sites, vectors=False)
+        return spectrum_lam_for_df(d, np.full((len(d), 1), df), lam_bound(self.betas))[:, 0]
+
+    def _screen(self, masks: np.ndarray, sites: np.ndarray, answers: np.ndarray) -> np.ndarray:
+        """The answers (p, m) the reweighted fits reject, of patterns ``masks`` (p, N) with m
+        answers (p, m, M) at ``sites`` (p, m): steps 1 to 4 of the module's docstring, before
+        the exact check."""
         p, m = sites.shape
-        lam = self._screen_lam(sites)
+        lam = self._screen_lam(masks, sites)
         floor = SCREEN_FLOOR * np.median(arrays.row_norms(answers), axis=1)
         weights = np.ones((p, m))
         rejected = np.zeros((p, m), dtype=bool)
@@ -163,7 +173,8 @@ class _Screening(PointScheme):
             if count < MIN_SCREENED:
                 continue
             answers = values[chosen][masks].reshape(*sites.shape, values.shape[2])
-            curve = smoothing_spline_values(sites, answers, self.betas, self._screen_lam(sites))
+            lam = self._screen_lam(masks, sites)
+            curve = smoothing_spline_values(sites, answers, self.betas, lam)
             residuals = arrays.row_norms(values[chosen] - curve)  # (p, N)
             floor = SCREEN_FLOOR * np.median(arrays.row_norms(answers), axis=1)
             inside = np.where(masks, residuals, np.nan)
@@ -190,7 +201,7 @@ class _Screening(PointScheme):
             rows = clean[chosen]
             answers = values[rows][masks].reshape(*sites.shape, values.shape[2])
             found = np.zeros(masks.shape, dtype=bool)
-            found[masks] = self._screen(sites, answers).reshape(-1)
+            found[masks] = self._screen(masks, sites, answers).reshape(-1)
             rejected[rows] = found
         flagged[clean] = self._check_rejected(values[clean], available[clean], rejected[clean])
         return flagged
@@ -241,6 +252,7 @@ class RobustNeRCC(_Screening, NeRCC):
     """
 
     tunables: ClassVar[tuple[Tunable, ...]] = (*NeRCC.tunables, SCREEN)
+    _CACHES = (*NeRCC._CACHES, "_screen_spectra")
     reported: ClassVar[tuple[str, ...]] = (*NeRCC.reported, "screen")
 
     def __init__(
@@ -280,6 +292,7 @@ class RobustBACC(_Screening, BACC):
     """
 
     tunables: ClassVar[tuple[Tunable, ...]] = (*BACC.tunables, SCREEN)
+    _CACHES = (*BACC._CACHES, "_screen_spectra")
     reported: ClassVar[tuple[str, ...]] = (*BACC.reported, "screen")
 
     def __init__(

@@ -25,6 +25,7 @@ from nercc.coding import (
     RobustBACC,
     RobustNeRCC,
     Uncoded,
+    gcv,
 )
 
 from .patterns import random_patterns
@@ -215,6 +216,38 @@ def test_params_describe_and_decoder_key():
     assert RobustBACC(K, N, screen=2.0).params() == {"screen": 2.0}
     again = pickle.loads(pickle.dumps(scheme))
     assert again.params() == scheme.params() and again.screens
+
+
+@pytest.mark.parametrize("cls", [RobustNeRCC, RobustBACC])
+def test_a_used_scheme_pickles_without_its_caches_and_screens_alike(cls):
+    """The screening keeps each mask's eigenvalues (the same masks return for every A); the
+    cache is left out of pickles (it holds a lock) and rebuilt, and decoding is unchanged."""
+    scheme = cls(K, N)
+    masks = random_patterns(N, S, 6, seed=26)
+    answers, _ = corrupt(linear_answers(NeRCC(K, N), 6, seed=27), masks, A, seed=28)
+    first = scheme.decode_each_flagged(answers, masks)
+    again = pickle.loads(pickle.dumps(scheme))
+    for one, other in zip(first, again.decode_each_flagged(answers, masks), strict=True):
+        if isinstance(one, dict):
+            assert one.keys() == other.keys()
+        else:
+            np.testing.assert_array_equal(one, other)
+    np.testing.assert_array_equal(scheme.decode_each_flagged(answers, masks)[2], first[2])
+
+
+def test_the_screening_decomposes_each_mask_once(monkeypatch):
+    """Decoding the same patterns again (the next A of an evaluation) decomposes nothing."""
+    scheme = RobustBACC(K, N)
+    masks = random_patterns(N, S, 6, seed=29)
+    answers, _ = corrupt(constant_answers(6, seed=30), masks, A, seed=31)
+    scheme.decode_each_flagged(answers, masks)
+    calls = []
+    original = gcv.spectrum
+    monkeypatch.setattr(gcv, "spectrum", lambda *a, **k: calls.append(1) or original(*a, **k))
+    scheme.decode_each_flagged(answers, masks)
+    assert calls == []
+    RobustBACC(K, N).decode_each_flagged(answers, masks)  # a fresh scheme decomposes
+    assert calls
 
 
 def test_schemes_that_do_not_screen_flag_nothing():
