@@ -53,7 +53,9 @@ every scheme decodes alone). The classifier's outputs are computed once for all 
 the honest evaluation, row for row. Each row holds ``num_adversaries``, ``adversary`` and
 ``adversary_placement``, and for a scheme that screens its answers (``screens``) how well it found
 the adversaries: ``detection_precision``, ``detection_recall`` and ``flagged_mean``
-(:class:`~nercc.evaluation.metrics.DetectionStats`; None for the others).
+(:class:`~nercc.evaluation.metrics.DetectionStats`; None for the others). A variant tuned per
+(S, A), from a table with per-A entries, runs only in its own cells
+(:meth:`~nercc.evaluation.variants.SchemeVariant.runs_in`).
 """
 
 from __future__ import annotations
@@ -387,7 +389,7 @@ class CodedInferenceModule(pl.LightningModule):
         # The classifier once per distinct encoder, on the coded inputs of every group.
         outputs = {}
         for j, members in enumerate(self.encoder_groups):
-            if not any(self.variants[i].runs_at(s) for i in members for s in self.stragglers):
+            if not any(self._runs(i) for i in members):
                 continue
             n = self.variants[members[0]].scheme.num_workers
             matrix = getattr(self, f"encoder_{j}").to(images.dtype)
@@ -414,6 +416,8 @@ class CodedInferenceModule(pl.LightningModule):
                         available = self._draw(model, scheme, s, groups * t, first, shared)
                         own = outputs[self.encoder_of[i]]
                         for a_index, a in enumerate(self.adversaries):
+                            if not self.variants[i].runs_in(s, a):
+                                continue
                             attack = self._attack(own, available, a, scheme, s, first)
                             estimates, params, flagged = _decode(scheme, attack[0], available)
                             cell = self._cell(s_index, a_index)
@@ -423,13 +427,19 @@ class CodedInferenceModule(pl.LightningModule):
                             self.detection[i][cell].update(flagged, attack[1])
                     continue
                 # One decoder for all: decode the outputs of their encoders side by side.
-                decoding = running[0]
-                scheme = self.variants[decoding].scheme
-                available = self._draw(model, scheme, s, groups * t, first, shared)
-                encoders = tuple(dict.fromkeys(self.encoder_of[i] for i in running))
-                if encoders not in stacks:
-                    stacks[encoders] = torch.stack([outputs[j] for j in encoders], dim=2)
+                available = self._draw(
+                    model, self.variants[running[0]].scheme, s, groups * t, first, shared
+                )
                 for a_index, a in enumerate(self.adversaries):
+                    # a variant tuned per (S, A) runs only in its own cells
+                    in_cell = [i for i in running if self.variants[i].runs_in(s, a)]
+                    if not in_cell:
+                        continue
+                    decoding = in_cell[0]
+                    scheme = self.variants[decoding].scheme
+                    encoders = tuple(dict.fromkeys(self.encoder_of[i] for i in in_cell))
+                    if encoders not in stacks:
+                        stacks[encoders] = torch.stack([outputs[j] for j in encoders], dim=2)
                     # (G*T, N, E, C): the same attack on every encoder's outputs
                     attacked, adversarial = self._attack(
                         stacks[encoders], available, a, scheme, s, first
@@ -437,13 +447,18 @@ class CodedInferenceModule(pl.LightningModule):
                     # (G*T, K, E, C) and the decoder's parameters per pattern
                     estimates, params, flagged = _decode(scheme, attacked, available)
                     cell = self._cell(s_index, a_index)
-                    for i in running:
+                    for i in in_cell:
                         position = encoders.index(self.encoder_of[i])
                         own = estimates[:, :, position]
                         self._check_decoded(i, s, own, attacked[:, :, position])
                         self._count(i, cell, own, available, counted)
                         self.param_stats[i][cell].update(self._own(i, decoding, params))
                         self.detection[i][cell].update(flagged, adversarial)
+
+    def _runs(self, i: int) -> bool:
+        """Whether variant i is evaluated in some (S, A) cell of the run."""
+        variant = self.variants[i]
+        return any(variant.runs_in(s, a) for s in self.stragglers for a in self.adversaries)
 
     def _cell(self, s_index: int, a_index: int) -> int:
         """The index of the (S, A) cell in the per-variant metric lists."""
@@ -553,6 +568,8 @@ class CodedInferenceModule(pl.LightningModule):
                 if not variant.runs_at(s):
                     continue
                 for a_index, a in enumerate(self.adversaries):
+                    if not variant.runs_in(s, a):
+                        continue
                     cell = self._cell(s_index, a_index)
                     rows.append(self._row(i, s, a, cell, columns, attack))
         self.results = rows

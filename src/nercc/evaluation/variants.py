@@ -21,14 +21,15 @@ class SchemeVariant:
     """One scheme with fixed parameters, under its config name (``nercc``, ``bacc``, ...).
 
     ``label`` names its line in tables and plots; ``stragglers``, when set, are the only S at
-    which it is evaluated (parameters tuned per S); ``source`` says where its parameters came
+    which it is evaluated (parameters tuned per S), or the only (S, A) cells (parameters tuned
+    per S and number of adversarial workers A); ``source`` says where its parameters came
     from (``config``, ``default``, ``table:<path>``, ...) and goes into every result row.
     """
 
     name: str
     scheme: CodingScheme
     label: str = ""
-    stragglers: frozenset[int] | None = None
+    stragglers: frozenset[int] | frozenset[tuple[int, int]] | None = None
     source: str = "config"
 
     def __post_init__(self) -> None:
@@ -50,7 +51,17 @@ class SchemeVariant:
         return name in scheme.reported and scheme.tunable(name).varies(self.params)
 
     def runs_at(self, num_stragglers: int) -> bool:
-        return self.stragglers is None or num_stragglers in self.stragglers
+        """Whether it is evaluated at S (at every A, or in some (S, A) cell of its own)."""
+        if self.stragglers is None:
+            return True
+        return any((c[0] if isinstance(c, tuple) else c) == num_stragglers for c in self.stragglers)
+
+    def runs_in(self, num_stragglers: int, num_adversaries: int) -> bool:
+        """Whether it is evaluated in the cell (S, A): at every A of its S, or in its cells."""
+        return self.stragglers is None or any(
+            c == (num_stragglers, num_adversaries) if isinstance(c, tuple) else c == num_stragglers
+            for c in self.stragglers
+        )
 
 
 def build_scheme(name: str, node: Mapping[str, Any], **overrides: Any) -> CodingScheme:

@@ -89,7 +89,10 @@ def check_config(cfg: DictConfig) -> Plan:
     for name, table in tables.items():
         notes.extend(table_notes(cfg, name, table))
     standing = {name: placeholders(cfg.scheme[name], params) for name, params in auto.items()}
-    variants = expand_schemes(with_params(cfg.scheme, standing), list(cfg.stragglers), tables)
+    adversaries = [int(a) for a in cfg.get("adversaries") or [0]]
+    variants = expand_schemes(
+        with_params(cfg.scheme, standing), list(cfg.stragglers), tables, adversaries
+    )
     objective = cfg.get("optimized_metric")
     if objective is not None:
         runs: dict[str, list] = {}
@@ -115,7 +118,6 @@ def check_config(cfg: DictConfig) -> Plan:
     except ValueError as error:  # "<key>: ...": an S the model cannot serve
         key, _, what = str(error).partition(": ")
         raise ConfigError(key, what) from None
-    adversaries = [int(a) for a in cfg.get("adversaries") or [0]]
     node = cfg.get("adversary")
     adversary = build_checked("adversary", node) if node is not None else None
     return Plan(variants, factory, tables, objective, notes, auto, adversaries, adversary)

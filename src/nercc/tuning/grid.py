@@ -1,6 +1,7 @@
 """Scheme configs to the variants an evaluation runs: lists of parameter values expand into one
 variant per combination, and a table of tuned parameters gives one variant per distinct setting,
-each used only at its straggler counts."""
+each used only at its straggler counts (or, for a table tuned per S and A, only in its (S, A)
+cells)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def expand_schemes(
     schemes: Mapping[str, Any],
     stragglers: Sequence[int] | None = None,
     tables: Mapping[str, ParamTable | None] | None = None,
+    adversaries: Sequence[int] | None = None,
 ) -> list[SchemeVariant]:
     """Instantiate every scheme config as one or more variants.
 
@@ -67,12 +69,21 @@ def expand_schemes(
     default (``source="default"``). A table's df columns are used the same way, only if it has
     them.
 
+    Given ``adversaries`` (the run's A list), a table tuned per (S, A) (one with per-A entries,
+    :attr:`~nercc.tuning.tables.ParamTable.by_adversaries`) gives one variant per distinct
+    setting that runs only in the (S, A) cells whose choice it is
+    (:meth:`~nercc.tuning.tables.ParamTable.params_at_cell`): its ``stragglers`` holds those
+    cells. Without ``adversaries`` (serving, which does not know A), or for a table without per-A
+    entries, the table is read per S (``params_by_stragglers``), as above.
+
     Parameters
     ----------
     schemes : mapping of name to ``_target_`` config
     stragglers : sequence of int, optional
         The S values of the evaluation (needed when a table is used).
     tables : mapping of scheme name to ParamTable or None, optional
+    adversaries : sequence of int, optional
+        The A values of the evaluation: read tables per (S, A) cell.
 
     Returns
     -------
@@ -91,7 +102,7 @@ def expand_schemes(
         # published:<other> takes the table of scheme <other> (a robust NeRCC takes NeRCC's)
         owner = setting.partition(":")[2] if isinstance(setting, str) else ""
         table = (tables or {}).get(name)
-        found = _variants(name, node, table, list(stragglers or []))
+        found = _variants(name, node, table, list(stragglers or []), adversaries)
         if table is not None:
             _check_table(name, table, found[0].scheme, node, owner or name)
         variants += found
@@ -126,22 +137,33 @@ def _check_table(
 
 
 def _variants(
-    name: str, node: DictConfig, table: ParamTable | None, stragglers: list[int]
+    name: str,
+    node: DictConfig,
+    table: ParamTable | None,
+    stragglers: list[int],
+    adversaries: Sequence[int] | None = None,
 ) -> list[SchemeVariant]:
     grid = {k: list(v) for k, v in node.items() if isinstance(v, ListConfig)}
     unset = set(open_settings(node))  # filled by the table, else the scheme's defaults
     given = {_setting(node, k) for k, v in node.items() if v is not None}
     for key in [k for k, v in node.items() if v is None]:  # null: not passed to the scheme
         del node[key]
-    # (values from the table, the S they serve or None for every S, source) per distinct setting
-    settings: list[tuple[dict[str, float], frozenset[int] | None, str]]
+    # (values from the table, the S or (S, A) cells they serve or None for every S, source)
+    # per distinct setting
+    settings: list[tuple[dict[str, float], frozenset | None, str]]
     tuned = set(table.by_stragglers[min(table.by_stragglers)]) if table is not None else set()
     if table is not None and unset & {_setting(node, k) for k in tuned}:
-        by_values: dict[tuple, set[int]] = {}
-        for s in stragglers:
-            params, _ = table.params_at(s)
+        per_cell = adversaries is not None and bool(table.by_adversaries)
+        where: list = (
+            [(int(s), int(a)) for s in stragglers for a in adversaries]
+            if per_cell and adversaries is not None
+            else [int(s) for s in stragglers]
+        )
+        by_values: dict[tuple, set] = {}
+        for at in where:
+            params = table.params_at_cell(*at)[0] if per_cell else table.params_at(at)[0]
             chosen = {k: v for k, v in params.items() if _setting(node, k) in unset}
-            by_values.setdefault(tuple(chosen.items()), set()).add(int(s))
+            by_values.setdefault(tuple(chosen.items()), set()).add(at)
         # a tuned setting the config gives itself (by either name)
         overridden = any(_setting(node, k) in given for k in tuned)
         source = f"{'config+' if overridden else ''}table:{table.path}"

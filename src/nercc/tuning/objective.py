@@ -7,6 +7,7 @@ the metric's mean over the S of the run, or its value at one S.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,13 +29,14 @@ def parse_metric(name: Any) -> tuple[str, str]:
 
 
 def check_objective(
-    name: Any, schemes: dict[str, list[int | None]], stragglers: Sequence[int], at: Any = None
+    name: Any, schemes: dict[str, list[Any]], stragglers: Sequence[int], at: Any = None
 ) -> str | None:
     """Check an objective against a run before it starts.
 
-    ``schemes`` maps each scheme name to the S lists of its variants (None: every S). Returns
-    None when the objective can be computed, or the reason it cannot (no such scheme, or several
-    variants of it at one S, as in a grid); a malformed name or S raises ``ValueError``.
+    ``schemes`` maps each scheme name to the S lists of its variants (None: every S), or to
+    their (S, A) cells (variants of a table tuned per S and A). Returns None when the objective
+    can be computed, or the reason it cannot (no such scheme, or several variants of it in one
+    cell, as in a grid); a malformed name or S raises ``ValueError``.
     """
     scheme, _ = parse_metric(name)
     if at is not None and (isinstance(at, bool) or not isinstance(at, int) or at not in stragglers):
@@ -43,6 +45,14 @@ def check_objective(
         return f"no scheme {scheme!r} in this run (schemes: {', '.join(schemes)})"
     for s in stragglers if at is None else [at]:
         count = sum(1 for runs in schemes[scheme] if runs is None or s in runs)
+        # variants that run in (S, A) cells: one per A at most
+        by_a = Counter(
+            cell[1]
+            for runs in schemes[scheme]
+            for cell in runs or ()
+            if isinstance(cell, tuple) and cell[0] == s
+        )
+        count += max(by_a.values(), default=0)
         if count > 1:
             return (
                 f"{count} variants of {scheme!r} run at S={s} (a grid): the objective is ambiguous"

@@ -98,7 +98,9 @@ def untuned(node: Mapping[str, Any], table: ParamTable | None) -> bool:
 def table_notes(cfg: DictConfig, name: str, table: ParamTable | None) -> list[str]:
     """What an evaluation notes about scheme ``name``'s table: none published while settings are
     open (they take the scheme's defaults), a table left unused by settings the config gives,
-    straggler counts the table lacks, or a table tuned for another classifier or dataset."""
+    straggler counts the table lacks (and, for a table tuned per (S, A), the A it lacks; for one
+    tuned per S, that a run with adversaries takes its choice per S at every A), or a table tuned
+    for another classifier or dataset."""
     node = cfg.scheme[name]
     code = code_key(node)
     notes = []
@@ -117,6 +119,16 @@ def table_notes(cfg: DictConfig, name: str, table: ParamTable | None) -> list[st
         missing = sorted({s for s in cfg.stragglers if s not in table.by_stragglers})
         for s in missing:
             notes.append(f"{table.path} has no S={s}: {name} uses S={table.params_at(s)[1]}'s")
+        adversaries = [int(a) for a in cfg.get("adversaries") or [0]]
+        if table.by_adversaries:
+            for s in sorted({table.params_at(s)[1] for s in cfg.stragglers}):
+                for a in (a for a in adversaries if a not in table.by_adversaries[s]):
+                    nearest = table.params_at_cell(s, a)[1][1]
+                    notes.append(f"{table.path} has no A={a} at S={s}: {name} uses A={nearest}'s")
+        elif max(adversaries) > 0:
+            notes.append(
+                f"{table.path} was tuned per S only: {name} takes its choice per S at every A"
+            )
         if table.model != cfg.model_name or table.dataset != cfg.data.name:
             notes.append(
                 f"scheme.{name}.{TABLE_KEY}: {table.path} was tuned for {table.model} on "

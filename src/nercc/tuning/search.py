@@ -1,6 +1,6 @@
-"""Searching scheme parameters per straggler count: the search space a scheme declares, the grid,
-the choice of the best setting per S, and Optuna's TPE with one study per S that learns from every
-evaluation.
+"""Searching scheme parameters per straggler count S and adversary count A: the search space a
+scheme declares, the grid, the choice of the best setting per (S, A) cell, and Optuna's TPE with
+one study per cell that learns from every evaluation.
 
 The space is read from the tuned scheme's declaration (:attr:`nercc.coding.CodingScheme.tunables`):
 each setting's declared ``grid`` (a grid search) or ``search`` range (TPE), unless the config names
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from nercc.coding import CodingScheme, Tunable
 
 __all__ = [
+    "best_by_cells",
     "best_by_stragglers",
     "grid_values",
     "log_grid",
@@ -223,20 +224,62 @@ def best_by_stragglers(
 ) -> dict[int, dict[str, Any]]:
     """For every S, the row of ``scheme`` with the best ``objective`` (ties: the lower mse, then
     the first). Returns ``{S: {"params": {...}, "row": row}}``; a row whose objective or mse is
-    NaN or infinite never wins (an S with no other row is left out)."""
+    NaN or infinite never wins (an S with no other row is left out). Every row counts, whatever
+    its A: give the rows of one A (:func:`best_by_cells` chooses per (S, A))."""
+    return {
+        s: chosen for (s, _), chosen in _best(rows, scheme, params, objective, by_a=False).items()
+    }
+
+
+def best_by_cells(
+    rows: Sequence[Mapping[str, Any]], scheme: str, params: Sequence[str], objective: str
+) -> dict[tuple[int, int], dict[str, Any]]:
+    """For every (S, A) cell, the row of ``scheme`` with the best ``objective``.
+
+    The rule of :func:`best_by_stragglers` within each cell: the lowest mse (``objective="mse"``)
+    or the highest rel_acc (``"rel_acc"``); ties go to the lower mse, then to the first row; a
+    row whose objective or mse is not finite never wins (a cell with no other row is left out).
+    A row without ``num_adversaries`` is at A = 0.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        Result rows (``scheme``, ``num_stragglers``, ``num_adversaries``, the objective, ``mse``
+        and the parameters).
+    scheme : str
+        The tuned scheme's name.
+    params : sequence of str
+        The parameters to read from the chosen rows.
+    objective : {"mse", "rel_acc"}
+
+    Returns
+    -------
+    dict
+        ``{(S, A): {"params": {...}, "row": row}}``, sorted by S, then A.
+    """
+    return _best(rows, scheme, params, objective, by_a=True)
+
+
+def _best(
+    rows: Sequence[Mapping[str, Any]],
+    scheme: str,
+    params: Sequence[str],
+    objective: str,
+    by_a: bool,
+) -> dict[tuple[int, int], dict[str, Any]]:
     if objective not in OBJECTIVES:
         raise ValueError(
             f"tune.objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}"
         )
-    best: dict[int, dict[str, Any]] = {}
+    best: dict[tuple[int, int], dict[str, Any]] = {}
     for row in rows:
         if row["scheme"] != scheme or not (
             math.isfinite(row[objective]) and math.isfinite(row["mse"])
         ):
             continue
-        s = row["num_stragglers"]
-        if s not in best or _key(row, objective) < _key(best[s]["row"], objective):
-            best[s] = {"params": {p: row[p] for p in params}, "row": row}
+        cell = (row["num_stragglers"], (row.get("num_adversaries") or 0) if by_a else 0)
+        if cell not in best or _key(row, objective) < _key(best[cell]["row"], objective):
+            best[cell] = {"params": {p: row[p] for p in params}, "row": row}
     return dict(sorted(best.items()))
 
 
@@ -248,17 +291,19 @@ def tpe_search(
     n_trials: int,
     seed: int,
     tunables: Mapping[str, Tunable] | None = None,
+    adversaries: Sequence[int] = (0,),
 ) -> list[dict[str, Any]]:
-    """Optuna TPE over each parameter's range, one study per S.
+    """Optuna TPE over each parameter's range, one study per (S, A) cell.
 
-    Every trial proposes a setting for one S in turn, ``evaluate(params)`` returns its rows at
-    every S (one classifier pass serves them all), and the result is told to the proposing study
-    and added to the others, so that each study learns from every evaluation.
+    Every trial proposes a setting for one cell in turn (S by S, and A by A within each S),
+    ``evaluate(params)`` returns its rows at every cell (one classifier pass serves them all),
+    and the result is told to the proposing study and added to the others, so that each study
+    learns from every evaluation. With A = [0] only, one study per S.
 
     Parameters
     ----------
     evaluate : callable
-        ``params -> rows`` (every S).
+        ``params -> rows`` (every S and A; a row without ``num_adversaries`` is at A = 0).
     ranges : mapping of str to [low, high]
         The range of each parameter.
     stragglers : sequence of int
@@ -269,6 +314,8 @@ def tpe_search(
         How each parameter is declared (:class:`nercc.coding.Tunable`): drawn as integers
         where ``integer``, log-uniform where ``log`` (0 < low), uniform otherwise. A parameter
         without a declaration is drawn log-uniform.
+    adversaries : sequence of int
+        The A list: with ``stragglers``, the cells.
 
     Returns
     -------
@@ -287,20 +334,21 @@ def tpe_search(
         name: _distribution(name, bounds, (tunables or {}).get(name))
         for name, bounds in ranges.items()
     }
+    cells = [(int(s), int(a)) for s in stragglers for a in adversaries]
     studies = {
-        s: optuna.create_study(
+        cell: optuna.create_study(
             direction=direction, sampler=optuna.samplers.TPESampler(seed=seed + i)
         )
-        for i, s in enumerate(stragglers)
+        for i, cell in enumerate(cells)
     }
     rows: list[dict[str, Any]] = []
     for number in range(n_trials):
-        s = stragglers[number % len(stragglers)]
-        trial = studies[s].ask(distributions)
+        cell = cells[number % len(cells)]
+        trial = studies[cell].ask(distributions)
         params = dict(trial.params)
         found = evaluate(params)
         rows += found
-        values = {r["num_stragglers"]: r[objective] for r in found}
+        values = {(r["num_stragglers"], r.get("num_adversaries") or 0): r[objective] for r in found}
         for other, study in studies.items():
             value = values.get(other, math.nan)
             state = (
@@ -308,7 +356,7 @@ def tpe_search(
                 if math.isfinite(value)
                 else optuna.trial.TrialState.FAIL
             )
-            if other == s:
+            if other == cell:
                 study.tell(trial, value if math.isfinite(value) else None, state=state)
             else:
                 study.add_trial(

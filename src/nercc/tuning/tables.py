@@ -5,6 +5,12 @@ scheme by its config name, ``nercc``) and maps each straggler count S to the par
 chosen for it on the validation split, with how they were found
 (split, search space, objective, patterns, inputs, date) and the content hash of the classifier's
 checkpoint. Loading checks every field and names the file and the field when something is wrong.
+
+A table tuned with adversarial workers (``adversaries`` above 0) also holds
+``params_by_adversaries``: for each S, the parameters chosen for each A (``{"S": {"A": params}}``),
+and its ``found_by.adversary`` says how they answered. Its ``params_by_stragglers`` holds, for each
+S, the choice at the smallest A tuned (A = 0 when the run had it): what serving, which does not
+know A, reads. The field is optional, so every table of format version 1 still loads.
 """
 
 from __future__ import annotations
@@ -37,7 +43,8 @@ CODE_KEYS = ("num_inputs", "num_workers", "points")
 
 @dataclass(frozen=True)
 class ParamTable:
-    """A loaded table: ``by_stragglers`` maps S to ``{parameter: value}``."""
+    """A loaded table: ``by_stragglers`` maps S to ``{parameter: value}``; ``by_adversaries``
+    maps S to A to ``{parameter: value}`` for a table tuned per (S, A), and is empty otherwise."""
 
     path: Path
     scheme: str
@@ -47,12 +54,49 @@ class ParamTable:
     by_stragglers: dict[int, dict[str, float]]
     checkpoint_sha256: str | None = None
     found_by: dict[str, Any] = field(default_factory=dict)
+    by_adversaries: dict[int, dict[int, dict[str, float]]] = field(default_factory=dict)
 
     def params_at(self, num_stragglers: int) -> tuple[dict[str, float], int]:
         """The parameters for S and the tuned S they come from: S itself, or else the nearest
         tuned S (the smaller one on a tie)."""
         nearest = min(self.by_stragglers, key=lambda s: (abs(s - num_stragglers), s))
         return dict(self.by_stragglers[nearest]), nearest
+
+    def params_at_cell(
+        self, num_stragglers: int, num_adversaries: int
+    ) -> tuple[dict[str, float], tuple[int, int]]:
+        """The parameters for S stragglers and A adversarial workers, and the tuned cell they
+        come from.
+
+        The tuned S is S itself, or else the nearest tuned S (the smaller one on a tie), as in
+        :meth:`params_at`; then, among the A tuned at that S, A itself, or else the nearest (the
+        smaller one on a tie). A table without per-A entries answers with its per-S entry and
+        A = 0.
+
+        Parameters
+        ----------
+        num_stragglers, num_adversaries : int
+            S and A, each >= 0.
+
+        Returns
+        -------
+        params : dict of str to float
+        cell : (int, int)
+            The tuned (S, A) the parameters come from.
+        """
+        for name, value in (
+            ("num_stragglers", num_stragglers),
+            ("num_adversaries", num_adversaries),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if not self.by_adversaries:
+            params, s = self.params_at(num_stragglers)
+            return params, (s, 0)
+        s = min(self.by_adversaries, key=lambda t: (abs(t - num_stragglers), t))
+        at_s = self.by_adversaries[s]
+        a = min(at_s, key=lambda t: (abs(t - num_adversaries), t))
+        return dict(at_s[a]), (s, a)
 
     def stale_warning(self, checkpoint: str | Path, sha256: str) -> str | None:
         """The warning line when this table was tuned on another checkpoint than
@@ -128,33 +172,10 @@ def load_table(path: str | Path) -> ParamTable:
     by_stragglers: dict[int, dict[str, float]] = {}
     names: list[str] | None = None
     for key, params in table.items():
-        try:
-            s = int(key)
-        except ValueError:
-            raise fail(f"params_by_stragglers: S must be an integer >= 0, got {key!r}") from None
-        if s < 0 or str(s) != str(key):
-            raise fail(f"params_by_stragglers: S must be an integer >= 0, got {key!r}")
-        if not isinstance(params, dict) or not params:
-            raise fail(f"params_by_stragglers.{key} must map names to numbers, got {params!r}")
-        if names is None:
-            names = sorted(params)
-        elif sorted(params) != names:
-            raise fail(
-                f"params_by_stragglers.{key} must set the same parameters as every S "
-                f"({', '.join(names)}), got {', '.join(sorted(params))}"
-            )
-        for name, value in params.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise fail(f"params_by_stragglers.{key}.{name} must be a number, got {value!r}")
-            try:
-                number = float(value)
-            except OverflowError:
-                number = math.inf
-            if not math.isfinite(number) or number < 0:
-                raise fail(
-                    f"params_by_stragglers.{key}.{name} must be finite and >= 0, got {value!r}"
-                )
+        s = _count(key, "params_by_stragglers", "S", fail)
+        names = _check_params(params, f"params_by_stragglers.{key}", "every S", names, fail)
         by_stragglers[s] = {name: float(value) for name, value in params.items()}
+    by_adversaries = _load_by_adversaries(data, by_stragglers, names, fail)
     digest = data.get("checkpoint_sha256")
     if digest is not None and not isinstance(digest, str):
         raise fail(f"checkpoint_sha256 must be a string, got {digest!r}")
@@ -170,7 +191,85 @@ def load_table(path: str | Path) -> ParamTable:
         by_stragglers=dict(sorted(by_stragglers.items())),
         checkpoint_sha256=digest,
         found_by=dict(found_by),
+        by_adversaries=by_adversaries,
     )
+
+
+def _count(key: Any, where: str, what: str, fail: Any) -> int:
+    """The integer >= 0 a table's key writes (``"40"``), else ``fail`` naming ``where``."""
+    try:
+        value = int(key)
+    except ValueError:
+        raise fail(f"{where}: {what} must be an integer >= 0, got {key!r}") from None
+    if value < 0 or str(value) != str(key):
+        raise fail(f"{where}: {what} must be an integer >= 0, got {key!r}")
+    return value
+
+
+def _check_params(
+    params: Any, where: str, every: str, names: list[str] | None, fail: Any
+) -> list[str]:
+    """Check one entry (``where``) of a table: names to finite numbers >= 0, the same names as
+    the entries before it (``names``; ``every`` words which). Returns its sorted names."""
+    if not isinstance(params, dict) or not params:
+        raise fail(f"{where} must map names to numbers, got {params!r}")
+    if names is not None and sorted(params) != names:
+        raise fail(
+            f"{where} must set the same parameters as {every} ({', '.join(names)}), "
+            f"got {', '.join(sorted(params))}"
+        )
+    for name, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail(f"{where}.{name} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number) or number < 0:
+            raise fail(f"{where}.{name} must be finite and >= 0, got {value!r}")
+    return sorted(params)
+
+
+def _load_by_adversaries(
+    data: dict[str, Any],
+    by_stragglers: dict[int, dict[str, float]],
+    names: list[str] | None,
+    fail: Any,
+) -> dict[int, dict[int, dict[str, float]]]:
+    """The optional ``params_by_adversaries`` (``{"S": {"A": params}}``): the S of
+    ``params_by_stragglers``, each with at least one A, the parameters of every other entry, and
+    at each S the entry of ``params_by_stragglers`` at its smallest A."""
+    table = data.get("params_by_adversaries")
+    if table is None:
+        return {}
+    if not isinstance(table, dict) or not table:
+        raise fail(f"params_by_adversaries must map S to A to parameters, got {table!r}")
+    found: dict[int, dict[int, dict[str, float]]] = {}
+    for key, cells in table.items():
+        s = _count(key, "params_by_adversaries", "S", fail)
+        if not isinstance(cells, dict) or not cells:
+            raise fail(f"params_by_adversaries.{key} must map A to parameters, got {cells!r}")
+        found[s] = {}
+        for a_key, params in cells.items():
+            a = _count(a_key, f"params_by_adversaries.{key}", "A", fail)
+            where = f"params_by_adversaries.{key}.{a_key}"
+            _check_params(params, where, "params_by_stragglers", names, fail)
+            found[s][a] = {name: float(value) for name, value in params.items()}
+        found[s] = dict(sorted(found[s].items()))
+    if sorted(found) != sorted(by_stragglers):
+        raise fail(
+            f"params_by_adversaries must tune the S of params_by_stragglers "
+            f"({', '.join(map(str, sorted(by_stragglers)))}), got "
+            f"{', '.join(map(str, sorted(found)))}"
+        )
+    for s, cells in found.items():
+        smallest = min(cells)
+        if cells[smallest] != by_stragglers[s]:
+            raise fail(
+                f"params_by_stragglers.{s} must be the choice at the smallest A tuned "
+                f"(params_by_adversaries.{s}.{smallest}: {cells[smallest]}), got {by_stragglers[s]}"
+            )
+    return dict(sorted(found.items()))
 
 
 def table_document(content: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,8 +282,9 @@ def publish_table(
 ) -> tuple[Path, Path | None, dt.datetime | None]:
     """Write a table to its stable path, atomically; an existing table is kept as a backup.
 
-    ``content`` holds ``scheme``, ``model``, ``dataset``, ``code``, ``params_by_stragglers`` and
-    whatever says how it was found. The new table is staged under a name unique to this call,
+    ``content`` holds ``scheme``, ``model``, ``dataset``, ``code``, ``params_by_stragglers``
+    (with ``params_by_adversaries`` for a table tuned per (S, A)) and whatever says how it was
+    found. The new table is staged under a name unique to this call,
     fsynced and checked by :func:`load_table`; then, under the folder's lock (``.publish.lock``,
     ``fcntl``), the table there is kept as ``<name>.previous.json`` and the staged file renamed
     over it. Concurrent publishers of one table thus never fail nor mix their contents: the last
