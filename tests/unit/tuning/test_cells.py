@@ -330,3 +330,25 @@ def test_the_evaluation_notes_the_a_a_table_lacks():
     assert table_notes(cfg, "nercc", per_s) == [
         "t.json was tuned per S only: nercc takes its choice per S at every A"
     ]
+
+
+@pytest.mark.parametrize("name", ["nercc_robust", "bacc_robust"])
+def test_the_shipped_robust_configs_take_a_tables_screen_per_cell(compose_config, name):
+    """conf/scheme/<robust>.yaml leaves screen null: a table tuned per (S, A) sets it in each
+    cell (a value in the config would override the table), and without a table it is 8."""
+    cfg = compose_config("eval", ["scheme=byzantine", "coding.num_inputs=4",
+                                  "coding.num_workers=10"])  # fmt: skip
+    node = OmegaConf.create({name: OmegaConf.to_container(cfg.scheme[name], resolve=True)})
+    assert node[name].screen is None
+    tuned = {0: {0: {"screen": 8.0}, 2: {"screen": 15.0}}}
+    table = ParamTable(Path("t.json"), name, "m", "d", CODE, {0: {"screen": 8.0}},
+                       by_adversaries=tuned)  # fmt: skip
+    node[name].lambdas = "published"
+    variants = expand_schemes(node, [0], {name: table}, [0, 2])
+    assert {v.params["screen"]: sorted(v.stragglers) for v in variants} == {
+        8.0: [(0, 0)],
+        15.0: [(0, 2)],
+    }
+    node[name].lambdas = "none"
+    (plain,) = expand_schemes(node, [0], {}, [0, 2])
+    assert plain.params["screen"] == 8.0
