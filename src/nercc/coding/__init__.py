@@ -8,7 +8,8 @@ One concept per module: :mod:`~nercc.coding.base` (the contract of every scheme)
 :mod:`~nercc.coding.decoder_cache` and :mod:`~nercc.coding.spectrum_cache` (the caches a scheme
 holds), :mod:`~nercc.coding.nercc`, :mod:`~nercc.coding.bacc` and
 :mod:`~nercc.coding.baselines` (the schemes), :mod:`~nercc.coding.robust` (NeRCC and BACC
-that screen out adversarial answers), and the numerics under them
+that screen out adversarial answers), :mod:`~nercc.coding.locator` (BACC with an error
+locator), and the numerics under them
 (:mod:`~nercc.coding.points`, :mod:`~nercc.coding.splines`, :mod:`~nercc.coding.gcv`,
 :mod:`~nercc.coding.berrut`, :mod:`~nercc.coding.floater_hormann`).
 """
@@ -26,6 +27,7 @@ from nercc.coding.gcv import (
     lam_for_df,
     loo_scores,
 )
+from nercc.coding.locator import LocatingBACC
 from nercc.coding.nercc import NeRCC
 from nercc.coding.params import Choice, Tunable
 from nercc.coding.points import LAYOUTS, make_points
@@ -41,6 +43,7 @@ SCHEMES: dict[str, type[CodingScheme]] = {
         RobustNeRCC,
         BACC,
         RobustBACC,
+        LocatingBACC,
         FloaterHormann,
         Replication,
         VotingReplication,
@@ -52,6 +55,7 @@ __all__ = [
     "BACC",
     "DEFAULT_LAM_GRID",
     "LAYOUTS",
+    "LocatingBACC",
     "SCHEMES",
     "Choice",
     "CodingScheme",

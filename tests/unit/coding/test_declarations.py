@@ -18,6 +18,7 @@ from nercc.coding import (
     CodingScheme,
     FewAnswersWarning,
     FloaterHormann,
+    LocatingBACC,
     NeRCC,
     Replication,
     RobustBACC,
@@ -52,6 +53,7 @@ INSTANCES = {
     "nercc_robust": lambda: RobustNeRCC(K, N, lam_enc=1e-4, lam_dec=1e-3),
     "nercc_robust_df": lambda: RobustNeRCC(K, N, lam_enc=1e-4, df_dec=6.0),
     "bacc_robust": lambda: RobustBACC(K, N),
+    "bacc_locator": lambda: LocatingBACC(K, N),
 }
 
 
@@ -61,6 +63,7 @@ def test_the_registry_holds_every_scheme_class_by_name():
         "RobustNeRCC",
         "BACC",
         "RobustBACC",
+        "LocatingBACC",
         "FloaterHormann",
         "Replication",
         "VotingReplication",
