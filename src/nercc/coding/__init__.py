@@ -7,9 +7,10 @@ One concept per module: :mod:`~nercc.coding.base` (the contract of every scheme)
 :mod:`~nercc.coding.params` (what a scheme declares about its parameters),
 :mod:`~nercc.coding.decoder_cache` and :mod:`~nercc.coding.spectrum_cache` (the caches a scheme
 holds), :mod:`~nercc.coding.nercc`, :mod:`~nercc.coding.bacc` and
-:mod:`~nercc.coding.baselines` (the schemes), :mod:`~nercc.coding.robust` (NeRCC and BACC
-that screen out adversarial answers), :mod:`~nercc.coding.locator` (BACC with an error
-locator), and the numerics under them
+:mod:`~nercc.coding.baselines` (the schemes), :mod:`~nercc.coding.screening` (what a scheme
+that drops adversarial answers shares), :mod:`~nercc.coding.robust` (NeRCC and BACC that screen
+with a robust spline), :mod:`~nercc.coding.locator` (BACC with an error locator), and the
+numerics under them
 (:mod:`~nercc.coding.points`, :mod:`~nercc.coding.splines`, :mod:`~nercc.coding.gcv`,
 :mod:`~nercc.coding.berrut`, :mod:`~nercc.coding.floater_hormann`).
 """

@@ -62,33 +62,24 @@ size E + 1 and a few Berrut evaluations; patterns of one answer count are handle
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from nercc.coding import arrays
 from nercc.coding.bacc import BACC
-from nercc.coding.base import CodingScheme
 from nercc.coding.berrut import barycentric_matrices, berrut_matrices
 from nercc.coding.params import Tunable
-from nercc.coding.robust import check_screen
+from nercc.coding.screening import ScreeningScheme, check_screen, screen_tunable
 
 __all__ = ["LOCATOR_SCREEN", "LocatingBACC", "auxiliary_nodes"]
 
 #: The robust scale never falls below this fraction of the median norm of the answers.
 _SCALE_FLOOR = 1e-9
 
-LOCATOR_SCREEN = Tunable(
-    name="screen",
-    side="decoder",
-    meaning="the confirmation cut: a candidate the error locator proposes is dropped when it is "
-    "farther than screen x the median leave-one-out Berrut residual from what the others decode",
-    low=0.0,
-    low_open=True,
-    log=True,
-    search=(3.0, 30.0),
-    grid=(5.0, 8.0, 15.0),
-    per_pattern="never",
+LOCATOR_SCREEN = screen_tunable(
+    "the confirmation cut: a candidate the error locator proposes is dropped when it is "
+    "farther than screen x the median leave-one-out Berrut residual from what the others decode"
 )
 
 
@@ -183,7 +174,7 @@ def _far(
     return found
 
 
-class LocatingBACC(BACC):
+class LocatingBACC(ScreeningScheme, BACC):
     """BACC whose decoder locates adversarial answers with a rational Welch–Berlekamp error
     locator (ApproxIFER's idea; see :mod:`nercc.coding.locator` for the objective).
 
@@ -207,7 +198,6 @@ class LocatingBACC(BACC):
     screen : float
     """
 
-    screens: ClassVar[bool] = True
     tunables: ClassVar[tuple[Tunable, ...]] = (*BACC.tunables, LOCATOR_SCREEN)
     reported: ClassVar[tuple[str, ...]] = (*BACC.reported, "screen")
 
@@ -254,22 +244,3 @@ class LocatingBACC(BACC):
         clean = np.where(rest[:, :, None], values, 0.0)
         rest &= np.isfinite(clean).all(axis=(1, 2))[:, None]  # every answer broken: none located
         return broken | self._locate_and_confirm(clean, rest)
-
-    def _decode_each_flagged(
-        self, outputs: Any, available: np.ndarray, with_params: bool
-    ) -> tuple[Any, dict[str, np.ndarray], np.ndarray]:
-        flagged = self._flag(arrays.as_float64(outputs), available)
-        estimates, params = self._decode_each(outputs, available & ~flagged, with_params)
-        if with_params:
-            params["screen"] = np.full(available.shape[0], self.screen)
-        return estimates, params, flagged
-
-    def params(self) -> dict[str, float]:
-        return {**super().params(), "screen": self.screen}
-
-    def decoder_key(self) -> tuple[Any, ...]:
-        # What is flagged depends on the outputs: every setting belongs in the key.
-        return CodingScheme.decoder_key(self)
-
-    def _describe(self) -> dict[str, Any]:
-        return {**super()._describe(), "screen": self.screen}

@@ -61,19 +61,17 @@ pattern with M right-hand sides (the spline fitted to the answers directly).
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, ClassVar
 
 import numpy as np
 
 from nercc.coding import arrays
 from nercc.coding.bacc import BACC
-from nercc.coding.base import CodingScheme
 from nercc.coding.gcv import spectrum_lam_for_df
 from nercc.coding.nercc import NeRCC
 from nercc.coding.params import Tunable
 from nercc.coding.point_scheme import PointScheme
+from nercc.coding.screening import ScreeningScheme, check_screen, screen_tunable
 from nercc.coding.spectrum_cache import SpectrumCache
 from nercc.coding.splines import lam_bound, smoothing_spline_values
 
@@ -94,35 +92,15 @@ MAX_ROUNDS = 10
 #: The weight of a rejected answer: the spline solver needs positive weights.
 _REJECTED_WEIGHT = 1e-12
 
-SCREEN = Tunable(
-    name="screen",
-    side="decoder",
-    meaning="the screening cut in median residuals: an answer whose residual from the robust "
-    "screening spline exceeds screen x the pattern's median residual is dropped",
-    low=0.0,
-    low_open=True,
-    log=True,
-    search=(3.0, 30.0),
-    grid=(5.0, 8.0, 15.0),
-    per_pattern="never",
+SCREEN = screen_tunable(
+    "the screening cut in median residuals: an answer whose residual from the robust "
+    "screening spline exceeds screen x the pattern's median residual is dropped"
 )
 
 
-def check_screen(value: object) -> float:
-    """Return the screening multiplier as a float if it is a finite number > 0."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = float(value)
-        if math.isfinite(number) and number > 0:
-            return number
-    raise ValueError(f"screen must be a finite number > 0, got {value!r}")
-
-
-class _Screening(PointScheme):
-    """What RobustNeRCC and RobustBACC share: the screening of the answers and the decoding of
-    what is left (see the module's docstring). A subclass sets ``screen``."""
-
-    screens: ClassVar[bool] = True
-    screen: float
+class _Screening(ScreeningScheme, PointScheme):
+    """What RobustNeRCC and RobustBACC share: the screening spline of the module's docstring. A
+    subclass sets ``screen``."""
 
     def _reset_caches(self) -> None:
         super()._reset_caches()
@@ -205,29 +183,6 @@ class _Screening(PointScheme):
             rejected[rows] = found
         flagged[clean] = self._check_rejected(values[clean], available[clean], rejected[clean])
         return flagged
-
-    # -- decoding -----------------------------------------------------------------------------
-    def _decode_each_flagged(
-        self, outputs: Any, available: np.ndarray, with_params: bool
-    ) -> tuple[Any, dict[str, np.ndarray], np.ndarray]:
-        flagged = self._flag(arrays.as_float64(outputs), available)
-        estimates, params = self._decode_each(outputs, available & ~flagged, with_params)
-        if with_params:
-            params = {k: v for k, v in params.items() if k != "screen"}
-            params["screen"] = np.full(available.shape[0], self.screen)
-        return estimates, params, flagged
-
-    # -- description --------------------------------------------------------------------------
-    def params(self) -> dict[str, float]:
-        return {**super().params(), "screen": self.screen}
-
-    def decoder_key(self) -> tuple[Any, ...]:
-        # What is flagged depends on the outputs (summed over the output coordinates): outputs of
-        # other encoders decoded side by side would join it, so the key keeps every setting.
-        return CodingScheme.decoder_key(self)
-
-    def _describe(self) -> dict[str, Any]:
-        return {**super()._describe(), "screen": self.screen}
 
 
 class RobustNeRCC(_Screening, NeRCC):
