@@ -18,6 +18,8 @@ _WHERE = {
     "FlagTracker": "nercc.serving.screening",
     "Frontend": "nercc.serving.frontend",
     "GroupTrace": "nercc.serving.frontend",
+    "HedgeDelay": "nercc.serving.hedging",
+    "Hedged": "nercc.serving.hedging",
     "NonFiniteOutputs": "nercc.serving.frontend",
     "QueryFailed": "nercc.serving.frontend",
     "QueryRecord": "nercc.serving.load",

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse
 from nercc.coding import CodingScheme
 from nercc.serving.cluster import freeze_startup_heap
 from nercc.serving.frontend import Frontend, NonFiniteOutputs, QueryFailed
+from nercc.serving.hedging import hedge_note
 from nercc.serving.images import MAX_BODY_BYTES, parse_image
 from nercc.serving.plan import ENDPOINT_CPUS
 from nercc.stragglers import WaitPolicy
@@ -158,13 +159,15 @@ class PredictEndpoint:
         """Take no more queries (they get 503), answer those taken; return the frontend's
         counts: ``underdetermined_groups`` (decoded from fewer answers than inputs),
         ``flagged_by_worker`` (groups in which a screening decoder dropped each worker's
-        answer) and ``exclusions`` (``[group, worker]`` of each exclusion for lying)."""
+        answer), ``exclusions`` (``[group, worker]`` of each exclusion for lying) and
+        ``hedging`` (:meth:`Frontend.hedge_summary`: empty but for hedged requests)."""
         self.closing = True
         await asyncio.to_thread(self.frontend.close)
         return {
             "underdetermined_groups": self.frontend.underdetermined_groups,
             "flagged_by_worker": self.frontend.flagged_by_worker,
             "exclusions": [list(pair) for pair in self.frontend.exclusions],
+            "hedging": self.frontend.hedge_summary(),
         }
 
     def health(self) -> dict[str, Any]:
@@ -236,6 +239,8 @@ def http_endpoint(
                 log.info(f"note: groups whose {name} decoder dropped answers, by worker: {named}")
             for group, worker in counts["exclusions"]:
                 log.info(f"note: worker {worker} was excluded for lying after group {group}")
+            if counts["hedging"]:
+                log.info(f"note: {name}: {hedge_note(counts['hedging'])}")
         with contextlib.suppress(Exception):
             serve.delete(APP_NAME)
         if shutdown:

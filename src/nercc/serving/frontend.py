@@ -36,6 +36,13 @@ excluded worker is a straggler: past S of them, a code decodes from every answer
 A code that stops at a deadline may decode from fewer answers than inputs (K): the estimates are
 underdetermined. The frontend counts such groups (:attr:`Frontend.underdetermined_groups`, and
 :attr:`Answer.underdetermined`) instead of letting the scheme warn once per group.
+
+Hedged requests (:class:`~nercc.serving.hedging.Hedged`): input k goes to worker k alone (a
+primary known down: to a spare at once); after the hedge delay each input still unanswered goes
+once to the spare with the fewest requests in flight, and an input whose requests all failed goes
+at once to a live worker, as above. The first answer of each input is taken; the duplicates are
+counted (:meth:`Frontend.hedge_summary`), their answers ignored. The policy is
+:mod:`nercc.serving.hedging`'s.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ import numpy as np
 import ray
 
 from nercc.coding import CodingScheme, FewAnswersWarning
+from nercc.serving.hedging import Hedged, Hedger, due_inputs, hedge_note, next_hedge_s
 from nercc.serving.screening import FlagTracker
 from nercc.serving.workers import pack_input
 from nercc.stragglers import WaitPolicy
@@ -71,6 +79,10 @@ log = logging.getLogger(__name__)
 #: Held while a decode runs with the scheme's FewAnswersWarning silenced: the warning filters are
 #: process-wide, so that two groups do not interleave their changes to them.
 _SILENCE_LOCK = threading.Lock()
+
+#: Seconds :meth:`Frontend.close` waits for a hedged scheme's duplicates still computing, so
+#: that :meth:`Frontend.hedge_summary` counts their answers.
+LATE_WAIT_S = 10.0
 
 
 class QueryFailed(RuntimeError):
@@ -223,6 +235,7 @@ class Frontend:
         self.killed: list[tuple[int, int]] = []  # (group, worker) of each injected fault
         self._keep_traces = keep_traces
         self._kill_rng = np.random.default_rng([seed, 0x6B111])
+        self._hedger = Hedger(scheme) if isinstance(scheme, Hedged) else None
         self._queue: queue.SimpleQueue[tuple[np.ndarray, Future[Answer]] | None] = (
             queue.SimpleQueue()
         )
@@ -267,6 +280,13 @@ class Frontend:
         excluded again appears again)."""
         return list(self._tracker.exclusions)
 
+    def hedge_summary(self) -> dict[str, Any]:
+        """A hedged scheme's counts so far (:meth:`nercc.serving.hedging.Hedger.summary`:
+        ``hedges``, ``hedge_fraction``, ``hedge_after_ms``, ...; warm-up groups included); empty
+        for other schemes. After :meth:`close` the duplicates' late answers are counted too
+        (those back within ``LATE_WAIT_S``)."""
+        return {} if self._hedger is None else self._hedger.summary()
+
     def workers_excluded(self) -> set[int]:
         """The workers excluded for lying now (not asked until their probe)."""
         return self._health.held()
@@ -277,7 +297,8 @@ class Frontend:
         return self._health.down()
 
     def close(self) -> None:
-        """Answer what is queued, then stop the batcher and wait for the groups in flight."""
+        """Answer what is queued, then stop the batcher and wait for the groups in flight (and
+        for a hedged scheme's duplicates still computing, at most ``LATE_WAIT_S``)."""
         with self._lock:
             if self._closed:
                 return
@@ -285,6 +306,12 @@ class Frontend:
             self._queue.put(None)
         self._batcher.join()
         self._pool.shutdown(wait=True)
+        if self._hedger is None:
+            return
+        if not self._hedger.wait_idle(LATE_WAIT_S):
+            log.info("%s: duplicates still computing after %g s: not counted", self.name,
+                     LATE_WAIT_S)  # fmt: skip
+        log.info("%s: %s", self.name, hedge_note(self._hedger.summary()))
 
     def __enter__(self) -> Frontend:
         return self
@@ -434,6 +461,8 @@ class Frontend:
         asked), the worker whose answer each row holds (N,) (-1 where none), and the workers
         excluded for lying (not asked; their rows are stragglers, as a failed worker's).
         """
+        if self._hedger is not None:
+            return self._gather_hedged(group, coded, victim)
         n = self.scheme.num_workers
         answers: dict[int, np.ndarray] = {}
         available = np.zeros(n, dtype=bool)
@@ -487,6 +516,92 @@ class Frontend:
                     answers[row] = np.frombuffer(result, dtype=np.float32)
                     available[row] = True
                     answered_by[row] = worker
+        classes = next(iter(answers.values())).shape[0] if answers else 1
+        outputs = np.zeros((n, classes), dtype=np.float32)
+        for row, logits in answers.items():
+            outputs[row] = logits
+        return outputs, available, failed - set(excluded), answered_by, excluded
+
+    def _gather_hedged(
+        self, group: int, coded: np.ndarray, victim: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, set[int], np.ndarray, tuple[int, ...]]:
+        """:meth:`_gather` for hedged requests: input k to primary k; after the hedge delay each
+        unanswered input once to a spare; an input with nothing in flight (its requests failed,
+        or its primary is down) at once to a spare, or any live worker, or, when every worker
+        failed, its primary again after a pause; until every input has an answer or
+        ``retry_s`` has passed with an input that no request covers."""
+        hedger = self._hedger
+        assert hedger is not None
+        k, n = self.scheme.num_inputs, self.scheme.num_workers
+        answers: dict[int, np.ndarray] = {}
+        available = np.zeros(n, dtype=bool)
+        answered_by = np.full(n, -1, dtype=np.int64)
+        down = self._health.down(group)
+        excluded = tuple(sorted(down & self._health.held()))
+        failed = set(down)
+        in_flight, hedged = [0] * k, [False] * k
+        pending: dict[Any, tuple[int, int]] = {}
+        extra = itertools.count(1)  # each duplicate its own delay stream; primaries draw 0's
+
+        def send(worker: int, row: int, kind: str) -> None:
+            sent_at = hedger.sent(worker, kind)
+            attempt = 0 if kind == "primary" else next(extra)
+            ref = self._call(worker, row, group, coded, attempt)
+            ref.future().add_done_callback(
+                lambda f, w=worker, t=sent_at: hedger.finished(w, t, f.exception() is None)
+            )
+            pending[ref] = (row, worker)
+            in_flight[row] += 1
+
+        start = time.monotonic()
+        give_up = start + self.retry_s
+        delay = hedger.group_delay()
+        for row in range(k):
+            if row not in down:  # a primary known down: its input is hedged at once below
+                send(row, row, "primary")
+        if victim is not None:
+            ray.kill(self.workers[victim], no_restart=False)
+            self.killed.append((group, victim))
+        pause = 0
+        while not available[:k].all():
+            elapsed = (time.monotonic() - start) * 1000.0
+            due = due_inputs(available[:k], in_flight, hedged, elapsed, delay)
+            if any(in_flight[row] == 0 for row in due) and time.monotonic() >= give_up:
+                break
+            for row in due:
+                busy = failed | self._health.down()
+                worker = hedger.choose(busy)
+                if in_flight[row]:  # on time: to a spare, or not at all when none is up
+                    hedged[row] = True
+                    if worker is not None:
+                        send(worker, row, "after_delay")
+                    continue
+                if worker is None:
+                    live = [w for w in range(n) if w not in busy]
+                    if live:
+                        worker = hedger.least_busy(live)
+                    else:  # every worker failed: give Ray a moment to restart them
+                        pause += 1
+                        time.sleep(min(0.02 * 2**pause, 1.0))
+                        worker = row
+                hedged[row] = True
+                send(worker, row, "on_failure")
+            if not pending:
+                break
+            elapsed = (time.monotonic() - start) * 1000.0
+            timeout = next_hedge_s(available[:k], hedged, elapsed, delay)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+            for ref, result in zip(ready, _results(ready), strict=True):
+                row, worker = pending.pop(ref)
+                in_flight[row] -= 1
+                if result is None:
+                    failed.add(worker)
+                    self._health.mark_down(worker)
+                elif not available[row]:  # the first answer wins; a later one is ignored
+                    answers[row] = np.frombuffer(result, dtype=np.float32)
+                    available[row] = True
+                    answered_by[row] = worker
+                    hedger.accepted()
         classes = next(iter(answers.values())).shape[0] if answers else 1
         outputs = np.zeros((n, classes), dtype=np.float32)
         for row, logits in answers.items():

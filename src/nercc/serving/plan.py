@@ -23,6 +23,7 @@ from nercc.utils.instantiate import build_checked
 
 __all__ = [
     "ENDPOINT_CPUS",
+    "HEDGED",
     "UNCODED",
     "ServingPlan",
     "model_loader",
@@ -32,6 +33,14 @@ __all__ = [
 
 #: The scheme every serving config can serve without a node of its own: K workers, no code.
 UNCODED = "uncoded"
+
+#: Hedged requests, also served without a node of its own: K primaries and N - K spares
+#: (:mod:`nercc.serving.hedging`), its delay from ``serving.hedge_after_ms`` and
+#: ``serving.hedge_percentile``.
+HEDGED = "hedged"
+
+#: The served names that need no ``scheme`` node.
+BUILT_IN = (UNCODED, HEDGED)
 
 #: The CPU share of the HTTP deployment's replica (:func:`nercc.serving.endpoint.http_endpoint`),
 #: which the workers' shares must leave free on a local instance.
@@ -77,7 +86,8 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
         A checked serve or load-test config (``coding``, ``serving``, ``scheme``, ``delay``,
         ``adversary``).
     names : list of str
-        The schemes to serve, in order (``uncoded``, ``replication``, ``bacc``, ``nercc``).
+        The schemes to serve, in order (``uncoded``, ``hedged``, ``replication``, ``bacc``,
+        ``nercc``).
 
     Returns
     -------
@@ -103,6 +113,11 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
         if name == UNCODED:
             schemes[name] = Uncoded(k)
             policies[name] = WaitPolicy(num_stragglers=0)  # waits for all K in any case
+            continue
+        if name == HEDGED:
+            schemes[name], note = hedged_scheme(cfg)
+            policies[name] = WaitPolicy(num_stragglers=0)  # the first answer of each input
+            notes.append(note)
             continue
         node = cfg.scheme[name]
         # one scheme at a time: its table's error comes before a later scheme's
@@ -135,6 +150,27 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
             f"workers {liars} answer adversarially ({adversary!r}); each corrupts its own answer"
         )
     return ServingPlan(schemes, policies, delays, n, notes, tables, adversary, liars)
+
+
+def hedged_scheme(cfg: DictConfig) -> tuple[Any, str]:
+    """The :class:`~nercc.serving.hedging.Hedged` scheme of a checked config (K, N,
+    ``serving.hedge_after_ms``, ``serving.hedge_percentile``; ``auto`` and 95 when absent) and
+    its note for the log."""
+    from nercc.serving.hedging import Hedged, HedgeDelay
+
+    k, n = int(cfg.coding.num_inputs), int(cfg.coding.num_workers)
+    after = cfg.serving.get("hedge_after_ms", "auto")
+    percentile = float(cfg.serving.get("hedge_percentile", 95))
+    scheme = Hedged(k, n, after if after == "auto" else float(after), percentile)
+    if after == "auto":
+        delay = (
+            f"the p{percentile:g} of the last {scheme.window} answers' latencies (no hedge on "
+            f"time before {HedgeDelay('auto', percentile, scheme.window).min_samples} answers)"
+        )
+    else:
+        delay = f"{float(after):g} ms"
+    note = f"hedged: {k} primaries, {n - k} spares; an unanswered input is hedged after {delay}"
+    return scheme, note
 
 
 def table_warnings(

@@ -11,18 +11,26 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from nercc.data.sources import SYNTHETIC_DEFAULTS
 from nercc.evaluation.variants import scheme_class
 from nercc.runtime.checks.common import check_data, check_loggers, check_seed, check_writable
-from nercc.runtime.checks.readers import as_list, choice, get, integer, is_int, number
+from nercc.runtime.checks.readers import (
+    as_list,
+    choice,
+    get,
+    integer,
+    is_int,
+    is_number,
+    number,
+)
 from nercc.runtime.checks.schemes import check_schemes, declared_tunables, model_settings
-from nercc.serving.plan import ENDPOINT_CPUS, UNCODED
+from nercc.serving.plan import BUILT_IN, ENDPOINT_CPUS, HEDGED, UNCODED
 from nercc.stragglers import DelayModel
 from nercc.utils.errors import ConfigError
 
 
 def served_schemes(cfg: DictConfig) -> list[str]:
-    """The schemes a serving config can serve: ``uncoded`` and every scheme of its ``scheme``
-    group (``scheme=all``: nercc, bacc and replication)."""
+    """The schemes a serving config can serve: ``uncoded``, ``hedged`` and every scheme of its
+    ``scheme`` group (``scheme=all``: nercc, bacc and replication)."""
     schemes = get(cfg, "scheme", None)
-    return [UNCODED, *(schemes if isinstance(schemes, DictConfig) else [])]
+    return [*BUILT_IN, *(schemes if isinstance(schemes, DictConfig) else [])]
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -35,7 +43,7 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
     their nodes with one setting each (a list is a grid, not something to serve), equal resources
     (replication's copies fill the N workers), the delay model, the wait and fault settings,
     Ray's address and CPU shares, the HTTP address, the data, the loggers and the output folder,
-    and the Byzantine workers (:func:`check_byzantine`).
+    the Byzantine workers (:func:`check_byzantine`) and the hedge settings (:func:`check_hedging`).
     """
     check_seed(cfg)
     check_data(cfg)
@@ -46,7 +54,7 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
         schemes = [choice(cfg, "serving.scheme", served_schemes(cfg))]
     integer(cfg, "serving.num_stragglers", 0, n - 1)
     for name in schemes:
-        if name == UNCODED:
+        if name in BUILT_IN:
             continue
         node = get(cfg, f"scheme.{name}", None)
         if not isinstance(node, DictConfig) or "_target_" not in node:
@@ -72,6 +80,7 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
                 )
     check_schemes(_served(cfg, schemes), k)
     check_byzantine(cfg, schemes, k, n)
+    check_hedging(cfg, schemes, k, n)
     number(cfg, "serving.deadline_ms", 0.0, low_open=True, optional=True)
     number(cfg, "serving.max_wait_ms", 0.0)
     integer(cfg, "serving.kill_every", 1, optional=True)
@@ -122,6 +131,31 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
     check_loggers(cfg)
 
 
+def check_hedging(cfg: DictConfig, schemes: Sequence[str], k: int, n: int) -> None:
+    """Check the hedge settings: ``serving.hedge_after_ms`` a finite number > 0 or ``auto``,
+    ``serving.hedge_percentile`` in (0, 100) (``auto`` and 95 when absent), and N > K when
+    ``hedged`` is served (a spare to hedge to).
+
+    Raises
+    ------
+    ConfigError
+        One line naming the key and the value, e.g. ``serving.hedge_after_ms: must be a finite
+        number > 0 (milliseconds) or auto, got 0``.
+    """
+    after = get(cfg, "serving.hedge_after_ms", "auto")
+    if not (after == "auto" and isinstance(after, str)) and not (is_number(after) and after > 0):
+        raise ConfigError(
+            "serving.hedge_after_ms", "must be a finite number > 0 (milliseconds) or auto", after
+        )
+    number(cfg, "serving.hedge_percentile", 0.0, 100.0, low_open=True, high_open=True, default=95)
+    if HEDGED in schemes and n <= k:
+        raise ConfigError(
+            "coding.num_workers",
+            f"hedged needs a spare to hedge to: N > K={k} (K primaries, N - K spares)",
+            n,
+        )
+
+
 #: The adversary kinds a serving worker can apply to its own answer alone.
 _SERVABLE = "gaussian, sign_flip, constant or label_flip"
 
@@ -168,7 +202,7 @@ def check_byzantine(cfg: DictConfig, schemes: Sequence[str], k: int, n: int) -> 
     assert s is not None
     most = max((n - s - k) // 2, 0)
     for name in schemes:
-        cls = None if name == UNCODED else scheme_class(get(cfg, f"scheme.{name}", None))
+        cls = None if name in BUILT_IN else scheme_class(get(cfg, f"scheme.{name}", None))
         if cls is not None and cls.screens and len(items) > most:
             raise ConfigError(
                 "serving.adversaries",
@@ -212,8 +246,8 @@ def check_loadtest(cfg: DictConfig) -> None:
     if not items or any(name not in served_schemes(cfg) for name in items):
         raise ConfigError(
             "loadtest.schemes",
-            f"must be a non-empty list of {', '.join(served_schemes(cfg))} (uncoded and the "
-            "schemes of the scheme group)",
+            f"must be a non-empty list of {', '.join(served_schemes(cfg))} (uncoded, hedged "
+            "and the schemes of the scheme group)",
             names,
         )
     if len(set(items)) != len(items):
@@ -243,12 +277,19 @@ def check_loadtest(cfg: DictConfig) -> None:
 
 
 def _served(cfg: DictConfig, schemes: Sequence[str]) -> DictConfig:
-    """A view of ``cfg`` whose ``scheme`` group holds only the schemes served (uncoded: K)."""
+    """A view of ``cfg`` whose ``scheme`` group holds only the schemes served (uncoded: K;
+    hedged: N, at equal cost with the codes)."""
     view = OmegaConf.create({"coding": OmegaConf.to_container(cfg.coding, resolve=True)})
     nodes = {}
     for name in schemes:
         if name == UNCODED:
             nodes[name] = {"_target_": "nercc.coding.Uncoded", "num_inputs": cfg.coding.num_inputs}
+        elif name == HEDGED:
+            nodes[name] = {
+                "_target_": "nercc.serving.hedging.Hedged",
+                "num_inputs": cfg.coding.num_inputs,
+                "num_workers": cfg.coding.num_workers,
+            }
         else:
             nodes[name] = OmegaConf.to_container(cfg.scheme[name], resolve=True)
     view.scheme = nodes
