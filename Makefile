@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install data models tune figures run demo serve-demo test test-all bench lint clean
+.PHONY: install data models tune figures run demo serve-demo serve-sweep test test-all bench lint clean
 
 install: $(STAMP)
 
@@ -85,6 +85,26 @@ serve-demo: $(STAMP) data
 	$(PY) -m nercc.loadtest scheme=byzantine 'loadtest.schemes=[bacc,bacc_robust,nercc,nercc_robust]' \
 	  adversary=sign_flip adversary.scale=10 'serving.adversaries=[2,7]' \
 	  scheme.nercc_robust.screen=4 scheme.bacc_robust.screen=4 $(SERVE_ARGS)
+
+# Load curves at low redundancy: LeNet5 on Fashion-MNIST, K=4 with N=5 (S=1) and N=6 (S=2), every
+# scheme on the same N workers (uncoded uses K of them), at SWEEP_RATES q/s, 3 trials of
+# SWEEP_QUERIES queries per (scheme, rate); Pareto delays, then one worker of the N 10x slower
+# (delay=one_slow_worker). Each run writes load_curves.csv, load_curves.json, gap_vs_rate.png and
+# a rate_<r>/trial_<t>/ folder per load under outputs/loadtest/runs/, and prints its table.
+# hedged requests (serving.scheme=hedged) and parity models (parm, N=5 only: one parity worker
+# per group of K) join SWEEP_SCHEMES here once they are served.
+SWEEP_SCHEMES ?= [uncoded,bacc,nercc]
+SWEEP_RATES ?= [50,100,200,400,800,1600]
+SWEEP_QUERIES ?= 300
+SWEEP_ARGS ?=
+SWEEP = $(PY) -m nercc.loadtest coding.num_inputs=4 'loadtest.schemes=$(SWEEP_SCHEMES)' \
+  'loadtest.rates=$(SWEEP_RATES)' loadtest.trials=3 loadtest.num_queries=$(SWEEP_QUERIES)
+serve-sweep: $(STAMP) data
+	@test -f $(LENET) || $(PY) -m nercc.train experiment=lenet5_fashion_mnist
+	$(SWEEP) coding.num_workers=5 serving.num_stragglers=1 delay=pareto $(SWEEP_ARGS)
+	$(SWEEP) coding.num_workers=6 serving.num_stragglers=2 delay=pareto $(SWEEP_ARGS)
+	$(SWEEP) coding.num_workers=5 serving.num_stragglers=1 delay=one_slow_worker $(SWEEP_ARGS)
+	$(SWEEP) coding.num_workers=6 serving.num_stragglers=2 delay=one_slow_worker $(SWEEP_ARGS)
 
 # pytest exits 5 when it collects no test: make fails then, as it should.
 test: $(STAMP)

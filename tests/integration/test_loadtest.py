@@ -49,6 +49,10 @@ pytest.importorskip("ray", reason="the serve extra (ray[serve]) is installed by 
          "error: serving.kill_every: must be null or an integer >= 1, got 0"),
         ("loadtest", ["data=synthetic", "loadtest.num_queries=300"],
          "error: loadtest.num_queries: the test split of synthetic has 256 images, got 300"),
+        ("loadtest", ["loadtest.rates=[50,0]"],
+         "error: loadtest.rates: must be null or a non-empty list of distinct numbers > 0"),
+        ("loadtest", ["loadtest.trials=0"],
+         "error: loadtest.trials: must be an integer >= 1, got 0"),
     ],
 )  # fmt: skip
 def test_bad_settings_fail_at_once_in_one_line(module, args, message, tmp_path):
@@ -169,6 +173,80 @@ def test_loadtest_compares_the_four_schemes_and_writes_its_results(
     contents = run_contents(path)
     assert {"latency/nercc/p99_ms", "latency/uncoded/agreement"} <= set(contents["history"])
     assert contents["config"]["serving"]["num_stragglers"] == 2
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_loadtest_sweeps_rates_and_trials_into_load_curves(
+    compose_config, checkpoints, capsys, tmp_path
+):
+    """Two rates, two trials: each (rate, trial) has today's files in its folder, and the load
+    curves hold every (scheme, rate), each the mean of its trials' rows, each row the percentiles
+    of its latency.csv."""
+    import numpy as np
+
+    from nercc.tasks.loadtest import loadtest
+
+    cfg = compose_config(
+        "loadtest",
+        [
+            "data=synthetic",
+            f"paths.checkpoint_dir={checkpoints}",
+            "coding.num_inputs=2",
+            "coding.num_workers=4",
+            "serving.num_stragglers=1",
+            "serving.max_wait_ms=2",
+            "delay=shifted_exponential",
+            "delay.shift=1",
+            "delay.rate=0.5",
+            "loadtest.schemes=[uncoded,nercc]",
+            "loadtest.num_queries=24",
+            "loadtest.warmup=1",
+            "loadtest.rates=[200,100]",
+            "loadtest.trials=2",
+            "seed=5",
+            "logger=wandb",
+        ],
+    )
+    summary, objects = loadtest(cfg)
+    wandb.finish()
+    run = tmp_path / "run"
+    saved = json.loads((run / "load_curves.json").read_text())
+    assert saved == json.loads(json.dumps(summary)) and summary is objects["curves"]
+    assert saved["settings"]["rates"] == [100.0, 200.0] and saved["settings"]["trials"] == 2
+    assert saved["settings"]["trial_seeds"] == [5, 6]
+    curve = {(c["scheme"], c["rate"]): c for c in saved["curves"]}
+    assert list(curve) == [(s, r) for s in ("uncoded", "nercc") for r in (100.0, 200.0)]
+    rows = list(csv.DictReader((run / "load_curves.csv").open()))
+    assert len(rows) == 2 * 2 * 2
+    for (scheme, rate), entry in curve.items():
+        mine = [r for r in rows if r["scheme"] == scheme and float(r["rate"]) == rate]
+        assert sorted((int(r["trial"]), int(r["seed"])) for r in mine) == [(0, 5), (1, 6)]
+        assert entry["trials"] == 2 and (entry["sent"], entry["answered"]) == (48, 48)
+        gaps = [float(r["p99_9_ms"]) - float(r["p50_ms"]) for r in mine]
+        assert entry["gap_ms"] == pytest.approx(np.mean(gaps))
+        assert entry["p50_ms"] == pytest.approx(np.mean([float(r["p50_ms"]) for r in mine]))
+        for row in mine:
+            folder = run / f"rate_{rate:g}" / f"trial_{row['trial']}"
+            queries = [q for q in csv.DictReader((folder / "latency.csv").open())
+                       if q["scheme"] == scheme]  # fmt: skip
+            assert sorted(int(q["query"]) for q in queries) == list(range(24))
+            latencies = [float(q["latency_ms"]) for q in queries]
+            assert float(row["p99_9_ms"]) == pytest.approx(np.percentile(latencies, 99.9))
+            one = json.loads((folder / "summary.json").read_text())
+            assert one["settings"]["rate"] == rate
+            assert one["settings"]["trial_seed"] == int(row["seed"])
+            assert one["schemes"][scheme]["p50_ms"] == pytest.approx(float(row["p50_ms"]))
+            assert (folder / "latency_cdf.png").stat().st_size > 10_000
+    assert set(saved["saturation"]) == {"uncoded", "nercc"}
+    assert all(r in (None, 100.0, 200.0) for r in saved["saturation"].values())
+    assert (run / "gap_vs_rate.png").stat().st_size > 10_000
+    assert not (run / "summary.json").exists()  # one per rate and trial instead
+    printed = capsys.readouterr().out.splitlines()
+    for scheme, at in saved["saturation"].items():
+        said = f"{scheme}: not reached" if at is None else f"{scheme}: saturates at {at:g} q/s"
+        assert said in printed
+    (path,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
+    assert "load/nercc/rate_200/gap_ms" in set(run_contents(path)["history"])
 
 
 @pytest.mark.usefixtures("ray_session")

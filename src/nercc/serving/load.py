@@ -10,17 +10,35 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["QueryRecord", "flag_summary", "latency_summary", "poisson_arrivals", "run_load"]
+__all__ = [
+    "CURVE_KEYS",
+    "QueryRecord",
+    "aggregate_trials",
+    "flag_summary",
+    "latency_summary",
+    "poisson_arrivals",
+    "run_load",
+    "saturation_points",
+    "trial_row",
+]
 
 #: The percentiles of a summary, by key.
-PERCENTILES = {"p50_ms": 50.0, "p90_ms": 90.0, "p99_ms": 99.0, "p99_9_ms": 99.9}
+PERCENTILES = {
+    "p50_ms": 50.0, "p90_ms": 90.0, "p99_ms": 99.0, "p99_5_ms": 99.5, "p99_9_ms": 99.9,
+}  # fmt: skip
+
+#: What a load curve reports per (scheme, rate, trial), each aggregated over the trials.
+CURVE_KEYS = (
+    "p50_ms", "p90_ms", "p99_ms", "p99_5_ms", "p99_9_ms", "gap_ms", "throughput_qps",
+    "accuracy", "agreement", "answered_fraction",
+)  # fmt: skip
 
 
 @dataclass
@@ -220,3 +238,159 @@ def flag_summary(
         "flag_precision": true / total if total else None,
         "flag_recall": true / lied if lied else None,
     }
+
+
+def trial_row(
+    scheme: str, workers: int, rate: float, trial: int, seed: int, summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One row of ``load_curves.csv``: one scheme's load at one offered rate in one trial.
+
+    Parameters
+    ----------
+    scheme : str
+        The scheme's name.
+    workers : int
+        The workers it used.
+    rate : float
+        The offered rate (queries per second), > 0.
+    trial : int
+        The trial's number, >= 0.
+    seed : int
+        The trial's seed (arrivals and faults).
+    summary : mapping
+        The :func:`latency_summary` of that load.
+
+    Returns
+    -------
+    dict
+        ``scheme, workers, rate, trial, seed``, then the :data:`CURVE_KEYS`: the latency
+        percentiles (ms), ``gap_ms`` = p99.9 - p50, ``throughput_qps`` (answered queries per
+        second from the first send to the last answer), ``accuracy``, ``agreement`` and
+        ``answered_fraction`` = answered / sent; then ``sent`` and ``answered``.
+    """
+    if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
+        raise ValueError(f"rate must be a finite number > 0, got {rate!r}")
+    sent, answered = int(summary["sent"]), int(summary["answered"])
+    if sent < 1 or not 0 <= answered <= sent:
+        raise ValueError(
+            f"summary must have sent >= 1 and 0 <= answered <= sent, got sent={sent}, "
+            f"answered={answered}"
+        )
+    row: dict[str, Any] = {
+        "scheme": scheme, "workers": int(workers), "rate": float(rate), "trial": int(trial),
+        "seed": int(seed),
+    }  # fmt: skip
+    for key in PERCENTILES:
+        row[key] = float(summary[key])
+    row["gap_ms"] = row["p99_9_ms"] - row["p50_ms"]
+    row["throughput_qps"] = float(summary["throughput_qps"])
+    row["accuracy"] = float(summary["accuracy"])
+    row["agreement"] = float(summary["agreement"])
+    row["answered_fraction"] = answered / sent
+    row["sent"], row["answered"] = sent, answered
+    return row
+
+
+def aggregate_trials(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The load curve: per (scheme, rate), each of :data:`CURVE_KEYS` as its mean over the
+    trials with the spread min-max over them.
+
+    For a key x and the T trials of (scheme, rate)::
+
+        x = (1 / T) sum_t x_t        x_min = min_t x_t        x_max = max_t x_t
+
+    A trial with nothing answered has NaN latencies, and makes the mean NaN (not hidden).
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        :func:`trial_row` rows, any order; one per (scheme, rate, trial).
+
+    Returns
+    -------
+    list of dict
+        One per (scheme, rate), schemes in order of first appearance, rates ascending:
+        ``scheme, workers, rate, trials`` (T), ``seeds``, then ``x, x_min, x_max`` per key, then
+        ``sent`` and ``answered`` summed over the trials.
+
+    Raises
+    ------
+    ValueError
+        ``rows`` empty, a (scheme, rate, trial) twice, or a scheme with two worker counts.
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one trial row, got none")
+    groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["scheme"], float(row["rate"])), []).append(row)
+    order = list(dict.fromkeys(row["scheme"] for row in rows))
+    out = []
+    for (scheme, rate), trials in sorted(
+        groups.items(), key=lambda g: (order.index(g[0][0]), g[0][1])
+    ):
+        numbers = [int(t["trial"]) for t in trials]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(
+                f"rows must hold each trial once, got trials {numbers} of {scheme} at {rate:g}/s"
+            )
+        workers = {int(t["workers"]) for t in trials}
+        if len(workers) != 1:
+            raise ValueError(f"rows must give {scheme} one worker count, got {sorted(workers)}")
+        entry: dict[str, Any] = {
+            "scheme": scheme, "workers": workers.pop(), "rate": rate, "trials": len(trials),
+            "seeds": [int(t["seed"]) for t in trials],
+        }  # fmt: skip
+        for key in CURVE_KEYS:
+            values = np.array([float(t[key]) for t in trials], dtype=np.float64)
+            entry[key] = float(values.mean())
+            entry[f"{key}_min"] = float(values.min())
+            entry[f"{key}_max"] = float(values.max())
+        entry["sent"] = sum(int(t["sent"]) for t in trials)
+        entry["answered"] = sum(int(t["answered"]) for t in trials)
+        out.append(entry)
+    return out
+
+
+def saturation_points(curve: Sequence[Mapping[str, Any]], factor: float) -> dict[str, float | None]:
+    """Per scheme, the offered rate at which it saturates: the lowest rate whose mean p50
+    exceeds ``factor`` times the mean p50 at the scheme's lowest rate.
+
+    With r_0 < r_1 < ... the scheme's rates and m(r) its mean p50::
+
+        saturation = min { r_i : m(r_i) > factor * m(r_0) }      (None: not reached)
+
+    An open-loop load past what the machine serves queues without bound, so its median latency
+    grows with the run rather than with the stragglers (which move the tail, not the median). A
+    rate at which nothing was answered (p50 NaN) counts as saturated; so does every rate when
+    m(r_0) is NaN. The lowest rate is the reference, so it is never found saturated otherwise:
+    pick it well below the machine's capacity.
+
+    Parameters
+    ----------
+    curve : sequence of mapping
+        :func:`aggregate_trials` rows (``scheme``, ``rate``, ``p50_ms``).
+    factor : float
+        The multiple of the lowest rate's p50, > 1.
+
+    Returns
+    -------
+    dict
+        Scheme (in order of first appearance) to its saturation rate, or None when not reached.
+    """
+    if not (isinstance(factor, int | float) and math.isfinite(factor) and factor > 1):
+        raise ValueError(f"factor must be a finite number > 1, got {factor!r}")
+    points: dict[str, float | None] = {}
+    for scheme in dict.fromkeys(row["scheme"] for row in curve):
+        mine = sorted(
+            (float(r["rate"]), float(r["p50_ms"])) for r in curve if r["scheme"] == scheme
+        )
+        reference = mine[0][1]
+        points[scheme] = next(
+            (
+                rate
+                for rate, p50 in mine
+                if math.isnan(p50) or math.isnan(reference) or p50 > factor * reference
+            ),
+            None,
+        )
+    return points
