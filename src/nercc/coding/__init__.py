@@ -7,7 +7,8 @@ One concept per module: :mod:`~nercc.coding.base` (the contract of every scheme)
 :mod:`~nercc.coding.params` (what a scheme declares about its parameters),
 :mod:`~nercc.coding.decoder_cache` and :mod:`~nercc.coding.spectrum_cache` (the caches a scheme
 holds), :mod:`~nercc.coding.nercc`, :mod:`~nercc.coding.bacc` and
-:mod:`~nercc.coding.baselines` (the schemes), :mod:`~nercc.coding.screening` (what a scheme
+:mod:`~nercc.coding.baselines` and :mod:`~nercc.coding.parm` (the schemes; ParM's parity
+worker runs a learned parity model), :mod:`~nercc.coding.screening` (what a scheme
 that drops adversarial answers shares), :mod:`~nercc.coding.robust` (NeRCC and BACC that screen
 with a robust spline), :mod:`~nercc.coding.locator` (BACC with an error locator), and the
 numerics under them
@@ -31,6 +32,7 @@ from nercc.coding.gcv import (
 from nercc.coding.locator import LocatingBACC
 from nercc.coding.nercc import NeRCC
 from nercc.coding.params import Choice, Tunable
+from nercc.coding.parm import ParM
 from nercc.coding.points import LAYOUTS, make_points
 from nercc.coding.robust import RobustBACC, RobustNeRCC
 from nercc.coding.splines import lam_bound, smoothing_spline_matrix
@@ -46,6 +48,7 @@ SCHEMES: dict[str, type[CodingScheme]] = {
         RobustBACC,
         LocatingBACC,
         FloaterHormann,
+        ParM,
         Replication,
         VotingReplication,
         Uncoded,
@@ -63,6 +66,7 @@ __all__ = [
     "FewAnswersWarning",
     "FloaterHormann",
     "NeRCC",
+    "ParM",
     "Replication",
     "RobustBACC",
     "RobustNeRCC",

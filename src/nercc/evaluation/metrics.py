@@ -94,6 +94,10 @@ class CodedMetrics(Metric):
     value (every one all correct, say) give SE 0 and an interval of width 0. With fewer than two
     draws every one of these is NaN (as ``rel_acc`` is when base_acc is 0).
 
+    Where ``update`` is told which pairs were reconstructed (``reconstructed``), ``compute``
+    adds ``recon_share``, ``recon_agreement`` and ``recon_acc`` with their intervals, measured
+    on those pairs only (:meth:`_reconstructed`).
+
     The draws of one group share its inputs: as an estimate for other inputs than these, the
     draw-level SE ignores that correlation when T > 1 patterns are drawn per group (it is the
     usual SE with T = 1, eval's default); for these inputs, it also counts the spread between
@@ -110,6 +114,10 @@ class CodedMetrics(Metric):
         # sum E_d^2, sum E_d n_d, sum c_d^2, sum c_d n_d, sum n_d^2
         "draw_squared_error_sq", "draw_squared_error_pairs", "draw_correct_sq",
         "draw_correct_pairs", "draw_pairs_sq",
+        # the same over the reconstructed pairs only (see update's ``reconstructed``)
+        "recon_pairs", "recon_correct", "recon_agree", "draw_recon_correct_sq",
+        "draw_recon_correct_pairs", "draw_recon_agree_sq", "draw_recon_agree_pairs",
+        "draw_recon_pairs_sq", "recon_updates",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -129,6 +137,7 @@ class CodedMetrics(Metric):
         patterns: int,
         stragglers: torch.Tensor | None = None,
         few_answers: torch.Tensor | None = None,
+        reconstructed: torch.Tensor | None = None,
     ) -> None:
         """Add pairs.
 
@@ -146,6 +155,9 @@ class CodedMetrics(Metric):
         stragglers : (patterns,) optional, how many workers did not answer in each draw.
         few_answers : (patterns,) bool, optional, which draws were decoded from fewer answers
             than inputs.
+        reconstructed : (..., K) bool, optional, the pairs whose estimate is a reconstruction
+            (no answering worker computed the input alone): the ``recon_*`` metrics are
+            measured on these only.
 
         Raises
         ------
@@ -189,6 +201,21 @@ class CodedMetrics(Metric):
         self.draw_correct_sq += draw_correct.pow(2).sum()
         self.draw_correct_pairs += (draw_correct * draw_pairs).sum()
         self.draw_pairs_sq += draw_pairs.pow(2).sum()
+        if reconstructed is not None:
+            self.recon_updates += 1.0
+            recon = reconstructed.to(torch.float64).expand(shape) * valid
+            agree = (predicted == reference_predicted).double() * kept
+            draw_agree = (agree * recon).sum(dim=-1)
+            draw_recon_correct = (correct * recon).sum(dim=-1)
+            draw_recon = recon.sum(dim=-1)
+            self.recon_pairs += draw_recon.sum()
+            self.recon_correct += draw_recon_correct.sum()
+            self.recon_agree += draw_agree.sum()
+            self.draw_recon_correct_sq += draw_recon_correct.pow(2).sum()
+            self.draw_recon_correct_pairs += (draw_recon_correct * draw_recon).sum()
+            self.draw_recon_agree_sq += draw_agree.pow(2).sum()
+            self.draw_recon_agree_pairs += (draw_agree * draw_recon).sum()
+            self.draw_recon_pairs_sq += draw_recon.pow(2).sum()
         if stragglers is not None:
             stragglers = torch.as_tensor(stragglers).to(self.stragglers.device, torch.float64)
             if stragglers.shape != (patterns,):
@@ -208,7 +235,7 @@ class CodedMetrics(Metric):
                 )
             self.few_answers += few.sum(dtype=torch.float64)
 
-    def compute(self) -> dict[str, float]:
+    def compute(self) -> dict[str, float | None]:
         pairs = self.pairs.clamp_min(1.0)
         mse = float(self.squared_error / pairs)
         acc = float(self.correct / pairs)
@@ -225,6 +252,9 @@ class CodedMetrics(Metric):
             float(self.correct), float(self.draw_correct_sq), float(self.draw_correct_pairs), *size
         )
         rel_acc_se = acc_se / base_acc if base_acc > 0 else float("nan")
+        # the recon_* keys where update was told which pairs were reconstructed (the evaluation
+        # module always tells)
+        recon = self._reconstructed() if float(self.recon_updates) > 0 else {}
         return {
             "mse": mse,
             **_interval("mse", mse, mse_se),
@@ -233,12 +263,38 @@ class CodedMetrics(Metric):
             "rel_acc": rel_acc,
             **_interval("rel_acc", rel_acc, rel_acc_se),
             "agreement": float(self.agree / pairs),
+            **recon,
             "pairs": int(self.pairs),
             "patterns": int(self.patterns),
             "stragglers_mean": float(self.stragglers / self.patterns.clamp_min(1.0)),
             "stragglers_max": int(self.stragglers_max),
             "few_answers": float(self.few_answers / self.patterns.clamp_min(1.0)),
         }
+
+    def _reconstructed(self) -> dict[str, float | None]:
+        """The metrics of the reconstructed pairs: ``recon_share`` (their share of the pairs),
+        ``recon_agreement`` (argmax equal to the
+        classifier's on the original input; ParM's "reconstruction accuracy") and ``recon_acc``
+        (against the labels), each with its ``_se``, ``_lo`` and ``_hi`` over the draws
+        (:func:`ratio_standard_error`, a draw's size its reconstructed pairs; draws without any
+        weigh 0). None without any reconstructed pair (nothing measured)."""
+        size, pairs = float(self.recon_pairs), float(self.pairs)
+        sizes = (size, float(self.draw_recon_pairs_sq), float(self.patterns))
+        out: dict[str, float | None] = {"recon_share": size / pairs if pairs > 0 else 0.0}
+        for name, total, total_sq, cross in (
+            ("recon_agreement", self.recon_agree, self.draw_recon_agree_sq,
+             self.draw_recon_agree_pairs),
+            ("recon_acc", self.recon_correct, self.draw_recon_correct_sq,
+             self.draw_recon_correct_pairs),
+        ):  # fmt: skip
+            if size <= 0:
+                out.update(dict.fromkeys((name, f"{name}_se", f"{name}_lo", f"{name}_hi")))
+                continue
+            value = float(total) / size
+            se = ratio_standard_error(float(total), float(total_sq), float(cross), *sizes)
+            out[name] = value
+            out.update(_interval(name, value, se))
+        return out
 
 
 def _interval(name: str, value: float, se: float) -> dict[str, float]:

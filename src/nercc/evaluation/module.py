@@ -42,6 +42,19 @@ underdetermined fit: the module silences their :class:`~nercc.coding.FewAnswersW
 in each row ``few_answers``, the fraction of the row's (group, pattern) draws decoded from fewer
 than K answers (exact under DDP, see :class:`~nercc.evaluation.metrics.CodedMetrics`).
 
+A scheme may run another model than the classifier on some workers (its ``parity_workers``:
+ParM's parity worker runs the parity model of its ``parity_model`` checkpoint): those workers'
+outputs come from that model, run on their coded inputs (``parity_models``; not cached), and
+variants with the same encoder but another such model do not share a forward pass.
+
+With ``reconstruction`` (``eval.reconstruction``), each row also holds the metrics of the
+*reconstructed* inputs only, those no answering worker computed alone (:func:`direct_workers`):
+the straggler's input of ParM, Uncoded and Replication, every input of NeRCC and BACC.
+``recon_share`` is their share of the row's (input, pattern) pairs, ``recon_agreement`` the
+agreement of their estimates with the classifier on the original input (ParM's "reconstruction
+accuracy", its degraded mode) and ``recon_acc`` their accuracy against the labels, each with its
+``_se``, ``_lo``, ``_hi`` (None where no input was reconstructed).
+
 Patterns are drawn from a generator seeded by (seed, S, N, index of the batch's first input), so
 that one process or several evaluating the same batches draw the same patterns.
 
@@ -62,7 +75,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -79,7 +92,36 @@ from nercc.stragglers import StragglerModel, several_s_refusal
 if TYPE_CHECKING:
     from nercc.adversaries import Adversary
 
-__all__ = ["CodedInferenceModule", "NonFiniteOutputsError", "straggler_models"]
+__all__ = [
+    "CodedInferenceModule",
+    "NonFiniteOutputsError",
+    "direct_workers",
+    "parity_workers",
+    "straggler_models",
+]
+
+
+def parity_workers(scheme: Any) -> list[int]:
+    """The workers on which ``scheme`` runs another model than the classifier (its
+    ``parity_workers``: ParM's parity worker), none for most schemes."""
+    return [int(n) for n in getattr(scheme, "parity_workers", ())]
+
+
+def direct_workers(scheme: Any, parity: tuple[list[int], int] | None = None) -> np.ndarray:
+    """(N, K) int: 1 where worker n computes input k alone with the classifier (its encoder row
+    is the unit vector of k, to 1e-9, and it is not a parity worker), else 0.
+
+    An input is *reconstructed* in a pattern when none of its direct workers answered: every
+    input of NeRCC and BACC (no worker computes one input alone), the straggler's input of
+    ParM, Uncoded and Replication (where it is lost: counted wrong).
+    """
+    encoder = np.asarray(scheme.encoder_matrix(), dtype=np.float64)
+    unit = (np.abs(encoder - 1.0) <= 1e-9) & (
+        np.abs(encoder).sum(axis=1, keepdims=True) - 1.0 <= 1e-9
+    )
+    if parity is not None:
+        unit[parity[0]] = False
+    return unit.astype(np.int64)
 
 
 class NonFiniteOutputsError(ValueError):
@@ -166,6 +208,14 @@ class CodedInferenceModule(pl.LightningModule):
     adversary : Adversary, optional
         How the adversarial workers answer and where they sit
         (:class:`nercc.adversaries.Adversary`); required when some A is above 0.
+    parity_models : mapping of str to nn.Module, optional
+        The models that run on the workers a scheme names in ``parity_workers`` (ParM's parity
+        worker), by the scheme's ``parity_model`` (its checkpoint path): raw coded images to
+        logits, like the classifier. Required for every scheme with parity workers.
+    reconstruction : bool
+        Add the metrics of the reconstructed inputs to every row (``recon_share``,
+        ``recon_agreement``, ``recon_acc`` and their intervals; see :func:`direct_workers` and
+        :class:`~nercc.evaluation.metrics.CodedMetrics`); off by default (``eval.reconstruction``).
     """
 
     def __init__(
@@ -180,6 +230,8 @@ class CodedInferenceModule(pl.LightningModule):
         cache: OutputCache | None = None,
         adversaries: Sequence[int] = (0,),
         adversary: Adversary | None = None,
+        parity_models: Mapping[str, nn.Module] | None = None,
+        reconstruction: bool = False,
     ) -> None:
         super().__init__()
         if num_patterns < 1:
@@ -209,11 +261,23 @@ class CodedInferenceModule(pl.LightningModule):
         self._classifier_digest: str | None = None
         # Variants that share an encoder share the coded forward pass; each distinct encoder
         # matrix is a buffer, so it follows the module to its device.
-        groups: dict[bytes, list[int]] = {}
+        groups: dict[tuple[bytes, Any], list[int]] = {}
         for i, variant in enumerate(self.variants):
             key = hashlib.sha256(variant.scheme.encoder_matrix().tobytes()).digest()
-            groups.setdefault(key, []).append(i)
+            # the same encoder with another model on some workers gives other outputs
+            parity = (
+                tuple(parity_workers(variant.scheme)),
+                getattr(variant.scheme, "parity_model", None),
+            )
+            groups.setdefault((key, parity), []).append(i)
         self.encoder_groups = list(groups.values())
+        # Workers that run another model than the classifier (a scheme's ``parity_workers``)
+        self.parity_models = nn.ModuleList()
+        self.parity_of = self._parity_workers(parity_models or {})
+        self.reconstruction = bool(reconstruction)
+        self.direct = [
+            direct_workers(v.scheme, self.parity_of.get(i)) for i, v in enumerate(self.variants)
+        ]
         self.encoder_of = {i: j for j, members in enumerate(self.encoder_groups) for i in members}
         # Variants that share a decoder decode the outputs of all their encoders in one pass.
         decoders: dict[Any, list[int]] = {}
@@ -396,9 +460,11 @@ class CodedInferenceModule(pl.LightningModule):
             coded = (matrix @ grouped.reshape(groups, k, -1)).view(groups * n, *images.shape[1:])
             # pattern g * T + j meets group g
             encoder = fingerprint(matrix) if digest is not None else None
-            outputs[j] = (
-                self._classify(coded, digest, encoder).view(groups, n, -1).repeat_interleave(t, 0)
+            answers = self._classify(coded, digest, encoder).view(groups, n, -1)
+            answers = self._run_parity(
+                members[0], coded.view(groups, n, *images.shape[1:]), answers
             )
+            outputs[j] = answers.repeat_interleave(t, 0)
 
         counted = (reference, labels, valid)
         stacks: dict[tuple[int, ...], torch.Tensor] = {}  # outputs of encoders side by side
@@ -454,6 +520,40 @@ class CodedInferenceModule(pl.LightningModule):
                         self._count(i, cell, own, available, counted)
                         self.param_stats[i][cell].update(self._own(i, decoding, params))
                         self.detection[i][cell].update(flagged, adversarial)
+
+    def _parity_workers(self, models: Mapping[str, nn.Module]) -> dict[int, tuple[list[int], int]]:
+        """Per variant whose scheme runs another model on some workers: those workers and the
+        index of that model in :attr:`parity_models` (each distinct model once, frozen)."""
+        found: dict[int, tuple[list[int], int]] = {}
+        index: dict[str, int] = {}
+        for i, variant in enumerate(self.variants):
+            workers = parity_workers(variant.scheme)
+            if not workers:
+                continue
+            name = getattr(variant.scheme, "parity_model", None)
+            if name not in models:
+                raise ValueError(
+                    f"parity_models must hold the model that scheme {variant.name} runs on its "
+                    f"workers {workers} ({name!r}), got {sorted(map(str, models))}"
+                )
+            if name not in index:
+                index[name] = len(self.parity_models)
+                self.parity_models.append(models[name].eval().requires_grad_(False))
+            found[i] = (workers, index[name])
+        return found
+
+    def _run_parity(self, i: int, coded: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+        """The answers (G, N, C) of variant i's workers with those of its parity workers from
+        their model, run on their coded inputs (G, N, ...); not cached."""
+        if i not in self.parity_of:
+            return answers
+        workers, index = self.parity_of[i]
+        model = self.parity_models[index]
+        inputs = coded[:, workers].flatten(0, 1)
+        parity = torch.cat([model(chunk) for chunk in inputs.split(self.chunk_size)])
+        answers = answers.clone()
+        answers[:, workers] = parity.view(coded.shape[0], len(workers), -1).to(answers.dtype)
+        return answers
 
     def _runs(self, i: int) -> bool:
         """Whether variant i is evaluated in some (S, A) cell of the run."""
@@ -532,6 +632,13 @@ class CodedInferenceModule(pl.LightningModule):
         groups, t, k = valid.shape
         scheme = self.variants[i].scheme
         lost = torch.as_tensor(scheme.lost(available), device=estimates.device)
+        # inputs no answering worker computed alone: their estimates are reconstructions
+        reconstructed = None
+        if self.reconstruction:
+            reconstructed = torch.as_tensor(
+                available @ self.direct[i] == 0, device=estimates.device
+            )
+            reconstructed = reconstructed.view(groups, t, k)
         # The realised number of non-answering workers of each pattern (random for some models).
         stragglers = torch.as_tensor(available.shape[1] - available.sum(axis=1))
         self.metrics[i][cell].update(
@@ -543,6 +650,7 @@ class CodedInferenceModule(pl.LightningModule):
             groups * t,
             stragglers,
             few_answers=torch.as_tensor(scheme.underdetermined(available)),
+            reconstructed=reconstructed,
         )
 
     def _param_columns(self) -> list[tuple[str, str, str]]:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from nercc.evaluation.variants import SchemeVariant
 from nercc.utils.instantiate import build
 
-__all__ = ["output_cache", "run_coded"]
+__all__ = ["load_parity_models", "output_cache", "run_coded"]
 
 #: The output cache of each folder, one per process: a cache that turned itself off (a full or
 #: read-only folder) stays off, with its one warning, for every evaluation of the run (the
@@ -31,6 +31,41 @@ def output_cache(folder: str) -> Any:
     if key not in _CACHES:
         _CACHES[key] = OutputCache(folder)
     return _CACHES[key]
+
+
+def load_parity_models(variants: list[SchemeVariant], classifier: Any) -> dict[str, Any]:
+    """The models that schemes run on some of their workers instead of the classifier (a
+    scheme's ``parity_workers``; ParM's parity worker), loaded from each scheme's
+    ``parity_model`` checkpoint and checked against the classifier
+    (:func:`nercc.models.checkpoints.load_parity`: a parity model trained against another base
+    model is refused), by path.
+
+    Raises
+    ------
+    ValueError
+        A scheme with parity workers names no ``parity_model``; a checkpoint the check refuses.
+    FileNotFoundError
+        No checkpoint at a scheme's ``parity_model``; the message names the command that
+        trains it.
+    """
+    models: dict[str, Any] = {}
+    for variant in variants:
+        scheme = variant.scheme
+        workers = tuple(getattr(scheme, "parity_workers", ()))
+        if not workers:
+            continue
+        path = getattr(scheme, "parity_model", None)
+        if not path:
+            raise ValueError(
+                f"scheme.{variant.name}.parity_model: the scheme runs a parity model on its "
+                f"workers {list(workers)}, so it needs that model's checkpoint, got {path!r}"
+            )
+        if path not in models:
+            from nercc.models.checkpoints import load_parity
+
+            device = next(classifier.parameters()).device
+            models[path] = load_parity(path, classifier, scheme.num_inputs, device)
+    return models
 
 
 def run_coded(
@@ -57,7 +92,8 @@ def run_coded(
     data : LightningDataModule
         The data, set up.
     classifier : torch.nn.Module
-        The classifier whose outputs are coded.
+        The classifier whose outputs are coded; a scheme's parity workers run its parity model
+        instead (:func:`load_parity_models`).
     loggers : list, optional
         Lightning loggers for the trainer (none by default).
     adversaries : list of int, optional
@@ -86,6 +122,8 @@ def run_coded(
         cache=output_cache(cfg.paths.cache_dir) if cfg.eval.get("cache", True) else None,
         adversaries=adversaries or [0],
         adversary=adversary,
+        parity_models=load_parity_models(variants, classifier),
+        reconstruction=bool(cfg.eval.get("reconstruction", False)),
     )
     eval_data = CodedEvalData(data, cfg.eval.split, cfg.eval.batch_size, cfg.eval.get("limit"))
     # CodedEvalData deals whole batches to the processes: Lightning must not re-shard them.

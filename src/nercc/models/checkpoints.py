@@ -39,8 +39,11 @@ __all__ = [
     "checkpoint_path",
     "file_sha256",
     "load_classifier",
+    "load_parity",
     "nonfinite_summary",
     "nonfinite_tensors",
+    "parity_checkpoint_path",
+    "parity_rebuild_command",
     "publish_classifier",
     "publish_lock",
     "read_checkpoint",
@@ -83,6 +86,27 @@ class Classifier(nn.Module):
 def checkpoint_path(model: str, dataset: str, directory: str | Path) -> Path:
     """``<directory>/<model>_<dataset>.ckpt``."""
     return Path(directory) / f"{model}_{dataset}.ckpt"
+
+
+def parity_checkpoint_path(model: str, dataset: str, k: int, directory: str | Path) -> Path:
+    """``<directory>/parity_<model>_<dataset>_k<k>.ckpt``: the parity model of the published
+    ``<model>_<dataset>.ckpt`` for groups of k inputs."""
+    return Path(directory) / f"parity_{model}_{dataset}_k{int(k)}.ckpt"
+
+
+def parity_rebuild_command(model: str, dataset: str, k: int) -> str:
+    """The command that trains (and publishes) a parity model: the experiment
+    ``parity/<model>_k<k>`` when the project has one (Fashion-MNIST), else
+    ``parity/default`` with the model, data and k."""
+    from nercc.paths import CONFIG_DIR
+
+    name = f"parity/{model}_k{int(k)}"
+    if (Path(CONFIG_DIR) / "experiment" / f"{name}.yaml").is_file() and dataset == "fashion_mnist":
+        return f"python -m nercc.train experiment={name}"
+    return (
+        f"python -m nercc.train experiment=parity/default model={model} data={dataset} "
+        f"parity.k={int(k)}"
+    )
 
 
 def backup_path(path: str | Path) -> Path:
@@ -167,6 +191,7 @@ def publish_classifier(
     std: list[float],
     info: Mapping[str, Any],
     directory: str | Path,
+    path: str | Path | None = None,
 ) -> Path:
     """Write the classifier to its stable path (atomically) and its summary as JSON beside it.
 
@@ -180,13 +205,20 @@ def publish_classifier(
     ``channels``, ``image_size`` and ``num_classes`` (what :func:`read_checkpoint` checks), and
     anything worth keeping: test accuracy, config hash, date, data source.
 
+    ``path``, when given, is the stable path instead of :func:`checkpoint_path` of ``info`` in
+    ``directory`` (a parity model's: :func:`parity_checkpoint_path`).
+
     Returns the published checkpoint's path (the backup, if any, is :func:`backup_path` of it).
     Weights that are not finite are never published: ``ValueError``, nothing written.
     """
     bad = nonfinite_summary(net.state_dict())
     if bad is not None:
         raise ValueError(f"net: weights that are not finite are never published, got {bad}")
-    path = checkpoint_path(info["model"], info["dataset"], directory)
+    path = (
+        Path(path)
+        if path is not None
+        else checkpoint_path(info["model"], info["dataset"], directory)
+    )
     with publish_lock(path.parent):  # the backup and the new file are one publisher's
         if path.exists():
             backup = backup_path(path)
@@ -207,6 +239,7 @@ def read_checkpoint(
     *,
     num_classes: int | None = None,
     image_shape: tuple[int, int, int] | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Read a published classifier file and check it is what ``(model, dataset)`` asks for.
 
@@ -225,6 +258,9 @@ def read_checkpoint(
         ``sha256`` (the content hash of the very bytes that were parsed; the file is read once)
         added.
 
+    ``command``, when given, is the command that rebuilds the file, named in every refusal
+    (a parity model's: :func:`parity_rebuild_command`); the base model's by default.
+
     Raises
     ------
     FileNotFoundError
@@ -238,14 +274,15 @@ def read_checkpoint(
     if image_shape is not None and len(image_shape) != 3:
         raise ValueError(f"image_shape must be (channels, height, width), got {image_shape!r}")
     path = Path(path)
+    command = command or rebuild_command(model, dataset)
     if not path.is_file():
         raise FileNotFoundError(
             f"no trained {model} for {dataset} at {path}, train it with: "
-            f"{rebuild_command(model, dataset)} (or: make models, for the default set)"
+            f"{command} (or: make models, for the default set)"
         )
 
     def fail(what: str) -> CheckpointError:
-        return CheckpointError(path, what, rebuild_command(model, dataset))
+        return CheckpointError(path, what, command)
 
     # read once: the digest and the weights describe the same bytes even if a publisher
     # replaces the file meanwhile
@@ -440,3 +477,67 @@ def load_classifier(
     classifier.info = {**payload["info"], "path": str(path), "sha256": payload["sha256"]}
     classifier.requires_grad_(False)
     return classifier.eval().to(device)
+
+
+def load_parity(
+    path: str | Path,
+    base: Classifier,
+    k: int,
+    device: str | torch.device = "cpu",
+) -> Classifier:
+    """Return the parity model published at ``path`` for ``base`` and groups of ``k`` inputs,
+    checked, frozen and in eval mode: raw sums of k images to logits.
+
+    Besides :func:`read_checkpoint`'s checks (against the base model's name, dataset, class
+    count and input shape), the file must record ``parity_k == k`` and the content hash of
+    ``base``'s checkpoint (``base_sha256``): a parity model trained against another base model
+    (a retrained one) would reconstruct another model's outputs, so it is refused.
+
+    Parameters
+    ----------
+    path : path
+        The parity checkpoint (:func:`parity_checkpoint_path`).
+    base : Classifier
+        The published base classifier (``info`` holds ``model``, ``dataset``, ``sha256``).
+    k : int
+        The inputs of a group.
+    device : str or torch.device
+        Where to put the parity model.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``; one line naming the command that trains it.
+    CheckpointError (a ValueError)
+        A file :func:`read_checkpoint` refuses, or one for another k or another base model.
+    """
+    info = base.info
+    model, dataset = str(info.get("model")), str(info.get("dataset"))
+    command = parity_rebuild_command(model, dataset, k)
+    shape = (info.get("channels"), info.get("image_size"), info.get("image_size"))
+    payload = read_checkpoint(
+        path,
+        model,
+        dataset,
+        num_classes=info.get("num_classes"),
+        image_shape=None if None in shape else tuple(int(v) for v in shape),
+        command=command,
+    )
+    recorded = payload["info"]
+    if recorded.get("parity_k") != int(k):
+        raise CheckpointError(
+            path, f"is a parity model for k={recorded.get('parity_k')!r}, not k={k}", command
+        )
+    if recorded.get("base_sha256") != info.get("sha256"):
+        raise CheckpointError(
+            path,
+            f"was trained against another {model} (base sha256 "
+            f"{str(recorded.get('base_sha256'))[:12]}), the published {info.get('path')} has "
+            f"{str(info.get('sha256'))[:12]}: its parity outputs are another model's",
+            command,
+        )
+    net = payload["net"].eval()
+    parity = Classifier(net, payload["mean"], payload["std"])
+    parity.info = {**recorded, "path": str(path), "sha256": payload["sha256"]}
+    parity.requires_grad_(False)
+    return parity.eval().to(device)

@@ -37,6 +37,8 @@ from nercc.models.checkpoints import (
     backup_path,
     checkpoint_path,
     nonfinite_summary,
+    parity_checkpoint_path,
+    parity_rebuild_command,
     publish_classifier,
     publish_lock,
     read_checkpoint,
@@ -50,6 +52,7 @@ __all__ = [
     "chance_problem",
     "health_problem",
     "publish_mode",
+    "publish_parity",
     "publish_run",
 ]
 
@@ -303,3 +306,85 @@ def publish_run(
             why = f"{acc_name} {score} < {old_acc:.4f} of the published {path}"
             return keep("worse", why)
         return publish("better", f"the published one ({acc_name} {old_acc:.4f})")
+
+
+def publish_parity(
+    net: nn.Module,
+    net_config: dict[str, Any],
+    mean: list[float],
+    std: list[float],
+    info: dict[str, Any],
+    directory: str | Path,
+    run_dir: str | Path,
+    *,
+    mode: str | bool = True,
+    trained_epochs: int,
+) -> PublishOutcome:
+    """Publish a parity model at :func:`~nercc.models.checkpoints.parity_checkpoint_path`, or
+    keep it in ``run_dir``, by the rule of base models adapted to parity models.
+
+    Health first (weights and test loss finite; a broken model is kept and the run fails), then
+    ``publish=false`` keeps it. ``force`` publishes. Otherwise an untrained model is kept; a
+    trained one is published when nothing usable is published there, when the published one was
+    trained against another base model (``base_sha256``: it is stale) or for another k, or when
+    its test reconstruction accuracy (``test_recon_acc``) is at least the published one's.
+
+    Parameters
+    ----------
+    net, net_config, mean, std
+        The parity network, its config and the normalisation of its input (sums of k images).
+    info : dict
+        ``model`` and ``dataset`` (the base model's), ``parity_k``, ``base_sha256``,
+        ``test_recon_acc``, ``test_loss`` and anything worth keeping.
+    directory, run_dir, mode, trained_epochs
+        As for :func:`publish_run`.
+    """
+    mode = publish_mode(mode)
+    model, dataset, k = info["model"], info["dataset"], int(info["parity_k"])
+    path = parity_checkpoint_path(model, dataset, k, directory)
+    new_acc = _accuracy(info, "test_recon_acc")
+    score = "n/a" if new_acc is None else f"{new_acc:.4f}"
+
+    def keep(reason: str, why: str, failed: bool = False) -> PublishOutcome:
+        kept = write_classifier(Path(run_dir) / KEPT_NAME, net, net_config, mean, std, info)
+        message = f"not published: {why} (kept in {kept})"
+        return PublishOutcome(False, reason, message, path, kept=kept, failed=failed)
+
+    broken = health_problem(net, info)
+    if broken is not None:
+        return keep("not finite", f"training diverged: {broken}", failed=True)
+    if mode == "never":
+        return keep("publish=false", "publish=false")
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(publish_lock(directory))
+        except OSError as exc:
+            why = f"the checkpoint folder {directory} cannot be written ({exc.strerror or exc})"
+            return keep("unwritable", why)
+
+        def publish(reason: str, why: str) -> PublishOutcome:
+            existed = path.exists()
+            publish_classifier(net, net_config, mean, std, info, directory, path=path)
+            backup = backup_path(path) if existed else None
+            replaced = f": replaced {why} (backup: {backup})" if existed else ""
+            message = f"published {path} (test/recon_acc {score}){replaced}"
+            return PublishOutcome(True, reason, message, path, backup=backup)
+
+        if mode == "force":
+            return publish("publish=force", "the published one as publish=force asks")
+        if trained_epochs < 1:
+            return keep("untrained", f"the run trained {trained_epochs} epochs")
+        if not path.exists():
+            return publish("first", "")
+        try:
+            old = read_checkpoint(
+                path, model, dataset, command=parity_rebuild_command(model, dataset, k)
+            )["info"]
+        except CheckpointError as exc:
+            return publish("unusable", f"a file that is not usable ({exc.problem})")
+        if old.get("parity_k") != k or old.get("base_sha256") != info.get("base_sha256"):
+            return publish("stale", "one trained against another base model or k")
+        old_acc = _accuracy(old, "test_recon_acc")
+        if old_acc is not None and (new_acc is None or not new_acc >= old_acc):
+            return keep("worse", f"test/recon_acc {score} < {old_acc:.4f} of the published {path}")
+        return publish("better", "the published one")

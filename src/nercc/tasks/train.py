@@ -1,4 +1,7 @@
-"""The training task (``python -m nercc.train``, conf/train.yaml): a base classifier.
+"""The training task (``python -m nercc.train``, conf/train.yaml): a base classifier, or a parity
+model of a published one (``experiment=parity/<model>_k<k>``: :mod:`nercc.models.parity`,
+published as ``outputs/checkpoints/parity_<model>_<dataset>_k<k>.ckpt`` with the base
+checkpoint's content hash, by :func:`nercc.models.publish.publish_parity`'s rule).
 
 :func:`check_config` checks the config, the hardware and one image through the model before any
 work; :func:`train` fits with Lightning, tests the best epoch's weights, then publishes them at
@@ -101,6 +104,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     # it trained and tests at least as well; publish=force always, publish=false never).
     if trainer.fast_dev_run:
         metrics.update(published=False, publish_reason="fast_dev_run")
+    elif trainer.is_global_zero and _is_parity(module):
+        outcome = _publish_parity(cfg, module, datamodule, trainer, metrics, data_info)
+        metrics.update(outcome.metrics())
+        if outcome.failed:
+            write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+            from nercc.models.publish import DivergedModelError
+
+            raise DivergedModelError(outcome.message)
+        (log.warning if outcome.reason == "unwritable" else log.info)(outcome.message)
     elif trainer.is_global_zero:
         from nercc.models import publish_run
 
@@ -142,6 +154,61 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         (log.warning if outcome.reason in ("chance", "unwritable") else log.info)(outcome.message)
     write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
     return metrics, {"datamodule": datamodule, "module": module, "trainer": trainer}
+
+
+def _is_parity(module: Any) -> bool:
+    """Whether the run trains a parity model (:class:`nercc.models.parity.ParityModule`)."""
+    from nercc.models.parity import ParityModule
+
+    return isinstance(module, ParityModule)
+
+
+def _publish_parity(
+    cfg: DictConfig,
+    module: Any,
+    datamodule: Any,
+    trainer: Any,
+    metrics: dict[str, Any],
+    data_info: dict[str, Any],
+) -> Any:
+    """Publish the parity model at ``parity_<model>_<dataset>_k<k>.ckpt`` beside its base model
+    (:func:`nercc.models.publish.publish_parity`), recording the base checkpoint's content hash
+    (checked when the evaluation loads it), its test reconstruction accuracy and training time."""
+    from nercc.models.publish import publish_parity
+
+    base = module.base_info
+    info = {
+        "model": base.get("model", cfg.model_name),
+        "dataset": cfg.data.name,
+        "parity_k": module.k,
+        "base_checkpoint": base.get("path"),
+        "base_sha256": base.get("sha256"),
+        "base_test_acc": base.get("test_acc"),
+        "channels": int(cfg.data.channels),
+        "image_size": int(cfg.data.image_size),
+        "num_classes": int(cfg.data.num_classes),
+        "test_loss": metrics.get("test/loss"),
+        "test_recon_acc": metrics.get("test/recon_acc"),
+        "test_recon_label_acc": metrics.get("test/recon_label_acc"),
+        "val_recon_acc_best": metrics.get("val/recon_acc_best"),
+        "epochs": trainer.current_epoch,
+        "train_seconds": round(metrics["train_seconds"], 1),
+        "config_hash": config_hash(cfg),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "data": data_info,
+        "seed": cfg.seed,
+    }
+    return publish_parity(
+        module.net,
+        plain(cfg.model.net),
+        module.mean,
+        module.std,
+        info,
+        cfg.paths.checkpoint_dir,
+        cfg.paths.output_dir,
+        mode=cfg.get("publish", True),
+        trained_epochs=trainer.current_epoch if trainer.global_step > 0 else 0,
+    )
 
 
 def _evaluated_images(trainer: Any, datamodule: Any) -> dict[str, Any]:

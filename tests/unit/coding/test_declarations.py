@@ -20,6 +20,7 @@ from nercc.coding import (
     FloaterHormann,
     LocatingBACC,
     NeRCC,
+    ParM,
     Replication,
     RobustBACC,
     RobustNeRCC,
@@ -54,6 +55,7 @@ INSTANCES = {
     "nercc_robust_df": lambda: RobustNeRCC(K, N, lam_enc=1e-4, df_dec=6.0),
     "bacc_robust": lambda: RobustBACC(K, N),
     "bacc_locator": lambda: LocatingBACC(K, N),
+    "parm": lambda: ParM(K, K + 1),
 }
 
 
@@ -65,6 +67,7 @@ def test_the_registry_holds_every_scheme_class_by_name():
         "RobustBACC",
         "LocatingBACC",
         "FloaterHormann",
+        "ParM",
         "Replication",
         "VotingReplication",
         "Uncoded",

@@ -42,6 +42,7 @@ def check_eval(cfg: DictConfig) -> None:
     integer(cfg, "eval.chunk_size", 1)
     limit = integer(cfg, "eval.limit", 1, optional=True, default=None)
     boolean(cfg, "eval.cache", default=True)
+    boolean(cfg, "eval.reconstruction", default=False)
     integer(cfg, "eval.auto_images", 1, default=500)
     workers = check_schemes(cfg, k)
     stragglers = integer_list(cfg, "stragglers", 0, min(workers) - 1, f"N - 1 = {min(workers) - 1}")
