@@ -12,8 +12,11 @@ smoothing splines (the robustness iterations of Cleveland's LOWESS, with a splin
 
 1. fit the natural cubic smoothing spline :math:`u` of effective degrees of freedom
    :math:`\mathrm{df} = \min(\max(0.75 K, 2.5), m - 1)` to the answers at their betas, minimising
-   :math:`\sum_i w_i \|y_i - u(\beta_i)\|^2 / \sum_i w_i + \lambda \int \|u''\|^2` (weights
-   :math:`w_i = 1` at first; :math:`\lambda` from the df on the pattern's betas). Its degrees of
+   :math:`\sum_i w_i \|y_i - u(\beta_i)\|^2 / \sum_i w_i + \lambda \int \|u''\|^2` (the first
+   weights are the biweights of step 3 with :math:`e_i` the distance of :math:`y_i` to the
+   coordinate-wise median answer: a redescending fit needs a robust start, or one gross error
+   pulls the stiff first fit and inflates the scale of every residual; :math:`\lambda` from the
+   df on the pattern's betas). Its degrees of
    freedom sit between a line and the interpolant: enough for the curve an honest
    :math:`f(u_{enc}(\beta))` draws through K inputs, too few to follow a single wrong answer
    (with more, 1.5 K say, the spline nearly interpolates small codes, 12 df on the ViT's 16
@@ -122,20 +125,28 @@ class _Screening(ScreeningScheme, PointScheme):
         p, m = sites.shape
         lam = self._screen_lam(masks, sites)
         floor = SCREEN_FLOOR * np.median(arrays.row_norms(answers), axis=1)
-        weights = np.ones((p, m))
+        # A redescending fit needs a robust start: the first weights are the biweights of the
+        # distances to the coordinate-wise median answer, so that a gross error does not pull
+        # the first (stiff) fit and inflate every residual's scale before it can be rejected.
+        center = np.median(answers, axis=1, keepdims=True)
+        weights, _ = self._biweights(arrays.row_norms(answers - center), floor)
         rejected = np.zeros((p, m), dtype=bool)
         for _ in range(MAX_ROUNDS):
             fitted = smoothing_spline_values(sites, answers, sites, lam, weights)
-            residuals = arrays.row_norms(answers - fitted)
-            scale = np.maximum(np.median(residuals, axis=1), floor)
-            t = residuals / (self.screen * scale[:, None])
-            now = t >= 1.0
-            weights = np.maximum((1.0 - np.minimum(t, 1.0) ** 2) ** 2, _REJECTED_WEIGHT)
+            weights, now = self._biweights(arrays.row_norms(answers - fitted), floor)
             settled = np.array_equal(now, rejected)
             rejected = now
             if settled:
                 break
         return rejected
+
+    def _biweights(self, residuals: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tukey's biweights (p, m) of residual norms (p, m) at the cut ``screen`` x their
+        median (never below ``floor``), and the answers at or beyond the cut."""
+        scale = np.maximum(np.median(residuals, axis=1), floor)
+        t = residuals / (self.screen * scale[:, None])
+        weights = np.maximum((1.0 - np.minimum(t, 1.0) ** 2) ** 2, _REJECTED_WEIGHT)
+        return weights, t >= 1.0
 
     def _check_rejected(
         self, values: np.ndarray, available: np.ndarray, rejected: np.ndarray

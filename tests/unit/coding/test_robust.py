@@ -302,3 +302,18 @@ def test_a_pattern_that_may_drop_nothing_is_decoded_plainly(k, n):
     estimates, _, flagged = RobustNeRCC(k, n).decode_each_flagged(answers, masks)
     assert not flagged.any()
     np.testing.assert_array_equal(estimates, NeRCC(k, n).decode_each(answers, masks))
+
+
+@pytest.mark.parametrize("cls", [RobustNeRCC, RobustBACC])
+@pytest.mark.parametrize("liar", [1, 3, 5, 8])
+def test_one_gross_error_among_few_equal_answers_is_flagged(cls, liar):
+    """K=4, N=12, workers 0-9 answer the same value (a group of one query padded to K, as
+    served), one of them -100 times it: the stiff screening spline (3 df) started from equal
+    weights follows the lie so far that the median residual hides it; the robust start (the
+    weights of the distances to the median answer) finds it, and only it."""
+    answers = np.repeat(np.random.default_rng(40).normal(size=(1, 1, 10)), 12, axis=1)
+    answers[0, liar] *= -100.0
+    mask = np.zeros((1, 12), dtype=bool)
+    mask[0, :10] = True
+    _, _, flagged = cls(4, 12).decode_each_flagged(answers, mask)
+    assert np.flatnonzero(flagged[0]).tolist() == [liar]
