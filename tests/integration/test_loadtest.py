@@ -30,7 +30,8 @@ pytest.importorskip("ray", reason="the serve extra (ray[serve]) is installed by 
     ("module", "args", "message"),
     [
         ("serve", ["serving.scheme=mds"],
-         "error: serving.scheme: must be one of uncoded, nercc, bacc, replication, got 'mds'"),
+         "error: serving.scheme: must be one of uncoded, hedged, nercc, bacc, replication, "
+         "got 'mds'"),
         ("serve", ["serving.num_stragglers=12"],
          "error: serving.num_stragglers: must be an integer >= 0 and <= 11, got 12"),
         ("serve", ["serving.port=abc"],
