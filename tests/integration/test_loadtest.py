@@ -140,18 +140,27 @@ def test_loadtest_compares_the_four_schemes_and_writes_its_results(
             "loadtest.num_queries=40",
             "loadtest.warmup=2",
             "loadtest.rate=200",
+            "loadtest.schemes=[uncoded,hedged,replication,bacc,nercc]",
             "logger=wandb",
         ],
     )
     summary, _ = loadtest(cfg)
     wandb.finish()  # as the CLI's task wrapper does
     run = tmp_path / "run"
-    assert list(summary["schemes"]) == ["uncoded", "replication", "bacc", "nercc"]
-    assert summary["settings"]["workers"] == {"uncoded": 2, "replication": 6, "bacc": 6, "nercc": 6}
+    assert list(summary["schemes"]) == ["uncoded", "hedged", "replication", "bacc", "nercc"]
+    assert summary["settings"]["workers"] == {
+        "uncoded": 2, "hedged": 6, "replication": 6, "bacc": 6, "nercc": 6
+    }  # fmt: skip
     saved = json.loads((run / "summary.json").read_text())
     assert saved == json.loads(json.dumps(summary))
+    # the hedges are counted for hedged alone (every scheme has the keys)
+    hedged = summary["schemes"]["hedged"]
+    assert hedged["hedges"] == hedged["hedging"]["hedges"] >= 0
+    assert hedged["hedge_fraction"] == hedged["hedging"]["hedge_fraction"]
+    others = [s for n, s in summary["schemes"].items() if n != "hedged"]
+    assert all(s["hedges"] is None and s["hedging"] is None for s in others)
     rows = list(csv.DictReader((run / "latency.csv").open()))
-    assert len(rows) == 4 * 40
+    assert len(rows) == 5 * 40
     for name, scheme in summary["schemes"].items():
         mine = [r for r in rows if r["scheme"] == name]
         assert sorted(int(r["query"]) for r in mine) == list(range(40))
@@ -166,8 +175,9 @@ def test_loadtest_compares_the_four_schemes_and_writes_its_results(
         assert scheme["accuracy"] == pytest.approx(right)
         # delays of at least 1 ms (shift) on every worker
         assert min(float(r["latency_ms"]) for r in mine) >= 1.0
-    # uncoded and replication decode exact logits: the base model's predictions
+    # uncoded, hedged and replication decode exact logits: the base model's predictions
     assert summary["schemes"]["uncoded"]["agreement"] == 1.0
+    assert summary["schemes"]["hedged"]["agreement"] == 1.0
     assert summary["schemes"]["replication"]["agreement"] == 1.0
     assert (run / "latency_cdf.png").stat().st_size > 10_000
     (path,) = (run / "wandb").glob("offline-run-*/run-*.wandb")

@@ -216,6 +216,7 @@ def _scheme_load(
         | {"kills": kills, "adversarial_workers": liars}
         | flag_summary(done, scheme.num_workers, liars)
         | {"exclusions": counts["exclusions"]}
+        | _hedges(counts["hedging"])
     )
     if summary["failed"] or summary["pending"]:
         log.warning(f"{name}: {summary['failed']} queries failed, {summary['pending']} unanswered")
@@ -249,7 +250,11 @@ def _one_scheme(
             records = run_load(
                 lambda i: frontend.submit(images[i]), arrivals, name, read, load.timeout_s
             )
-        return records, len(frontend.killed), _exclusions(frontend.exclusions)
+        return (
+            records,
+            len(frontend.killed),
+            _exclusions(frontend.exclusions) | {"hedging": frontend.hedge_summary()},
+        )
     from nercc.serving.endpoint import http_endpoint
 
     stats: dict[str, Any] = {}
@@ -271,7 +276,22 @@ def _one_scheme(
             read,
             load.timeout_s,
         )
-    return records, None, _exclusions(stats.get("exclusions", []))
+    return (
+        records,
+        None,
+        _exclusions(stats.get("exclusions", [])) | {"hedging": stats.get("hedging", {})},
+    )
+
+
+def _hedges(hedging: dict[str, Any]) -> dict[str, Any]:
+    """The hedged requests of a scheme's load (None for a scheme that does not hedge: every
+    scheme has the keys, so that summary tables keep their columns)."""
+    return {
+        "hedges": hedging.get("hedges"),
+        "hedge_fraction": hedging.get("hedge_fraction"),
+        "hedge_after_ms": hedging.get("hedge_after_ms"),
+        "hedging": hedging or None,
+    }
 
 
 def _exclusions(pairs: Any) -> dict[str, list[dict[str, int]]]:
@@ -424,10 +444,18 @@ def _write_run(
     if screening:
         table.add_column("flagged (groups)")
         table.add_column("excluded (times)")
+    hedging = any(row["hedges"] is not None for row in summaries.values())
+    if hedging:
+        table.add_column("hedges", justify="right")
+        table.add_column("hedge ms", justify="right")
     for name, row in summaries.items():
         cells = [_cell(row[k]) for k in COLUMNS]
         if screening:
             cells += [_flagged_cell(row["flagged_by_worker"]), _excluded_cell(row["exclusions"])]
+        if hedging:
+            hedges = row["hedges"]
+            share = f"{hedges} ({row['hedge_fraction']:.1%})" if hedges is not None else "-"
+            cells += [share, _cell(row["hedge_after_ms"]) if hedges is not None else "-"]
         table.add_row(name, str(settings["workers"][name]), *cells)
     _print(table)
     return summary, plot
@@ -507,10 +535,16 @@ def _log(
 
 def _log_one(loggers: Any, config: dict, summaries: dict, cdf: Path, gap_plot: Path) -> None:
     # numbers to W&B; the per-worker counts as one metric each, the lists stay in summary.json
-    scalars = {
-        name: {k: v for k, v in row.items() if isinstance(v, int | float) or v is None}
-        for name, row in summaries.items()
-    }
+    # the keys that are numbers (or None) in every scheme's row: one table column each
+    first = next(iter(summaries.values()))
+    keys = [
+        k
+        for k in first
+        if all(
+            isinstance(row.get(k), int | float) or row.get(k) is None for row in summaries.values()
+        )
+    ]
+    scalars = {name: {k: row.get(k) for k in keys} for name, row in summaries.items()}
     flags = {
         f"latency/{name}/flagged/worker_{w}": c
         for name, row in summaries.items()
