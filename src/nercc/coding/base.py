@@ -89,6 +89,14 @@ class CodingScheme(ABC):
     #: :meth:`decode_each_flagged` says which it dropped. False: every answer is trusted.
     screens: ClassVar[bool] = False
 
+    #: The workers that run another model than the classifier on their coded input (ParM's
+    #: parity worker), and that model's checkpoint (:attr:`parity_model`): none for a code whose
+    #: workers all compute f.
+    parity_workers: tuple[int, ...] = ()
+
+    #: The checkpoint of the model :attr:`parity_workers` run (None: no such worker).
+    parity_model: str | None = None
+
     @classmethod
     def tunable(cls, name: str) -> Tunable:
         """Return the declaration of the tunable parameter ``name``.

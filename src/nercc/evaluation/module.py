@@ -104,7 +104,7 @@ __all__ = [
 def parity_workers(scheme: Any) -> list[int]:
     """The workers on which ``scheme`` runs another model than the classifier (its
     ``parity_workers``: ParM's parity worker), none for most schemes."""
-    return [int(n) for n in getattr(scheme, "parity_workers", ())]
+    return [int(n) for n in scheme.parity_workers]
 
 
 def direct_workers(scheme: Any, parity: tuple[list[int], int] | None = None) -> np.ndarray:
@@ -267,7 +267,7 @@ class CodedInferenceModule(pl.LightningModule):
             # the same encoder with another model on some workers gives other outputs
             parity = (
                 tuple(parity_workers(variant.scheme)),
-                getattr(variant.scheme, "parity_model", None),
+                variant.scheme.parity_model,
             )
             groups.setdefault((key, parity), []).append(i)
         self.encoder_groups = list(groups.values())
@@ -530,7 +530,7 @@ class CodedInferenceModule(pl.LightningModule):
             workers = parity_workers(variant.scheme)
             if not workers:
                 continue
-            name = getattr(variant.scheme, "parity_model", None)
+            name = variant.scheme.parity_model
             if name not in models:
                 raise ValueError(
                     f"parity_models must hold the model that scheme {variant.name} runs on its "

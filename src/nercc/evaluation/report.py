@@ -39,7 +39,9 @@ FIXED_COLUMNS = (
     "stragglers_max", "few_answers", "num_adversaries", "adversary", "adversary_placement",
     "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc", "rel_acc",
     "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement", "detection_precision",
-    "detection_recall", "flagged_mean", "num_inputs_evaluated", "num_patterns",
+    "detection_recall", "flagged_mean", "recon_share", "recon_agreement", "recon_agreement_se",
+    "recon_agreement_lo", "recon_agreement_hi", "recon_acc", "recon_acc_se", "recon_acc_lo",
+    "recon_acc_hi", "num_inputs_evaluated", "num_patterns",
 )  # fmt: skip
 
 #: The detection columns of a screening decoder's rows (None in the others').

@@ -51,10 +51,10 @@ def load_parity_models(variants: list[SchemeVariant], classifier: Any) -> dict[s
     models: dict[str, Any] = {}
     for variant in variants:
         scheme = variant.scheme
-        workers = tuple(getattr(scheme, "parity_workers", ()))
+        workers = tuple(scheme.parity_workers)
         if not workers:
             continue
-        path = getattr(scheme, "parity_model", None)
+        path = scheme.parity_model
         if not path:
             raise ValueError(
                 f"scheme.{variant.name}.parity_model: the scheme runs a parity model on its "

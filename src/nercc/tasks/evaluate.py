@@ -39,7 +39,8 @@ log = logging.getLogger("nercc.eval")  # the command's logger: its lines keep th
 #: The row keys logged per S as coded/<variant>/<key> (besides the scheme's parameters).
 LOGGED = (
     "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc", "rel_acc", "rel_acc_se",
-    "rel_acc_lo", "rel_acc_hi", "agreement", "stragglers_mean", "few_answers",
+    "rel_acc_lo", "rel_acc_hi", "agreement", "stragglers_mean", "few_answers", "recon_share",
+    "recon_agreement", "recon_agreement_lo", "recon_agreement_hi", "recon_acc",
 )  # fmt: skip
 #: The plots of the run folder, by the metric they show.
 PLOTS = {"mse": "mse_vs_stragglers.png", "rel_acc": "rel_acc_vs_stragglers.png"}
