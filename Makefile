@@ -74,7 +74,7 @@ demo: $(STAMP)
 # Coded serving on Ray: LeNet5 on Fashion-MNIST (trained first if missing), K=4, N=12, Pareto
 # delays; uncoded, replication, BACC and NeRCC one after another on the same 12 workers, then the
 # same with a worker killed every 100 groups, then workers 2 and 7 lying (sign_flip x 10) under
-# plain and robust BACC and NeRCC (screen 4: a code of 8 answers has little to spare). Each run
+# plain and robust BACC and NeRCC. Each run
 # prints its table and writes latency.csv, summary.json and latency_cdf.png under
 # outputs/loadtest/runs/; Ray is shut down after each.
 SERVE_ARGS ?=
@@ -83,8 +83,7 @@ serve-demo: $(STAMP) data
 	$(PY) -m nercc.loadtest $(SERVE_ARGS)
 	$(PY) -m nercc.loadtest serving.kill_every=100 $(SERVE_ARGS)
 	$(PY) -m nercc.loadtest scheme=byzantine 'loadtest.schemes=[bacc,bacc_robust,nercc,nercc_robust]' \
-	  adversary=sign_flip adversary.scale=10 'serving.adversaries=[2,7]' \
-	  scheme.nercc_robust.screen=4 scheme.bacc_robust.screen=4 $(SERVE_ARGS)
+	  adversary=sign_flip adversary.scale=10 'serving.adversaries=[2,7]' $(SERVE_ARGS)
 
 # Load curves at low redundancy: LeNet5 on Fashion-MNIST, K=4 with N=5 (S=1) and N=6 (S=2), every
 # scheme on the same N workers (uncoded uses K of them), at SWEEP_RATES q/s, 3 trials of
