@@ -391,7 +391,9 @@ class DelayModel:
 
         shift - log(u) / rate            scale * u ** (-1 / shape)
 
-    The :meth:`slow_count` slow workers then take ``slow_factor`` times as long.
+    The :meth:`slow_count` slow workers then take ``slow_factor`` times as long; and every
+    answer, independently, with probability ``slow_probability`` (a passing hiccup rather than a
+    slow machine), takes ``slow_factor`` times as long again.
 
     Parameters
     ----------
@@ -408,7 +410,12 @@ class DelayModel:
     slow_fraction : float
         The fraction of the N workers that are slow, in [0, 1).
     slow_factor : float
-        How many times slower a slow worker is, >= 1.
+        How many times slower a slow worker (or a slow answer) is, >= 1.
+    slow_probability : float
+        The probability, in [0, 1), that an answer is ``slow_factor`` times slower, drawn
+        independently per answer (per worker and pattern), on top of the slow workers: a slow
+        worker's slow answer takes ``slow_factor ** 2`` times its base delay. The mean delay is
+        the base mean times ``1 + slow_probability * (slow_factor - 1)`` (no slow workers).
 
     Examples
     --------
@@ -428,6 +435,7 @@ class DelayModel:
     shape: float = 2.0
     slow_fraction: float = 0.0
     slow_factor: float = 10.0
+    slow_probability: float = 0.0
 
     #: The settings above, as the checks read them (in the order of the fields).
     settings: ClassVar[tuple[Setting, ...]] = (
@@ -438,6 +446,7 @@ class DelayModel:
         Setting("shape", 2.0, low=0.0, low_open=True),
         Setting("slow_fraction", 0.0, low=0.0, high=1.0, high_open=True),
         Setting("slow_factor", 10.0, low=1.0),
+        Setting("slow_probability", 0.0, low=0.0, high=1.0, high_open=True),
     )
 
     def __post_init__(self) -> None:
@@ -493,7 +502,10 @@ class DelayModel:
         The base delays use ``p * n`` uniforms from ``generator`` (float64). Then the slow
         workers' delays are multiplied by ``slow_factor``: those ``slow`` names, or, when
         ``slow`` is None, :meth:`slow_count` workers per pattern drawn uniformly from the same
-        generator after the base delays (nothing more is drawn when that count is 0).
+        generator after the base delays (nothing more is drawn when that count is 0). Last,
+        with ``slow_probability`` > 0, ``p * n`` more uniforms ``v`` (float64) from the same
+        generator: the delays where ``v < slow_probability`` are multiplied by ``slow_factor``
+        (again, for a slow worker). With ``slow_probability`` 0 nothing more is drawn.
 
         Parameters
         ----------
@@ -525,11 +537,15 @@ class DelayModel:
             times = self.scale * u.pow(-1.0 / self.shape)  # inverse CDF of Pareto(scale, shape)
         if slow is None:
             count = self.slow_count(n)
-            if count == 0:
-                return times
-            order = torch.rand(p, n, generator=generator, dtype=torch.float64).argsort(dim=1)
-            slow = _first(order, count)
-        return torch.where(slow.to(times.device), times * self.slow_factor, times)
+            if count > 0:
+                order = torch.rand(p, n, generator=generator, dtype=torch.float64).argsort(dim=1)
+                slow = _first(order, count)
+        if slow is not None:
+            times = torch.where(slow.to(times.device), times * self.slow_factor, times)
+        if self.slow_probability > 0:
+            v = torch.rand(p, n, generator=generator, dtype=torch.float64)
+            times = torch.where(v < self.slow_probability, times * self.slow_factor, times)
+        return times
 
 
 def _check_slow(slow: Any, p: int, n: int) -> torch.Tensor:
@@ -661,6 +677,9 @@ class LatencyStragglers(StragglerModel):
         slower (see :meth:`DelayModel.times`).
     slow_factor : float
         How many times slower a slow worker is.
+    slow_probability : float
+        In [0, 1): each answer, independently, is ``slow_factor`` times slower with this
+        probability (see :meth:`DelayModel.times`).
     """
 
     settings = WaitPolicy.settings + DelayModel.settings
@@ -674,6 +693,7 @@ class LatencyStragglers(StragglerModel):
     shape = _part("delays", "shape")
     slow_fraction = _part("delays", "slow_fraction")
     slow_factor = _part("delays", "slow_factor")
+    slow_probability = _part("delays", "slow_probability")
 
     def __init__(
         self,
@@ -686,11 +706,12 @@ class LatencyStragglers(StragglerModel):
         shape: float = 2.0,
         slow_fraction: float = 0.0,
         slow_factor: float = 10.0,
+        slow_probability: float = 0.0,
     ) -> None:
         # S lives in the wait policy (StragglerModel.__init__ would store a second copy).
         self.wait = WaitPolicy(num_stragglers, deadline)
         self.delays = DelayModel(
-            distribution, shift, rate, scale, shape, slow_fraction, slow_factor
+            distribution, shift, rate, scale, shape, slow_fraction, slow_factor, slow_probability
         )
 
     def check(self, num_workers: int) -> None:

@@ -192,10 +192,11 @@ def test_loadtest_sweeps_rates_and_trials_into_load_curves(
 ):
     """Two rates, two trials: each (rate, trial) has today's files in its folder, and the load
     curves hold every (scheme, rate), each the mean of its trials' rows, each row the percentiles
-    of its latency.csv."""
+    of its latency.csv. Trial t numbers its groups from t x TRIAL_GROUPS (the workers seed their
+    delays by group, so the trials draw other delays; trial 0 from 0, as a one-trial run)."""
     import numpy as np
 
-    from nercc.tasks.loadtest import loadtest
+    from nercc.tasks.loadtest import TRIAL_GROUPS, loadtest
 
     cfg = compose_config(
         "loadtest",
@@ -241,6 +242,9 @@ def test_loadtest_sweeps_rates_and_trials_into_load_curves(
             queries = [q for q in csv.DictReader((folder / "latency.csv").open())
                        if q["scheme"] == scheme]  # fmt: skip
             assert sorted(int(q["query"]) for q in queries) == list(range(24))
+            groups = {int(q["group"]) for q in queries}
+            first = int(row["trial"]) * TRIAL_GROUPS
+            assert first <= min(groups) and max(groups) < first + 24  # warm-up's group first
             latencies = [float(q["latency_ms"]) for q in queries]
             assert float(row["p99_9_ms"]) == pytest.approx(np.percentile(latencies, 99.9))
             one = json.loads((folder / "summary.json").read_text())

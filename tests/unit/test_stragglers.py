@@ -241,6 +241,78 @@ def test_a_given_slow_mask_is_honoured(fraction):
     assert torch.equal(times, torch.where(per_pattern, base * 10.0, base))
 
 
+RARE = dict(distribution="shifted_exponential", shift=5.0, rate=0.5)
+
+
+@pytest.mark.parametrize("params", [*BASES, dict(RARE, slow_fraction=0.25, slow_factor=3.0)])
+def test_slow_probability_zero_draws_as_before(params):
+    """The default (0) draws bit for bit what the model drew without the setting, and leaves
+    the generator where it did (reference: the base formula, then the slow-worker draw)."""
+    g, g_ref = gen(21), gen(21)
+    times = DelayModel(**params, slow_probability=0.0).times(200, 10, g)
+    expected = reference_times(200, 10, g_ref, **params)
+    if params.get("slow_fraction"):
+        order = torch.rand(200, 10, generator=g_ref, dtype=torch.float64).argsort(dim=1)
+        slow = torch.zeros(200, 10, dtype=torch.bool).scatter_(1, order[:, :3], True)
+        expected = torch.where(slow, expected * params["slow_factor"], expected)
+    assert torch.equal(times, expected)
+    assert torch.equal(torch.rand(5, generator=g), torch.rand(5, generator=g_ref))
+    assert DelayModel(**params) == DelayModel(**params, slow_probability=0)
+
+
+def test_slow_answers_are_slow_factor_times_the_base_with_the_given_probability():
+    """Each answer is slow with probability 0.05, independently: over 20000 x 10 draws (seed 7)
+    the slow fraction is 0.05 within 0.003 (6 standard errors, sd = sqrt(.05 .95 / 2e5) =
+    0.00049), each of the 10 workers' within 0.008 (5 sd, sd 0.0015); a slow answer is exactly
+    10 x its base draw, the others exactly the base; the mean is (shift + 1/rate)(1 + p (f - 1))
+    = 7 x 1.45."""
+    model = DelayModel(**RARE, slow_probability=0.05, slow_factor=10.0)
+    g = gen(7)
+    times = model.times(20000, 10, g)
+    base = reference_times(20000, 10, gen(7), **RARE)  # the same first draws
+    slow = times != base
+    assert torch.equal(times[slow], base[slow] * 10.0)
+    assert torch.equal(times[~slow], base[~slow])
+    assert abs(slow.double().mean().item() - 0.05) < 0.003
+    per_worker = slow.double().mean(dim=0)
+    assert float((per_worker - 0.05).abs().max()) < 0.008
+    # mean 10.15; the sd of one delay is about 14, of the mean over 2e5 about 0.03
+    assert abs(times.mean().item() - 7.0 * 1.45) < 0.2
+    # independent of the base draw: the slow answers' base delays have the base mean (7)
+    assert abs(base[slow].mean().item() - 7.0) < 0.2
+
+
+def test_slow_answers_come_on_top_of_slow_workers_from_the_generator_after_the_base():
+    """Slow answers are drawn after the base delays (and after the per-pattern slow workers)
+    from the same generator; a slow worker's slow answer is slow_factor ** 2 times its base."""
+    model = DelayModel(**RARE, slow_fraction=0.25, slow_factor=3.0, slow_probability=0.2)
+    g = gen(13)
+    base = reference_times(400, 8, g, **RARE)
+    order = torch.rand(400, 8, generator=g, dtype=torch.float64).argsort(dim=1)
+    workers = torch.zeros(400, 8, dtype=torch.bool).scatter_(1, order[:, :2], True)
+    answers = torch.rand(400, 8, generator=g, dtype=torch.float64) < 0.2
+    expected = torch.where(workers, base * 3.0, base)  # the slow workers first, then answers
+    expected = torch.where(answers, expected * 3.0, expected)
+    assert torch.equal(model.times(400, 8, gen(13)), expected)
+    both = workers & answers
+    assert bool(both.any()) and torch.allclose(expected[both], base[both] * 9.0, rtol=1e-15)
+    # with a fixed mask the slow answers are drawn right after the base delays
+    column = torch.tensor([True, False] * 4)
+    g = gen(13)
+    base = reference_times(400, 8, g, **RARE)
+    answers = torch.rand(400, 8, generator=g, dtype=torch.float64) < 0.2
+    expected = torch.where(column, base * 3.0, base)
+    expected = torch.where(answers, expected * 3.0, expected)
+    assert torch.equal(model.times(400, 8, gen(13), slow=column), expected)
+
+
+def test_latency_stragglers_pass_slow_probability_to_their_delays():
+    model = LatencyStragglers(2, **RARE, slow_probability=0.1)
+    assert model.slow_probability == 0.1 and model.delays.slow_probability == 0.1
+    delays = DelayModel(**RARE, slow_probability=0.1)
+    assert torch.equal(model.times(50, 6, gen(3)), delays.times(50, 6, gen(3)))
+
+
 def test_slow_workers_is_a_seeded_uniform_set():
     model = DelayModel(slow_fraction=0.3)
     drawn = torch.stack([model.slow_workers(10, gen(seed)) for seed in range(2000)])
@@ -309,7 +381,8 @@ def test_latency_repr_reads_as_the_call():
     model = LatencyStragglers(3, rate=2, slow_fraction=0.1)
     text = (
         "LatencyStragglers(num_stragglers=3, deadline=None, distribution='shifted_exponential', "
-        "shift=1.0, rate=2.0, scale=1.0, shape=2.0, slow_fraction=0.1, slow_factor=10.0)"
+        "shift=1.0, rate=2.0, scale=1.0, shape=2.0, slow_fraction=0.1, slow_factor=10.0, "
+        "slow_probability=0.0)"
     )
     assert repr(model) == text
     assert repr(eval(text, {"LatencyStragglers": LatencyStragglers})) == text
@@ -350,6 +423,22 @@ def test_latency_repr_reads_as_the_call():
         (
             lambda: DelayModel(slow_factor=float("inf")),
             "slow_factor must be a finite number >= 1, got inf",
+        ),
+        (
+            lambda: DelayModel(slow_probability=1.5),
+            "slow_probability must be a finite number in [0, 1), got 1.5",
+        ),
+        (
+            lambda: DelayModel(slow_probability=1.0),
+            "slow_probability must be a finite number in [0, 1), got 1.0",
+        ),
+        (
+            lambda: DelayModel(slow_probability=-0.01),
+            "slow_probability must be a finite number in [0, 1), got -0.01",
+        ),
+        (
+            lambda: LatencyStragglers(1, slow_probability=float("nan")),
+            "slow_probability must be a finite number in [0, 1), got nan",
         ),
         (lambda: DelayModel().slow_count(0), "n must be an integer >= 1, got 0"),
         (lambda: DelayModel().slow_workers(2.0, gen()), "n must be an integer >= 1, got 2.0"),

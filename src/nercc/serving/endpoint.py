@@ -73,8 +73,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 class PredictEndpoint:
     """The Serve deployment's class: routes requests to a :class:`Frontend` built in its replica
     from ``frontend_args`` (workers, scheme, name, policy) and ``options`` (``max_wait_ms``,
-    ``kill_every``, ``seed``, ...), taking images of ``image_shape`` (channels, height, width)
-    in bodies of at most ``max_body_bytes``."""
+    ``kill_every``, ``seed``, ``first_group``, ...), taking images of ``image_shape``
+    (channels, height, width) in bodies of at most ``max_body_bytes``."""
 
     def __init__(
         self,
@@ -206,7 +206,8 @@ def http_endpoint(
 ) -> Iterator[str]:
     """Serve ``POST /predict`` and ``GET /healthz`` at ``http://<host>:<port>`` for the duration of
     the block (Ray must be initialised); yields the base URL. ``options`` go to the
-    :class:`Frontend` (``max_wait_ms``, ``kill_every``, ``seed``, ...).
+    :class:`Frontend` (``max_wait_ms``, ``kill_every``, ``seed``, ``first_group`` (the first
+    group's number: workers seed their delays by group), ...).
 
     At the end the replica stops taking queries (503) and answers those it holds, the
     application is deleted (the proxy then answers 503), and Serve is shut down when

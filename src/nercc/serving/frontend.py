@@ -178,6 +178,11 @@ class Frontend:
         >= 1, the answered groups the flag count looks back over.
     exclude_groups : int
         >= 1, the groups an excluded worker is not asked before it is probed again.
+    first_group : int
+        >= 0, the number of the first group; the next ones follow. A worker seeds its delay
+        by (seed, worker, group), so frontends over the same workers that should draw other
+        delays (the trials of a load test) start from groups far apart. ``kill_every`` counts
+        groups from this one.
     """
 
     def __init__(
@@ -196,6 +201,7 @@ class Frontend:
         flag_fraction: float = 0.5,
         flag_window: int = 20,
         exclude_groups: int = 50,
+        first_group: int = 0,
     ) -> None:
         if len(workers) < scheme.num_workers:
             raise ValueError(
@@ -211,6 +217,12 @@ class Frontend:
             or (exclude_groups < 1)
         ):
             raise ValueError(f"exclude_groups must be an integer >= 1, got {exclude_groups!r}")
+        if (
+            isinstance(first_group, bool)
+            or not isinstance(first_group, int | np.integer)
+            or first_group < 0
+        ):
+            raise ValueError(f"first_group must be an integer >= 0, got {first_group!r}")
         self.workers = list(workers[: scheme.num_workers])
         self.scheme = scheme
         self.name = name
@@ -239,7 +251,8 @@ class Frontend:
         self._queue: queue.SimpleQueue[tuple[np.ndarray, Future[Answer]] | None] = (
             queue.SimpleQueue()
         )
-        self._groups = itertools.count()
+        self.first_group = int(first_group)
+        self._groups = itertools.count(self.first_group)
         self._pool = ThreadPoolExecutor(max_groups, thread_name_prefix=f"{name}-group")
         self._closed = False
         self._lock = threading.Lock()  # submit and close: nothing queued behind the sentinel
@@ -362,7 +375,8 @@ class Frontend:
         batch = np.stack([images[i % size] for i in range(k)])  # pad by repeating, as eval does
         coded = np.ascontiguousarray(self.scheme.encode(batch), dtype=np.float32)
         victim = None
-        if self.kill_every is not None and group % self.kill_every == self.kill_every - 1:
+        sent = group - self.first_group  # the groups sent before this one
+        if self.kill_every is not None and sent % self.kill_every == self.kill_every - 1:
             victim = int(self._kill_rng.integers(n))
         outputs, available, failed, answered_by, excluded = self._gather(group, coded, victim)
         lost = self.scheme.lost(available) if available.any() else np.ones(k, dtype=bool)

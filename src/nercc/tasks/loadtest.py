@@ -40,6 +40,9 @@ COLUMNS = {
 
 #: How the load curves' spread is taken (said in load_curves.json).
 SPREAD = "min-max over the trials"
+#: Group numbers per trial: trial t's frontends number their groups from t x this (a load of
+#: far fewer groups), so that no two trials draw the same worker delays.
+TRIAL_GROUPS = 1_000_000
 
 #: The saturation rule, as load_curves.json states it.
 SATURATION_RULE = (
@@ -205,8 +208,9 @@ def _scheme_load(
         f"(K={scheme.num_inputs}, N={scheme.num_workers})"
     )
     done, kills, counts = _one_scheme(
-        cfg, plan, name, scheme, policy, workers, images, bodies, arrivals, read, run.seed
-    )
+        cfg, plan, name, scheme, policy, workers, images, bodies, arrivals, read, run.seed,
+        run.trial,
+    )  # fmt: skip
     for record in done:
         record.label = int(labels[record.query])
         record.base_prediction = int(base[record.query])
@@ -230,16 +234,18 @@ def _many(cfg: DictConfig) -> bool:
 
 def _one_scheme(
     cfg: DictConfig, plan: Any, name: str, scheme: Any, policy: Any, workers: list, images: Any,
-    bodies: list[bytes] | None, arrivals: Any, read: Any, seed: int,
+    bodies: list[bytes] | None, arrivals: Any, read: Any, seed: int, trial: int = 0,
 ) -> tuple[list, int | None, dict[str, Any]]:  # fmt: skip
     """The records of one scheme's load, how many workers it killed (fault injection; None
     over HTTP, where the frontend lives in the Serve replica), and the frontend's exclusions of
     lying workers (``exclusions``: ``{"group", "worker"}`` each, warm-up groups included).
-    ``seed`` (the trial's) draws the killed workers."""
+    ``seed`` (the trial's) draws the killed workers; the trial's groups are numbered from
+    ``trial * TRIAL_GROUPS``, so that each trial draws other worker delays (a worker seeds its
+    delay by (run seed, worker, group)) and trial 0 draws those of a one-trial run."""
     from nercc.serving import Frontend, run_load
 
     serving, load = cfg.serving, cfg.loadtest
-    options = plan.frontend_options(cfg) | {"seed": seed}
+    options = plan.frontend_options(cfg) | {"seed": seed, "first_group": trial * TRIAL_GROUPS}
     warmup = int(load.warmup)
     if load.target == "frontend":
         with Frontend(

@@ -218,7 +218,9 @@ SERVE_CASES = [
      "'normal'"),
     (["+delay.mean=3"], "delay.mean",
      "is not a setting of DelayModel (its settings: distribution, shift, rate, scale, shape, "
-     "slow_fraction, slow_factor), got 3"),
+     "slow_fraction, slow_factor, slow_probability), got 3"),
+    (["delay=rare_slow", "delay.slow_probability=1.5"], "delay.slow_probability",
+     "must be a finite number in [0, 1), got 1.5"),
 ]  # fmt: skip
 
 LOADTEST_CASES = [
@@ -386,6 +388,7 @@ def test_loadtest_refuses(compose_config, no_wandb_key, overrides, key, got):
         ("serve", [*SMALL_SERVE, "serving.num_stragglers=3"]),
         ("serve", ["delay=none", "serving.scheme=nercc", "serving.deadline_ms=5"]),
         ("serve", ["delay=slow_workers", "serving.scheme=replication"]),
+        ("serve", ["delay=rare_slow", "serving.scheme=nercc"]),
         ("loadtest", []),
         ("loadtest", ["data=synthetic", "loadtest.num_queries=256", "delay=shifted_exponential"]),
     ],
