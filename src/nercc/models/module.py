@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MaxMetric, MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-__all__ = ["ClassifierModule", "warmup_cosine"]
+__all__ = ["ClassifierModule", "optimizers", "warmup_cosine"]
 
 
 def warmup_cosine(
@@ -30,6 +30,18 @@ def warmup_cosine(
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return LambdaLR(optimizer, factor)
+
+
+def optimizers(module: pl.LightningModule, params: Any) -> Any:
+    """What ``configure_optimizers`` returns for ``params`` of ``module``: its
+    ``optimizer_factory(params=...)``, and with its ``scheduler_factory`` a per-step scheduler
+    over the trainer's estimated steps."""
+    optimizer = module.optimizer_factory(params=params)
+    if module.scheduler_factory is None:
+        return optimizer
+    total = int(module.trainer.estimated_stepping_batches)
+    scheduler = module.scheduler_factory(optimizer, total_steps=total)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 class ClassifierModule(pl.LightningModule):
@@ -129,12 +141,4 @@ class ClassifierModule(pl.LightningModule):
         self.log("test/acc", self.test_acc, on_epoch=True, prog_bar=True)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return optimizers(self, self.parameters())

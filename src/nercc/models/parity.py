@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import MaxMetric, MeanMetric
 
 from nercc.data.datamodule import ImageDataModule
+from nercc.models.module import optimizers
 
 __all__ = ["ParityData", "ParityModule", "parity_normalisation"]
 
@@ -228,12 +229,4 @@ class ParityModule(pl.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.net.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.scheduler_factory(optimizer, total_steps=total)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        return optimizers(self, self.net.parameters())  # the frozen base model is not trained
