@@ -86,24 +86,36 @@ serve-demo: $(STAMP) data
 	  adversary=sign_flip adversary.scale=10 'serving.adversaries=[2,7]' $(SERVE_ARGS)
 
 # Load curves at low redundancy: LeNet5 on Fashion-MNIST, K=4 with N=5 (S=1) and N=6 (S=2), every
-# scheme on the same N workers (uncoded uses K of them), at SWEEP_RATES q/s, 3 trials of
-# SWEEP_QUERIES queries per (scheme, rate); Pareto delays, then 1 answer in 20 (any worker) 10x
-# slower (delay=rare_slow). Each run writes load_curves.csv, load_curves.json, gap_vs_rate.png and
-# a rate_<r>/trial_<t>/ folder per load under outputs/loadtest/runs/, and prints its table.
-# hedged requests (serving.scheme=hedged) and parity models (parm, N=5 only: one parity worker
-# per group of K) join SWEEP_SCHEMES here once they are served.
-SWEEP_SCHEMES ?= [uncoded,bacc,nercc]
+# scheme on the same N workers (uncoded uses K of them, hedged K primaries and N - K spares, ParM
+# K data workers and one parity worker: N=5 only), at SWEEP_RATES q/s, 3 trials of SWEEP_QUERIES
+# queries per (scheme, rate); Pareto delays, then 1 answer in 20 (any worker) 10x slower
+# (delay=rare_slow). What is missing is made first: LeNet5, its parity model for k=4 (about 10
+# minutes on 2 cores) and NeRCC's tables for the two codes. Each run writes load_curves.csv,
+# load_curves.json, gap_vs_rate.png and a rate_<r>/trial_<t>/ folder per load under
+# outputs/loadtest/runs/, and prints its table.
+SWEEP_SCHEMES ?= [uncoded,hedged,parm,bacc,nercc]
+SWEEP_SCHEMES_N6 ?= [uncoded,hedged,bacc,nercc]
 SWEEP_RATES ?= [50,100,200,400,800,1600]
 SWEEP_QUERIES ?= 300
 SWEEP_ARGS ?=
-SWEEP = $(PY) -m nercc.loadtest coding.num_inputs=4 'loadtest.schemes=$(SWEEP_SCHEMES)' \
-  'loadtest.rates=$(SWEEP_RATES)' loadtest.trials=3 loadtest.num_queries=$(SWEEP_QUERIES)
+PARITY_K4 := $(CKPT)/parity_lenet5_fashion_mnist_k4.ckpt
+TABLE_K4 := outputs/lambdas/lenet5_fashion_mnist_nercc_K4
+SWEEP = $(PY) -m nercc.loadtest coding.num_inputs=4 'loadtest.rates=$(SWEEP_RATES)' \
+  loadtest.trials=3 loadtest.num_queries=$(SWEEP_QUERIES)
+SWEEP_N5 = $(SWEEP) coding.num_workers=5 serving.num_stragglers=1 'scheme=[all,parm]' \
+  'loadtest.schemes=$(SWEEP_SCHEMES)'
+SWEEP_N6 = $(SWEEP) coding.num_workers=6 serving.num_stragglers=2 'loadtest.schemes=$(SWEEP_SCHEMES_N6)'
 serve-sweep: $(STAMP) data
 	@test -f $(LENET) || $(PY) -m nercc.train experiment=lenet5_fashion_mnist
-	$(SWEEP) coding.num_workers=5 serving.num_stragglers=1 delay=pareto $(SWEEP_ARGS)
-	$(SWEEP) coding.num_workers=6 serving.num_stragglers=2 delay=pareto $(SWEEP_ARGS)
-	$(SWEEP) coding.num_workers=5 serving.num_stragglers=1 delay=rare_slow $(SWEEP_ARGS)
-	$(SWEEP) coding.num_workers=6 serving.num_stragglers=2 delay=rare_slow $(SWEEP_ARGS)
+	@test -f $(PARITY_K4) || $(PY) -m nercc.train experiment=parity/lenet5_k4
+	@test -f $(TABLE_K4)_N5_chebyshev.json || $(PY) -m nercc.tune experiment=paper/lenet5 \
+	  coding.num_inputs=4 coding.num_workers=5 'stragglers=[1]' tune.test=false
+	@test -f $(TABLE_K4)_N6_chebyshev.json || $(PY) -m nercc.tune experiment=paper/lenet5 \
+	  coding.num_inputs=4 coding.num_workers=6 'stragglers=[2]' tune.test=false
+	$(SWEEP_N5) delay=pareto $(SWEEP_ARGS)
+	$(SWEEP_N6) delay=pareto $(SWEEP_ARGS)
+	$(SWEEP_N5) delay=rare_slow $(SWEEP_ARGS)
+	$(SWEEP_N6) delay=rare_slow $(SWEEP_ARGS)
 
 # pytest exits 5 when it collects no test: make fails then, as it should.
 test: $(STAMP)

@@ -78,3 +78,33 @@ def checkpoints(tmp_path_factory):
     train(cfg)
     GlobalHydra.instance().clear()
     return root
+
+
+@pytest.fixture(scope="session")
+def parity(checkpoints, tmp_path_factory):
+    """A parity model (k = 2) of the synthetic LeNet5, trained one step and published beside a
+    copy of its base model."""
+    import shutil
+
+    from nercc.tasks.train import train
+
+    root = tmp_path_factory.mktemp("parity")
+    for suffix in (".ckpt", ".json"):
+        shutil.copy(checkpoints / f"lenet5_synthetic{suffix}", root / f"lenet5_synthetic{suffix}")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            ["experiment=parity/default", "data=synthetic", "parity.k=2", "callbacks=none",
+             "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"],
+            return_hydra_config=True,
+        )  # fmt: skip
+    cfg.hydra.runtime.output_dir = str(root / "run")
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(root / "run")
+        cfg.paths.checkpoint_dir = str(root)
+    metrics, _ = train(cfg)
+    GlobalHydra.instance().clear()
+    return root, metrics

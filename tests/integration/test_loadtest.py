@@ -418,3 +418,82 @@ def test_loadtest_compares_plain_and_robust_decoding_of_a_lying_worker(
     assert any("3" in r["flagged"].split() for r in rows if r["scheme"] == "nercc_robust")
     printed = capsys.readouterr().out
     assert "worker 3:" in printed and "adversarial workers [3]" in printed
+
+
+@pytest.mark.usefixtures("ray_session")
+@pytest.mark.parametrize("target", ["frontend", pytest.param("http", marks=pytest.mark.slow)])
+def test_loadtest_serves_parm_beside_hedged_and_uncoded_at_one_extra_worker(
+    compose_config, parity, tmp_path, target
+):
+    """K = 2, N = 3 with worker 0 ten times slower: ParM's parity worker runs the published
+    parity model (every worker holds it; the frontend names it on row 2), each query answered
+    once; a query decoded from both data workers is the classifier's own answer, one decoded
+    with the parity worker is recovered by subtraction."""
+    from nercc.tasks.loadtest import loadtest
+
+    root, _ = parity
+    cfg = compose_config(
+        "loadtest",
+        [
+            "data=synthetic",
+            f"paths.checkpoint_dir={root}",
+            "scheme=[nercc_vs_bacc,parm]",
+            "coding.num_inputs=2",
+            "coding.num_workers=3",
+            "serving.num_stragglers=1",
+            f"serving.port={free_port()}",
+            "delay=one_slow_worker",
+            f"loadtest.target={target}",
+            "loadtest.schemes=[uncoded,hedged,parm]",
+            "loadtest.num_queries=24",
+            "loadtest.warmup=1",
+            "loadtest.rate=100",
+            "logger=none",
+        ],
+    )
+    summary, objects = loadtest(cfg)
+    plan = objects["plan"]
+    path = str(root / "parity_lenet5_synthetic_k2.ckpt")
+    assert plan.parity_models == {path: 2} and plan.row_models("parm") == [0, 0, 1]
+    assert plan.row_models("hedged") is None and plan.row_models("uncoded") is None
+    for name in ("uncoded", "hedged", "parm"):
+        scheme = summary["schemes"][name]
+        assert (scheme["sent"], scheme["answered"], scheme["failed"]) == (24, 24, 0), name
+    rows = [r for r in csv.DictReader((tmp_path / "run" / "latency.csv").open())]
+    parm = [r for r in rows if r["scheme"] == "parm"]
+    assert sorted(int(r["query"]) for r in parm) == list(range(24))
+    for row in parm:
+        workers = set(row["workers"].split())
+        assert workers in ({"0", "1"}, {"0", "2"}, {"1", "2"}, {"0", "1", "2"}), row
+        if {"0", "1"} <= workers:
+            assert row["prediction"] == row["base_prediction"]
+    assert summary["settings"]["workers"]["parm"] == 3
+
+
+def test_loadtest_refuses_parm_without_its_parity_model_before_ray_starts(
+    compose_config, checkpoints, monkeypatch
+):
+    from nercc import serving
+    from nercc.tasks.loadtest import loadtest
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(serving, "ray_cluster", no_ray)
+
+    cfg = compose_config(
+        "loadtest",
+        [
+            "data=synthetic",
+            f"paths.checkpoint_dir={checkpoints}",
+            "scheme=[nercc_vs_bacc,parm]",
+            "coding.num_inputs=2",
+            "coding.num_workers=3",
+            "serving.num_stragglers=1",
+            "loadtest.schemes=[parm]",
+            "loadtest.num_queries=4",
+            "logger=none",
+        ],
+    )
+    with pytest.raises(FileNotFoundError, match=r"experiment=parity/"):
+        loadtest(cfg)

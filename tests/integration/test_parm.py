@@ -3,8 +3,6 @@ classifier) on the parity worker, the reconstruction metrics measure the reconst
 only, a parity model trains with Lightning for one step and publishes a checkpoint that loads
 and is checked against its base model, and the N = K + 1 experiment runs with it."""
 
-import shutil
-
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -20,7 +18,6 @@ from nercc.models import load_classifier
 from nercc.models.checkpoints import CheckpointError, load_parity, parity_checkpoint_path
 from nercc.stragglers import FixedStragglers
 from nercc.tasks.evaluate import evaluate
-from nercc.tasks.train import train
 
 K, CLASSES = 3, 4
 
@@ -128,39 +125,6 @@ def test_a_scheme_with_parity_workers_needs_its_model():
         )  # fmt: skip
     with pytest.raises(ValueError, match="scheme.parm.parity_model"):
         load_parity_models([SchemeVariant("parm", ParM(K, K + 1))], Affine())
-
-
-@pytest.fixture(scope="module")
-def parity(checkpoints, tmp_path_factory):
-    """A parity model (k = 2) of the synthetic LeNet5, trained one step and published beside a
-    copy of its base model."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from nercc.paths import CONFIG_DIR
-
-    root = tmp_path_factory.mktemp("parity")
-    for suffix in (".ckpt", ".json"):
-        shutil.copy(checkpoints / f"lenet5_synthetic{suffix}", root / f"lenet5_synthetic{suffix}")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            "train",
-            ["experiment=parity/default", "data=synthetic", "parity.k=2", "callbacks=none",
-             "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"],
-            return_hydra_config=True,
-        )  # fmt: skip
-    cfg.hydra.runtime.output_dir = str(root / "run")
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(root / "run")
-        cfg.paths.checkpoint_dir = str(root)
-    metrics, _ = train(cfg)
-    GlobalHydra.instance().clear()
-    return root, metrics
 
 
 def test_training_one_step_publishes_a_parity_model_checked_against_its_base(parity):

@@ -13,10 +13,14 @@ When the wait ends:
   input is lost: uncoded waits for all K, replication takes the first answer of each input.
 
 A worker that fails (crashed, killed, restarting) counts as a straggler, and is not asked again
-until it answers a probe. A scheme that would lose the input of a failed worker (uncoded,
-replication with every copy failed; a code with no answer at all) sends that coded input to a
-live worker instead (workers are interchangeable: each computes f of what it gets), or, when
-every worker failed, to its own worker again after a pause for Ray to restart it, for up to
+until it answers a probe. A scheme that can lose an input (uncoded, replication, ParM) sends a
+failed worker's coded input to a live worker instead: at once when no answer or pending call
+covers the input, and, once some worker has answered the group, when no answer covers it yet (the
+failed row was the redundancy against a pending call that straggles: a second copy, ParM's parity
+row), preferring workers that answered the group (they are not straggling). Workers are
+interchangeable: each runs what the coded input's row asks (f, or ParM's parity model on its
+parity row). A code sends its failed rows elsewhere only when no answer came at all. When every
+worker failed, a row goes to its own worker again after a pause for Ray to restart it, for up to
 ``retry_s`` seconds; a query whose input cannot be estimated by then fails with
 :class:`QueryFailed`. A query whose estimate is not finite (the model answered NaN or inf, or the
 decoder overflowed from finite answers) fails with :class:`NonFiniteOutputs`. Every query is
@@ -183,6 +187,12 @@ class Frontend:
         by (seed, worker, group), so frontends over the same workers that should draw other
         delays (the trials of a load test) start from groups far apart. ``kill_every`` counts
         groups from this one.
+    row_models : sequence of int, optional
+        N entries: the worker model that runs each coded input (0: the classifier; m: the
+        workers' m-th extra model, see :class:`~nercc.serving.workers.Worker`), wherever the
+        input is sent. Required when the scheme has ``parity_workers`` (ParM: the parity model
+        on row K), which must run a model other than the classifier; None: the classifier
+        everywhere.
     """
 
     def __init__(
@@ -202,6 +212,7 @@ class Frontend:
         flag_window: int = 20,
         exclude_groups: int = 50,
         first_group: int = 0,
+        row_models: Any = None,
     ) -> None:
         if len(workers) < scheme.num_workers:
             raise ValueError(
@@ -223,6 +234,7 @@ class Frontend:
             or first_group < 0
         ):
             raise ValueError(f"first_group must be an integer >= 0, got {first_group!r}")
+        self.row_models = _check_row_models(row_models, scheme, name)
         self.workers = list(workers[: scheme.num_workers])
         self.scheme = scheme
         self.name = name
@@ -461,8 +473,10 @@ class Frontend:
             )  # fmt: skip
 
     def _call(self, worker: int, row: int, group: int, coded: np.ndarray, attempt: int) -> Any:
-        """Send coded input ``row`` of ``group`` to ``worker`` (its own row on a first try)."""
-        return self.workers[worker].compute.remote(pack_input(group, attempt, coded[row : row + 1]))
+        """Send coded input ``row`` of ``group`` to ``worker`` (its own row on a first try), to
+        be run by the row's model."""
+        message = pack_input(group, attempt, coded[row : row + 1], self.row_models[row])
+        return self.workers[worker].compute.remote(message)
 
     def _gather(
         self, group: int, coded: np.ndarray, victim: int | None = None
@@ -503,7 +517,9 @@ class Frontend:
                     break
                 attempt += 1
                 busy = failed | self._health.down()
-                live = [w for w in range(n) if w not in busy]
+                # workers that answered this group first: they are not the ones straggling
+                done = set(answered_by[available].tolist())
+                live = sorted((w for w in range(n) if w not in busy), key=lambda w: w not in done)
                 if not live:  # every worker failed: give Ray a moment to restart them
                     time.sleep(min(0.02 * 2**attempt, 1.0))
                     live = sorted(rows)
@@ -623,9 +639,15 @@ class Frontend:
         return outputs, available, failed - set(excluded), answered_by, excluded
 
     def _to_resend(self, available: np.ndarray, pending: dict, unsent: set[int]) -> list[int]:
-        """The failed rows to send to another worker now: for a scheme that loses inputs, those
-        that bring back an input no answer or pending call covers; for a code, all of them once
-        nothing is pending and nothing answered."""
+        """The failed rows to send to another worker now.
+
+        For a scheme that loses inputs: at once, those that bring back an input that no answer
+        or pending call covers; and once some worker has answered the group, those that bring
+        back an input no answer covers yet (a pending call may straggle: the failed row is the
+        redundancy the scheme was given against that, ParM's parity row or a second copy), sent
+        then to a worker that answered. For a code: all of them once nothing is pending and
+        nothing answered.
+        """
         if not unsent:
             return []
         if not self.every_input:
@@ -633,8 +655,19 @@ class Frontend:
         covered = available.copy()
         for row, _ in pending.values():
             covered[row] = True
+        rows = self._restoring(covered, sorted(unsent))
+        if available.any():
+            answered = available.copy()
+            answered[rows] = True
+            rows += self._restoring(answered, sorted(unsent - set(rows)))
+        return rows
+
+    def _restoring(self, covered: np.ndarray, candidates: list[int]) -> list[int]:
+        """The rows of ``candidates`` that, added one at a time to ``covered`` (which this
+        updates), each bring back an input that ``covered`` loses; the first one when nothing is
+        covered."""
         rows = []
-        for row in sorted(unsent):
+        for row in candidates:
             if not covered.any():
                 covered[row] = True
                 rows.append(row)
@@ -657,6 +690,31 @@ class Frontend:
         if int(available.sum()) >= quorum:
             return True
         return deadline is not None and time.monotonic() >= deadline
+
+
+def _check_row_models(row_models: Any, scheme: CodingScheme, name: str) -> tuple[int, ...]:
+    """The model index of each of the scheme's N rows (all 0 for None), checked: N integers >= 0,
+    not 0 on a parity worker's row."""
+    n = scheme.num_workers
+    parity = [int(w) for w in scheme.parity_workers]
+    if row_models is None:
+        if parity:
+            raise ValueError(
+                f"row_models must give the model of each of the N={n} rows: {name} runs a "
+                f"model other than the classifier on its workers {parity}, got None"
+            )
+        return (0,) * n
+    models = tuple(row_models)
+    if len(models) != n or not all(
+        isinstance(m, int | np.integer) and not isinstance(m, bool) and m >= 0 for m in models
+    ):
+        raise ValueError(f"row_models must be N={n} integers >= 0, got {list(models)}")
+    if any(models[w] == 0 for w in parity):
+        raise ValueError(
+            f"row_models must name another model than the classifier (0) on {name}'s parity "
+            f"workers {parity}, got {list(models)}"
+        )
+    return tuple(int(m) for m in models)
 
 
 def non_finite_reason(group: int, outputs: np.ndarray, workers: tuple[int, ...]) -> str:

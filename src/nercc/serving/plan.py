@@ -1,7 +1,9 @@
 """What a checked serving config serves, shared by the serve and load-test tasks.
 
 :func:`serving_plan` builds the schemes by name with their wait policies and the workers' delay
-model (NeRCC's lambdas at S from the published table when the config leaves them open);
+model (NeRCC's lambdas at S from the published table when the config leaves them open), and the
+models that schemes run on some workers besides the classifier (ParM's parity model: every
+worker holds it, and the frontend names it in the messages of the rows that run it);
 :func:`table_warnings` words the tables tuned on another checkpoint; :func:`model_loader` is what
 each worker calls to build its classifier.
 """
@@ -61,10 +63,14 @@ class ServingPlan:
     tables: dict[str, Any] = field(default_factory=dict)  # name: the ParamTable it took, or None
     adversary: Any = None
     adversaries: list[int] = field(default_factory=list)
+    #: The checkpoints of the models that served schemes run on their ``parity_workers``, with
+    #: the group size k each was trained for; worker model m (from 1) is the m-th of them.
+    parity_models: dict[str, int] = field(default_factory=dict)
 
-    def frontend_options(self, cfg: DictConfig) -> dict[str, Any]:
-        """What every :class:`~nercc.serving.frontend.Frontend` of ``cfg`` takes besides its
-        scheme: the batching wait, the faults, the seed and the exclusion of lying workers."""
+    def frontend_options(self, cfg: DictConfig, name: str) -> dict[str, Any]:
+        """What the :class:`~nercc.serving.frontend.Frontend` of scheme ``name`` takes besides
+        the scheme: the batching wait, the faults, the seed, the exclusion of lying workers and
+        the model of each row (:meth:`row_models`)."""
         serving = cfg.serving
         return {
             "max_wait_ms": float(serving.max_wait_ms),
@@ -73,7 +79,43 @@ class ServingPlan:
             "flag_fraction": float(serving.flag_fraction),
             "flag_window": int(serving.flag_window),
             "exclude_groups": int(serving.exclude_groups),
+            "row_models": self.row_models(name),
         }
+
+    def row_models(self, name: str) -> list[int] | None:
+        """The worker model that runs each of scheme ``name``'s N rows: 0 (the classifier), and
+        on its ``parity_workers`` the place (from 1) of its ``parity_model`` among
+        :attr:`parity_models`; None for a scheme without parity workers."""
+        scheme = self.schemes[name]
+        parity = [int(w) for w in scheme.parity_workers]
+        if not parity:
+            return None
+        models = [0] * scheme.num_workers
+        for w in parity:
+            models[w] = 1 + list(self.parity_models).index(scheme.parity_model)
+        return models
+
+    def extra_models(self) -> list[functools.partial]:
+        """What each worker calls to build the :attr:`parity_models` from its classifier, in
+        order (:func:`nercc.models.checkpoints.load_parity`: a parity model trained against
+        another classifier is refused there)."""
+        from nercc.models.checkpoints import load_parity
+
+        return [functools.partial(load_parity, path, k=k) for path, k in self.parity_models.items()]
+
+    def check_parity_models(self, classifier: Any) -> None:
+        """Load each of :attr:`parity_models` once against the served ``classifier`` here, so that
+        a missing or mismatched checkpoint is one line before any worker starts.
+
+        Raises
+        ------
+        FileNotFoundError
+            No checkpoint: the message names the command that trains it.
+        CheckpointError (a ValueError)
+            One trained for another classifier or another k.
+        """
+        for build in self.extra_models():
+            build(classifier)
 
 
 def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
@@ -109,6 +151,7 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
     schemes: dict[str, Any] = {}
     policies: dict[str, Any] = {}
     tables: dict[str, Any] = {}
+    parity_models: dict[str, int] = {}
     for name in names:
         if name == UNCODED:
             schemes[name] = Uncoded(k)
@@ -132,9 +175,11 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
         tables[name] = table
         try:
             (variant,) = expand_schemes({name: node}, [s], {name: table})
-        except ValueError as error:
-            raise ConfigError(f"scheme.{name}", str(error)) from None
+        except ValueError as error:  # its message may name the scheme's node already
+            what = str(error).removeprefix(f"scheme.{name}: ")
+            raise ConfigError(f"scheme.{name}", what) from None
         schemes[name] = variant.scheme
+        _add_parity_model(name, variant.scheme, parity_models)
         if variant.source.startswith("table:") or variant.source.startswith("config+table:"):
             params = ", ".join(f"{p} {v:.3g}" for p, v in variant.params.items())
             notes.append(f"{name}: {params} from {variant.source.split('table:', 1)[1]} (S={s})")
@@ -149,7 +194,21 @@ def serving_plan(cfg: DictConfig, names: list[str]) -> ServingPlan:
         notes.append(
             f"workers {liars} answer adversarially ({adversary!r}); each corrupts its own answer"
         )
-    return ServingPlan(schemes, policies, delays, n, notes, tables, adversary, liars)
+    return ServingPlan(schemes, policies, delays, n, notes, tables, adversary, liars, parity_models)
+
+
+def _add_parity_model(name: str, scheme: Any, parity_models: dict[str, int]) -> None:
+    """Record the model that ``scheme`` runs on its parity workers (none: nothing)."""
+    if not scheme.parity_workers:
+        return
+    if not scheme.parity_model:
+        raise ConfigError(
+            f"scheme.{name}.parity_model",
+            f"{name} runs a parity model on its workers {list(scheme.parity_workers)}: give its "
+            "checkpoint",
+            scheme.parity_model,
+        )
+    parity_models[str(scheme.parity_model)] = int(scheme.num_inputs)
 
 
 def hedged_scheme(cfg: DictConfig) -> tuple[Any, str]:

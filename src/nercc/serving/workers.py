@@ -14,6 +14,10 @@ A worker given an :class:`~nercc.adversaries.Adversary` is Byzantine: it corrupt
 (the classifier's logits) with it before answering, drawing from a stream seeded by ``(seed, n,
 g, attempt)`` (:func:`adversary_seed`, apart from the delays' stream), so that the same run lies
 the same way and a restarted worker lies as it would have.
+
+A worker may hold models besides the classifier (``extra_models``: ParM's parity model), each
+built from the classifier in the worker's process; a message names the model that runs its coded
+input (0: the classifier), so that any worker can stand in for any other, a parity worker too.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import ray
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "READY_TIMEOUT_S",
+    "Message",
     "Worker",
     "adversary_seed",
     "delay_seed",
@@ -53,24 +58,34 @@ READY_TIMEOUT_S = 300.0
 MAX_CONCURRENCY = 256
 
 
-_HEADER = struct.Struct("<qqq")  # group, attempt, number of dimensions
+_HEADER = struct.Struct("<qqqq")  # group, attempt, model, number of dimensions
 
 
-def pack_input(group: int, attempt: int, coded: np.ndarray) -> bytes:
-    """One message for :meth:`Worker.compute`: a header (group, attempt, shape) and the coded
-    input's float32 values."""
+class Message(NamedTuple):
+    """What a worker is asked: its coded input for ``group`` (``attempt`` >= 1 when sent again
+    after a failure), to be run by its model ``model`` (0: the classifier)."""
+
+    group: int
+    attempt: int
+    coded: np.ndarray
+    model: int = 0
+
+
+def pack_input(group: int, attempt: int, coded: np.ndarray, model: int = 0) -> bytes:
+    """One message for :meth:`Worker.compute`: a header (group, attempt, model, shape) and the
+    coded input's float32 values."""
     coded = np.ascontiguousarray(coded, dtype=np.float32)
     shape = struct.pack(f"<{coded.ndim}q", *coded.shape)
-    return _HEADER.pack(group, attempt, coded.ndim) + shape + coded.tobytes()
+    return _HEADER.pack(group, attempt, model, coded.ndim) + shape + coded.tobytes()
 
 
-def unpack_input(message: bytes) -> tuple[int, int, np.ndarray]:
-    """``(group, attempt, coded input)`` of a :func:`pack_input` message (a writable copy)."""
-    group, attempt, ndim = _HEADER.unpack_from(message)
+def unpack_input(message: bytes) -> Message:
+    """The :class:`Message` of a :func:`pack_input` message (its coded input a writable copy)."""
+    group, attempt, model, ndim = _HEADER.unpack_from(message)
     shape = struct.unpack_from(f"<{ndim}q", message, _HEADER.size)
     start = _HEADER.size + 8 * ndim
     values = np.frombuffer(message, dtype=np.float32, offset=start).reshape(shape)
-    return group, attempt, values.copy()
+    return Message(group, attempt, values.copy(), model)
 
 
 def delay_seed(seed: int, worker: int, group: int, attempt: int = 0) -> int:
@@ -113,6 +128,10 @@ class Worker:
     adversary : Adversary, optional
         Makes this worker Byzantine: each answer is the adversary's attack on the classifier's
         logits (see :meth:`corrupt`); None answers honestly.
+    extra_models : sequence of callables
+        Models besides the classifier, model ``m`` (from 1) built by ``extra_models[m - 1]``
+        from the classifier (e.g. ParM's parity model, checked against it); a message names the
+        model that runs its coded input.
     """
 
     def __init__(
@@ -123,10 +142,14 @@ class Worker:
         slow: bool = False,
         seed: int = 0,
         adversary: Adversary | None = None,
+        extra_models: Sequence[Callable[[torch.nn.Module], torch.nn.Module]] = (),
     ) -> None:
         torch.set_num_threads(1)
         self.index = index
         self.model = load_model().eval().requires_grad_(False)
+        self.models = [self.model] + [
+            build(self.model).eval().requires_grad_(False) for build in extra_models
+        ]
         self.delays = delays
         self.slow = torch.tensor([[bool(slow)]])
         self.seed = seed
@@ -142,20 +165,31 @@ class Worker:
         return float(self.delays.times(1, 1, generator, slow=self.slow)[0, 0])
 
     def compute(self, message: bytes) -> bytes:
-        """Sleep this worker's delay for the message's group, then return the classifier's
-        logits on its coded input, as float32 bytes of shape (rows, classes).
+        """Sleep this worker's delay for the message's group, then return the logits of the
+        message's model (the classifier, or an extra model) on its coded input, as float32 bytes
+        of shape (rows, classes).
 
-        ``message`` is :func:`pack_input` of (group, attempt, coded input): this worker's own
-        coded input, or, when ``attempt`` >= 1, one sent again after its worker failed. One
+        ``message`` is :func:`pack_input` of (group, attempt, coded input, model): this worker's
+        own coded input, or, when ``attempt`` >= 1, one sent again after its worker failed. One
         bytes argument and one bytes result are the cheapest call Ray makes (a quarter less time
         than separate arguments and a tuple on a 2-core machine).
+
+        Raises
+        ------
+        ValueError
+            The message names a model this worker does not hold.
         """
-        group, attempt, inputs = unpack_input(message)
+        group, attempt, inputs, model = unpack_input(message)
+        if not 0 <= model < len(self.models):
+            raise ValueError(
+                f"model must be in [0, {len(self.models)}) (this worker holds the classifier and "
+                f"{len(self.models) - 1} extra models), got {model}"
+            )
         delay = self.delay_ms(group, attempt)
         if delay > 0:
             time.sleep(delay / 1000.0)
         with torch.inference_mode():
-            logits = self.model(torch.from_numpy(inputs)).float()
+            logits = self.models[model](torch.from_numpy(inputs)).float()
         if self.adversary is not None:
             logits = self.corrupt(logits, group, attempt)
         return logits.numpy().tobytes()
@@ -192,10 +226,12 @@ def start_workers(
     slow: Sequence[int] | None = None,
     adversary: Adversary | None = None,
     adversaries: Sequence[int] = (),
+    extra_models: Sequence[Callable[[torch.nn.Module], torch.nn.Module]] = (),
 ) -> list[Any]:
-    """Start ``num_workers`` worker actors, each building its classifier with ``load_model``, and
-    wait until all answer; the workers ``adversaries`` (indices) are Byzantine, answering with
-    ``adversary``'s attack on their own answers (see :meth:`Worker.corrupt`).
+    """Start ``num_workers`` worker actors, each building its classifier with ``load_model``
+    (and its ``extra_models`` from it, see :class:`Worker`), and wait until all answer; the
+    workers ``adversaries`` (indices) are Byzantine, answering with ``adversary``'s attack on
+    their own answers (see :meth:`Worker.corrupt`).
 
     ``load_model`` travels with each actor (a small picklable callable, so that Ray can restart
     an actor from its arguments alone; on a cluster the checkpoint must be readable from every
@@ -226,7 +262,13 @@ def start_workers(
     )
     workers = [
         actor.remote(
-            n, load_model, delays, bool(is_slow[n]), seed, adversary if n in liars else None
+            n,
+            load_model,
+            delays,
+            bool(is_slow[n]),
+            seed,
+            adversary if n in liars else None,
+            tuple(extra_models),
         )
         for n in range(num_workers)
     ]

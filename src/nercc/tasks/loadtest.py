@@ -102,6 +102,7 @@ def loadtest(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         log.info(f"note: {note}")
     for warning in table_warnings(plan, checkpoint, classifier.info["sha256"]):
         log.warning(warning)
+    plan.check_parity_models(classifier)
     runs = _run(cfg, plan, images, labels, base)
     summary, curves = _report(cfg, plan, runs, classifier.info)
     records = [record for run in runs for record in run.records]
@@ -169,6 +170,7 @@ def _run(cfg: DictConfig, plan: Any, images: Any, labels: Any, base: Any) -> lis
             serving.worker_cpus,
             adversary=plan.adversary,
             adversaries=plan.adversaries,
+            extra_models=plan.extra_models(),
         )
         freeze_startup_heap()
         try:
@@ -245,7 +247,7 @@ def _one_scheme(
     from nercc.serving import Frontend, run_load
 
     serving, load = cfg.serving, cfg.loadtest
-    options = plan.frontend_options(cfg) | {"seed": seed, "first_group": trial * TRIAL_GROUPS}
+    options = plan.frontend_options(cfg, name) | {"seed": seed, "first_group": trial * TRIAL_GROUPS}
     warmup = int(load.warmup)
     if load.target == "frontend":
         with Frontend(

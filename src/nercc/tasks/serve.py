@@ -65,6 +65,12 @@ def serve(
         log.info(f"note: {note}")
     for warning in table_warnings(plan, checkpoint, sha256):
         log.warning(warning)
+    if plan.parity_models:  # a missing or mismatched parity model: one line, before Ray
+        from nercc.models import load_classifier
+
+        plan.check_parity_models(
+            load_classifier(cfg.model_name, cfg.data.name, checkpoint.parent, **expected)
+        )
 
     scheme = plan.schemes[name]
     serving = cfg.serving
@@ -80,6 +86,7 @@ def serve(
             num_cpus=serving.worker_cpus,
             adversary=plan.adversary,
             adversaries=plan.adversaries,
+            extra_models=plan.extra_models(),
         )
         try:
             with http_endpoint(
@@ -91,7 +98,7 @@ def serve(
                 host=serving.host,
                 port=serving.port,
                 shutdown=serving.address is None,
-                **plan.frontend_options(cfg),
+                **plan.frontend_options(cfg, name),
             ) as url:
                 log.info(
                     f"serving {name} (K={scheme.num_inputs}, N={scheme.num_workers}) of "

@@ -96,7 +96,7 @@ def test_the_plan_builds_the_adversary_for_the_workers_named(compose_config):
     assert isinstance(plan.adversary, SignFlipAdversary) and plan.adversary.scale == 5.0
     assert plan.adversaries == [3]
     assert any("workers [3] answer adversarially" in note for note in plan.notes)
-    options = plan.frontend_options(cfg)
+    options = plan.frontend_options(cfg, "nercc")
     assert options["flag_fraction"] == 0.5 and options["flag_window"] == 20
     honest = serving_plan(compose_config("serve", [*SMALL, "adversary=sign_flip"]), ["nercc"])
     assert honest.adversary is None and honest.adversaries == []

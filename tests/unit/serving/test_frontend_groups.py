@@ -34,7 +34,7 @@ class RecordingWorker:
         self.ready = self
 
     def remote(self, message: bytes = b"") -> None:
-        group, _, _ = unpack_input(message)
+        group = unpack_input(message).group
         with self.lock:
             self.seen.append(group)
         raise Refuses("no compute in this test")

@@ -15,8 +15,8 @@ from nercc.stragglers import DelayModel
 def make_worker(monkeypatch):
     monkeypatch.setattr(workers_module, "freeze_startup_heap", lambda: None)
 
-    def make(index=0, delays=None, slow=False, seed=0):
-        return Worker(index, lambda: torch.nn.Flatten(), delays, slow, seed)
+    def make(index=0, delays=None, slow=False, seed=0, extra_models=()):
+        return Worker(index, lambda: torch.nn.Flatten(), delays, slow, seed, None, extra_models)
 
     return make
 
@@ -53,10 +53,33 @@ def test_no_delay_model_answers_at_once_and_computes_the_model(make_worker):
 
 def test_messages_round_trip():
     coded = np.random.default_rng(0).random((1, 3, 5, 7)).astype(np.float32)
-    group, attempt, back = unpack_input(pack_input(123456789, 2, coded))
-    assert (group, attempt) == (123456789, 2)
+    group, attempt, back, model = unpack_input(pack_input(123456789, 2, coded, model=3))
+    assert (group, attempt, model) == (123456789, 2, 3)
     np.testing.assert_array_equal(back, coded)
     assert back.flags.writeable
+    assert unpack_input(pack_input(1, 0, coded)).model == 0  # the classifier by default
+
+
+class Doubled(torch.nn.Module):
+    """An extra model built from the classifier: twice its output."""
+
+    def __init__(self, base: torch.nn.Module) -> None:
+        super().__init__()
+        self.base = base
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2.0 * self.base(x)
+
+
+def test_a_message_runs_the_model_it_names_and_an_unknown_model_is_refused(make_worker):
+    worker = make_worker(extra_models=(Doubled,))
+    coded = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    base = np.frombuffer(worker.compute(pack_input(0, 0, coded)), dtype=np.float32)
+    extra = np.frombuffer(worker.compute(pack_input(0, 0, coded, model=1)), dtype=np.float32)
+    np.testing.assert_array_equal(base, coded.ravel())
+    np.testing.assert_array_equal(extra, 2.0 * coded.ravel())
+    with pytest.raises(ValueError, match=r"model must be in \[0, 2\).*got 2"):
+        worker.compute(pack_input(0, 0, coded, model=2))
 
 
 def test_slow_workers_are_drawn_once_from_the_seed():

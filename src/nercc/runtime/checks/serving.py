@@ -60,7 +60,8 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
         if not isinstance(node, DictConfig) or "_target_" not in node:
             raise ConfigError(
                 f"scheme.{name}",
-                f"serving {name} needs its config (scheme=all has nercc, bacc and replication)",
+                f"serving {name} needs its config: scheme=all has nercc, bacc and replication; "
+                f"add others with e.g. 'scheme=[all,{name}]'",
                 node,
             )
         declared = declared_tunables(node)
@@ -247,7 +248,7 @@ def check_loadtest(cfg: DictConfig) -> None:
         raise ConfigError(
             "loadtest.schemes",
             f"must be a non-empty list of {', '.join(served_schemes(cfg))} (uncoded, hedged "
-            "and the schemes of the scheme group)",
+            "and the schemes of the scheme group; add one with e.g. 'scheme=[all,parm]')",
             names,
         )
     if len(set(items)) != len(items):
