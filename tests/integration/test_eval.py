@@ -19,7 +19,8 @@ SMALL = [
     "eval.num_patterns=2",
 ]
 COLUMNS = [
-    "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "stragglers_mean",
+    "scheme", "variant", "num_inputs", "num_workers", "order", "grouping", "num_stragglers",
+    "stragglers_mean",
     "stragglers_max", "few_answers", "num_adversaries", "adversary", "adversary_placement",
     "lam_enc", "lam_dec", "df_enc", "df_dec", "df_dec_min", "df_dec_max", "params_source", "mse",
     "mse_se", "mse_lo", "mse_hi", "acc", "base_acc", "rel_acc", "rel_acc_se", "rel_acc_lo",
@@ -247,8 +248,15 @@ def test_a_classifier_with_non_finite_outputs_fails_in_one_line(checkpoints, tmp
         ("coding.num_workers=6", "coding.num_workers: must be an integer >= coding.num_inputs K=8"),
         ("optimized_metric=coded/nercc/loss", "optimized_metric: must be coded/<scheme>/<metric>"),
         ("optimized_at=3", "optimized_at: must be null or one S of stragglers=[0, 5, 10]"),
+        ("coding.order=tsp",
+         "error: coding.order: must be one of none, pc1, spectral, path, proxy, got 'tsp'"),
+        ("coding.grouping=kmeans",
+         "error: coding.grouping: must be one of arrival, sorted, clustered, got 'kmeans'"),
+        ("coding.order=proxy",
+         "error: coding.proxy: coding.order=proxy orders by the logits of linear, not trained "
+         "for mnist at"),
     ],
-)
+)  # fmt: skip
 def test_bad_config_fails_before_any_work(tmp_path, override, message):
     # The data folder does not exist: a config error must come first.
     args = [*SMALL, "data=mnist", f"paths.data_dir={tmp_path / 'none'}", override]

@@ -142,6 +142,7 @@ class ImageDataModule(pl.LightningDataModule):
         val_idx, train_idx = order[: self.val_size], order[self.val_size :]
         if self.train_subset is not None:
             train_idx = train_idx[: int(self.train_subset)]
+        self._train_idx = train_idx
         train_x = _to_unit(arrays.train_images[train_idx.numpy()])
         self.mean = train_x.mean(dim=(0, 2, 3))
         self.std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
@@ -187,6 +188,13 @@ class ImageDataModule(pl.LightningDataModule):
             raise ValueError(f"split must be 'val' or 'test', got {split!r}")
         self.setup(split)
         return self._raw_val if split == "val" else self._raw_test
+
+    def raw_train(self, count: int) -> torch.Tensor:
+        """The first ``count`` images of the training split (fewer if it has fewer), in [0, 1]:
+        what a statistic of the training inputs is fitted on (an order's direction)."""
+        self.setup()
+        chosen = self._train_idx[: max(int(count), 0)].numpy()
+        return _to_unit(self._load().train_images[chosen])
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if not (self.augment and self.trainer is not None and self.trainer.training):

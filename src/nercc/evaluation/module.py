@@ -216,6 +216,14 @@ class CodedInferenceModule(pl.LightningModule):
         Add the metrics of the reconstructed inputs to every row (``recon_share``,
         ``recon_agreement``, ``recon_acc`` and their intervals; see :func:`direct_workers` and
         :class:`~nercc.evaluation.metrics.CodedMetrics`); off by default (``eval.reconstruction``).
+    arranger : nercc.coding.order.Arranger, optional
+        Which inputs of a batch share a group and where each sits on the curve
+        (``coding.order``, ``coding.grouping``), from the images' pixels; the same for every
+        scheme, every metric counted per input whatever its slot. None: groups of consecutive
+        inputs as they came.
+    embedding : nn.Module, optional
+        What the arranger reads of each image: this model's outputs (a cheap proxy classifier's
+        logits, ``coding.order=proxy``); None: the flattened pixels.
     """
 
     def __init__(
@@ -232,6 +240,8 @@ class CodedInferenceModule(pl.LightningModule):
         adversary: Adversary | None = None,
         parity_models: Mapping[str, nn.Module] | None = None,
         reconstruction: bool = False,
+        arranger: Any = None,
+        embedding: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if num_patterns < 1:
@@ -258,6 +268,13 @@ class CodedInferenceModule(pl.LightningModule):
         self.chunk_size = int(chunk_size)
         self.seed = int(seed)
         self.cache = cache
+        self.arranger = None if arranger is None or arranger.identity else arranger
+        self.embedding = None if embedding is None else embedding.eval().requires_grad_(False)
+        if self.arranger is not None and self.arranger.num_inputs != self.num_inputs:
+            raise ValueError(
+                f"arranger must group K={self.num_inputs} inputs, got "
+                f"num_inputs={self.arranger.num_inputs}"
+            )
         self._classifier_digest: str | None = None
         # Variants that share an encoder share the coded forward pass; each distinct encoder
         # matrix is a buffer, so it follows the module to its device.
@@ -284,11 +301,17 @@ class CodedInferenceModule(pl.LightningModule):
         for i, variant in enumerate(self.variants):
             decoders.setdefault(variant.scheme.decoder_key(), []).append(i)
         self.decoder_groups = list(decoders.values())
+        # An encoder that mixes inputs (some row with two nonzeros: a curve through them) codes
+        # the arranged groups; one that sends each worker one input (uncoded, replication) the
+        # groups as they came, so that ordering never changes its results.
+        self.encoder_arranged = []
         for j, members in enumerate(self.encoder_groups):
             matrix = torch.tensor(
                 self.variants[members[0]].scheme.encoder_matrix(), dtype=torch.float32
             )
             self.register_buffer(f"encoder_{j}", matrix, persistent=False)
+            mixes = bool(((matrix != 0).sum(dim=1) > 1).any())
+            self.encoder_arranged.append(self.arranger is not None and mixes)
         # metrics[i][c]: variant i in cell c = (S, A) (see _cell; unused where it does not run)
         cells = len(self.stragglers) * len(self.adversaries)
         self.metrics = nn.ModuleList(
@@ -400,6 +423,32 @@ class CodedInferenceModule(pl.LightningModule):
             description=description,
         )
 
+    def _arrange(self, images: torch.Tensor, arranger: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``take`` (G*K,) the input in each slot of the batch's groups and ``real`` (G*K,)
+        whether the slot holds it for the first time: ``arranger``'s
+        (:class:`~nercc.coding.order.Arranger`) of the flattened pixels, or, for None,
+        consecutive inputs, the remainder group padded with the batch's first inputs."""
+        count, k = images.shape[0], self.num_inputs
+        slots = torch.arange(-(-count // k) * k, device=images.device)
+        if arranger is None:
+            return slots % count, slots < count
+        features = images.detach()
+        if self.embedding is not None:
+            features = self.embedding(features)
+        take, real = arranger(features.flatten(1).to("cpu", torch.float64).numpy())
+        return (
+            torch.as_tensor(take, device=images.device),
+            torch.as_tensor(real, device=images.device),
+        )
+
+    def _arrangement_of(self, i: int) -> dict[str, str]:
+        """How variant i's inputs were ordered and grouped (as they came for an encoder that
+        does not mix inputs)."""
+        if not self.encoder_arranged[self.encoder_of[i]]:
+            return {"order": "none", "grouping": "arrival"}
+        assert self.arranger is not None
+        return {"order": self.arranger.order, "grouping": self.arranger.grouping}
+
     def _check_reference(self, reference: torch.Tensor, first: int) -> None:
         """Refuse a classifier whose outputs on the original inputs are not finite."""
         finite = torch.isfinite(reference).all(dim=-1)
@@ -439,16 +488,25 @@ class CodedInferenceModule(pl.LightningModule):
         k, t = self.num_inputs, self.num_patterns
         count = images.shape[0]
         groups = -(-count // k)
-        take = torch.arange(groups * k, device=images.device) % count  # padding repeats inputs
-        valid = (torch.arange(groups * k, device=images.device) < count).view(groups, 1, k)
-        valid = valid.expand(groups, t, k)
-        grouped = images[take].view(groups, k, *images.shape[1:])
-        labels = labels[take].view(groups, 1, k)
         first = int(index[0])
         digest = fingerprint(images) if self.cache is not None else None
         outputs_of_originals = self._classify(images, digest)
         self._check_reference(outputs_of_originals, first)
-        reference = outputs_of_originals[take].view(groups, 1, k, -1)
+        # slot -> input (a padding slot repeats an input), as they came and as arranged: the
+        # arrangement is for the encoders that mix inputs (a curve through them)
+        arrangements = {False: self._arrange(images, None)}
+        if self.arranger is not None:
+            arrangements[True] = self._arrange(images, self.arranger)
+        slots = {}  # per arrangement: the groups' images and what each slot is counted against
+        for arranged, (take, real) in arrangements.items():
+            slots[arranged] = (
+                images[take].view(groups, k, *images.shape[1:]),
+                (
+                    outputs_of_originals[take].view(groups, 1, k, -1),
+                    labels[take].view(groups, 1, k),
+                    real.view(groups, 1, k).expand(groups, t, k),
+                ),
+            )
 
         # The classifier once per distinct encoder, on the coded inputs of every group.
         outputs = {}
@@ -457,16 +515,23 @@ class CodedInferenceModule(pl.LightningModule):
                 continue
             n = self.variants[members[0]].scheme.num_workers
             matrix = getattr(self, f"encoder_{j}").to(images.dtype)
+            arranged = self.encoder_arranged[j]
+            grouped = slots[arranged][0]
             coded = (matrix @ grouped.reshape(groups, k, -1)).view(groups * n, *images.shape[1:])
             # pattern g * T + j meets group g
             encoder = fingerprint(matrix) if digest is not None else None
+            if encoder is not None and arranged:  # the coded inputs differ
+                encoder = fingerprint(encoder, self.arranger.describe(), arrangements[True][0])
             answers = self._classify(coded, digest, encoder).view(groups, n, -1)
             answers = self._run_parity(
                 members[0], coded.view(groups, n, *images.shape[1:]), answers
             )
             outputs[j] = answers.repeat_interleave(t, 0)
 
-        counted = (reference, labels, valid)
+        counted = {
+            i: slots[self.encoder_arranged[self.encoder_of[i]]][1]
+            for i in range(len(self.variants))
+        }
         stacks: dict[tuple[int, ...], torch.Tensor] = {}  # outputs of encoders side by side
         for s_index, s in enumerate(self.stragglers):
             model = self.models[s]
@@ -488,7 +553,7 @@ class CodedInferenceModule(pl.LightningModule):
                             estimates, params, flagged = _decode(scheme, attack[0], available)
                             cell = self._cell(s_index, a_index)
                             self._check_decoded(i, s, estimates, attack[0])
-                            self._count(i, cell, estimates, available, counted)
+                            self._count(i, cell, estimates, available, counted[i])
                             self.param_stats[i][cell].update(params)
                             self.detection[i][cell].update(flagged, attack[1])
                     continue
@@ -517,7 +582,7 @@ class CodedInferenceModule(pl.LightningModule):
                         position = encoders.index(self.encoder_of[i])
                         own = estimates[:, :, position]
                         self._check_decoded(i, s, own, attacked[:, :, position])
-                        self._count(i, cell, own, available, counted)
+                        self._count(i, cell, own, available, counted[i])
                         self.param_stats[i][cell].update(self._own(i, decoding, params))
                         self.detection[i][cell].update(flagged, adversarial)
 
@@ -726,6 +791,7 @@ class CodedInferenceModule(pl.LightningModule):
             "variant": variant.label,
             "num_inputs": variant.scheme.num_inputs,
             "num_workers": variant.scheme.num_workers,
+            **self._arrangement_of(i),
             "num_stragglers": s,
             **counts,
             "num_adversaries": a,

@@ -35,10 +35,10 @@ __all__ = [
 
 #: The columns of a result row that are not a scheme's parameters.
 FIXED_COLUMNS = (
-    "scheme", "variant", "num_inputs", "num_workers", "num_stragglers", "stragglers_mean",
-    "stragglers_max", "few_answers", "num_adversaries", "adversary", "adversary_placement",
-    "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc", "rel_acc",
-    "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement", "detection_precision",
+    "scheme", "variant", "num_inputs", "num_workers", "order", "grouping", "num_stragglers",
+    "stragglers_mean", "stragglers_max", "few_answers", "num_adversaries", "adversary",
+    "adversary_placement", "params_source", "mse", "mse_se", "mse_lo", "mse_hi", "acc", "base_acc",
+    "rel_acc", "rel_acc_se", "rel_acc_lo", "rel_acc_hi", "agreement", "detection_precision",
     "detection_recall", "flagged_mean", "recon_share", "recon_agreement", "recon_agreement_se",
     "recon_agreement_lo", "recon_agreement_hi", "recon_acc", "recon_acc_se", "recon_acc_lo",
     "recon_acc_hi", "num_inputs_evaluated", "num_patterns",
@@ -167,6 +167,12 @@ def print_results(
     detecting = any(r.get(c) is not None for r in rows for c in DETECTION_COLUMNS)
     intervals = any(_interval(r, m) for r in rows for m in INTERVAL_METRICS)
     caption = "±: 95 % interval, 1.96 SE over (group, pattern) draws" if intervals else None
+    arranged = dict.fromkeys(
+        f"inputs ordered {r['order']}, grouped {r['grouping']}"
+        for r in rows
+        if (r.get("order"), r.get("grouping")) not in ((None, None), ("none", "arrival"))
+    )
+    caption = "; ".join(filter(None, [caption, *arranged])) or None
     table = Table(title=title, caption=caption)
     table.add_column("scheme", no_wrap=True)
     counts = ("S", "S mean") if realised else ("S",)

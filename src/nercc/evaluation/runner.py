@@ -15,7 +15,10 @@ from omegaconf import DictConfig
 from nercc.evaluation.variants import SchemeVariant
 from nercc.utils.instantiate import build
 
-__all__ = ["load_parity_models", "output_cache", "run_coded"]
+__all__ = ["build_arranger", "load_parity_models", "load_proxy", "output_cache", "run_coded"]
+
+#: Training images the direction of an order or grouping is fitted on (the first ones).
+DIRECTION_IMAGES = 10_000
 
 #: The output cache of each folder, one per process: a cache that turned itself off (a full or
 #: read-only folder) stays off, with its one warning, for every evaluation of the run (the
@@ -68,6 +71,54 @@ def load_parity_models(variants: list[SchemeVariant], classifier: Any) -> dict[s
     return models
 
 
+def build_arranger(cfg: DictConfig, data: Any, num_inputs: int, embedding: Any = None) -> Any:
+    """The :class:`~nercc.coding.order.Arranger` of ``cfg.coding.order`` and
+    ``cfg.coding.grouping`` (``none`` and ``arrival`` when absent) for groups of ``num_inputs``.
+
+    Its direction (for ``pc1``, ``sorted``, ``clustered``) is the first principal direction of
+    the embeddings of the first :data:`DIRECTION_IMAGES` training images: their pixels, or the
+    ``embedding`` model's outputs (the proxy's logits) when one is given. Deterministic: the
+    same split and model, the same direction.
+    """
+    from nercc.coding.order import NEEDS_DIRECTION, Arranger, principal_direction
+
+    order = str(cfg.coding.get("order", "none"))
+    grouping = str(cfg.coding.get("grouping", "arrival"))
+    direction = None
+    if NEEDS_DIRECTION & {order, grouping}:
+        import torch
+
+        images = data.raw_train(DIRECTION_IMAGES)
+        if embedding is not None:
+            with torch.inference_mode():
+                device = next(embedding.parameters()).device
+                images = embedding(images.to(device)).cpu()
+        direction = principal_direction(images.flatten(1).double().numpy())
+    return Arranger(num_inputs, order, grouping, direction)
+
+
+def load_proxy(cfg: DictConfig, classifier: Any) -> Any:
+    """The cheap model whose outputs order the inputs when ``coding.order`` is ``proxy``: the
+    published classifier ``coding.proxy`` (e.g. ``linear``) for the run's dataset, on the
+    classifier's device; None for the other orders.
+
+    Raises
+    ------
+    FileNotFoundError
+        It is not trained: the message names the command that trains it.
+    """
+    if cfg.coding.get("order", "none") != "proxy":
+        return None
+    from nercc.models import load_classifier
+
+    device = next(classifier.parameters()).device
+    return load_classifier(
+        str(cfg.coding.proxy), cfg.data.name, cfg.paths.checkpoint_dir, device,
+        num_classes=int(cfg.data.num_classes),
+        image_shape=(int(cfg.data.channels), int(cfg.data.image_size), int(cfg.data.image_size)),
+    )  # fmt: skip
+
+
 def run_coded(
     cfg: DictConfig,
     variants: list[SchemeVariant],
@@ -111,6 +162,7 @@ def run_coded(
     from nercc.evaluation.data import CodedEvalData
     from nercc.evaluation.module import CodedInferenceModule
 
+    proxy = load_proxy(cfg, classifier)
     module = CodedInferenceModule(
         classifier,
         variants,
@@ -124,6 +176,8 @@ def run_coded(
         adversary=adversary,
         parity_models=load_parity_models(variants, classifier),
         reconstruction=bool(cfg.eval.get("reconstruction", False)),
+        arranger=build_arranger(cfg, data, variants[0].scheme.num_inputs, proxy),
+        embedding=proxy,
     )
     eval_data = CodedEvalData(data, cfg.eval.split, cfg.eval.batch_size, cfg.eval.get("limit"))
     # CodedEvalData deals whole batches to the processes: Lightning must not re-shard them.

@@ -1,4 +1,5 @@
-"""Base classifiers (LeNet5, timm RepVGG and ViT), their training module and checkpoints.
+"""Base classifiers (LeNet5, timm RepVGG and ViT; a linear one to order inputs), their training
+module and checkpoints.
 
 The names load on first use, so that a serving worker that unpickles a LeNet5 imports neither
 Lightning nor timm.
@@ -13,6 +14,7 @@ _WHERE = {
     "Classifier": "nercc.models.checkpoints",
     "ClassifierModule": "nercc.models.module",
     "LeNet5": "nercc.models.lenet5",
+    "LinearClassifier": "nercc.models.linear",
     "checkpoint_path": "nercc.models.checkpoints",
     "load_classifier": "nercc.models.checkpoints",
     "publish_classifier": "nercc.models.checkpoints",

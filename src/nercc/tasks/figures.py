@@ -232,7 +232,8 @@ class _Planned:
         self.notes: dict[tuple[str, str], list[str]] = {}
         self.model_notes: dict[str, list[str]] = {}
         self.train: list[ModelSpec] = []
-        self.tune: list[ModelSpec] = []
+        # (model, the run's coding overrides: a table is per code and arrangement of inputs)
+        self.tune: list[tuple[ModelSpec, tuple[str, ...]]] = []
         self.paths: tuple[str, ...] = ()  # the app's folders, forwarded to every run
 
 
@@ -313,12 +314,13 @@ def _plan(
                         continue
                 needs = run.spec.needs_table
                 if needs is not None and plan.tables.get(needs) is None:
+                    coding = tuple(o for o in run.spec.overrides if o.startswith("coding."))
                     if model.tune is not None or tune_missing:
-                        if model not in planned.tune:
-                            planned.tune.append(model)
+                        if (model, coding) not in planned.tune:
+                            planned.tune.append((model, coding))
                     else:
                         names = ", ".join(run.spec.names)
-                        tune = _quote(merge_overrides(model.overrides))
+                        tune = _quote(merge_overrides(model.overrides, coding))
                         notes.append(
                             f"{names}: not drawn: no tuned table of {needs} for {name} (K, N "
                             f"and points of this run) in {run_cfg.paths.lambdas_dir}; tune it "
@@ -349,15 +351,16 @@ def _train_and_tune(cfg: DictConfig, planned: _Planned, run_dir: Path) -> dict[s
         train(train_cfg)
         seconds[f"train {model.name}"] = time.perf_counter() - start
     common = tuple(OmegaConf.to_container(cfg.figures.common, resolve=True) or ())
-    for model in planned.tune:
+    for model, coding in planned.tune:
         start = time.perf_counter()
         from nercc.tasks.tune import tune
 
-        overrides = merge_overrides(common, paths, model.overrides, model.tune or ())
+        overrides = merge_overrides(common, paths, model.overrides, coding, model.tune or ())
+        name = "_".join([model.name, *(o.split("=", 1)[1] for o in coding)])
         log.info(f"tuning {model.name}: python -m nercc.tune {_quote(overrides)}")
-        tune_cfg = task_config(compose_task("tune", overrides), run_dir / "tune" / model.name)
+        tune_cfg = task_config(compose_task("tune", overrides), run_dir / "tune" / name)
         tune(tune_cfg)
-        seconds[f"tune {model.name}"] = time.perf_counter() - start
+        seconds[f"tune {name}"] = time.perf_counter() - start
     return seconds
 
 

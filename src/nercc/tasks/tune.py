@@ -313,7 +313,7 @@ def _table_content(
         "scheme": t.scheme,
         "model": cfg.model_name,
         "dataset": cfg.data.name,
-        "code": code_key(cfg.scheme[t.scheme]),
+        "code": code_key(cfg.scheme[t.scheme], cfg.coding),
         "checkpoint_sha256": classifier["sha256"],
         "params_by_stragglers": by_s,
         **per_cell,

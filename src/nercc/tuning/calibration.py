@@ -20,7 +20,7 @@ from nercc.evaluation.runner import run_coded
 from nercc.evaluation.variants import SchemeVariant, scheme_class
 from nercc.tuning.auto import AUTO, auto_table, best_rows
 from nercc.tuning.grid import TABLE_KEY, expand_schemes
-from nercc.tuning.tables import ParamTable
+from nercc.tuning.tables import ParamTable, arrangement_of
 
 __all__ = ["auto_params", "calibrate_auto", "placeholders", "with_params"]
 
@@ -127,6 +127,7 @@ def calibrate_auto(
             "model": cfg.model_name, "dataset": cfg.data.name,
         }  # fmt: skip
         code = {k: getattr(placeholder, k, None) for k in ("num_inputs", "num_workers", "points")}
+        code |= arrangement_of(cfg.coding)
         reported = {s: _reported(placeholder, params, row) for s, row in best.items()}
         tables[name] = auto_table(name, chosen, code, found_by, reported)
         summary[name] = chosen

@@ -19,16 +19,17 @@ from omegaconf import DictConfig
 
 from nercc.evaluation.variants import scheme_class
 from nercc.tuning.grid import TABLE_KEY, open_settings
-from nercc.tuning.tables import ParamTable, resolve_table
+from nercc.tuning.tables import ParamTable, arrangement_of, resolve_table
 from nercc.utils.errors import ConfigError
 
 __all__ = ["code_key", "scheme_tables", "table_notes", "untuned"]
 
 
-def code_key(node: Mapping[str, Any]) -> dict[str, Any]:
+def code_key(node: Mapping[str, Any], coding: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The code a scheme node describes, as a table records it: ``num_inputs``,
     ``num_workers`` and ``points`` (the scheme class's default layout when the node names
-    none)."""
+    none), and the arrangement of the inputs, ``coding``'s ``order`` and ``grouping`` (the
+    defaults, :data:`~nercc.tuning.tables.ARRANGEMENT_DEFAULTS`, when not given)."""
     points = node.get("points")
     if points is None:
         scheme = scheme_class(node)
@@ -38,6 +39,7 @@ def code_key(node: Mapping[str, Any]) -> dict[str, Any]:
         "num_inputs": node.get("num_inputs"),
         "num_workers": node.get("num_workers"),
         "points": points,
+        **arrangement_of(coding or {}),
     }
 
 
@@ -76,7 +78,7 @@ def scheme_tables(
         if TABLE_KEY not in node:
             tables[name] = None
             continue
-        key = code_key(node)
+        key = code_key(node, cfg.get("coding"))
         if code is not None:
             key.update(num_inputs=code["num_inputs"], num_workers=code["num_workers"])
         try:
@@ -85,6 +87,17 @@ def scheme_tables(
             )
         except ValueError as error:
             raise ConfigError(f"scheme.{name}.{TABLE_KEY}", str(error)) from None
+        table = tables[name]
+        wanted = arrangement_of(key)
+        if table is not None and arrangement_of(table.code) != wanted:
+            tuned = arrangement_of(table.code)
+            raise ConfigError(
+                f"scheme.{name}.{TABLE_KEY}",
+                f"{table.path} was tuned with the inputs ordered {tuned['order']}, grouped "
+                f"{tuned['grouping']}; this run orders them {wanted['order']}, groups them "
+                f"{wanted['grouping']} (lambdas depend on it): tune for it with python -m "
+                f"nercc.tune coding.order={wanted['order']} coding.grouping={wanted['grouping']}",
+            )
     return tables
 
 
@@ -102,14 +115,14 @@ def table_notes(cfg: DictConfig, name: str, table: ParamTable | None) -> list[st
     tuned per S, that a run with adversaries takes its choice per S at every A), or a table tuned
     for another classifier or dataset."""
     node = cfg.scheme[name]
-    code = code_key(node)
+    code = code_key(node, cfg.get("coding"))
     notes = []
     unset = open_settings(node)  # lam_enc=1e-6 with df_enc=null leaves nothing open
     if untuned(node, table) and unset:
         notes.append(
             f"no tuned table for {cfg.model_name} on {cfg.data.name} with "
-            f"K={code['num_inputs']}, N={code['num_workers']}, {code['points']} points "
-            f"in {cfg.paths.lambdas_dir}: "
+            f"K={code['num_inputs']}, N={code['num_workers']}, {code['points']} points"
+            f"{_arranged(code)} in {cfg.paths.lambdas_dir}: "
             f"{name} runs with its defaults for {', '.join(unset)} (0: interpolation). "
             f"Tune them with: python -m nercc.tune"
         )
@@ -135,3 +148,12 @@ def table_notes(cfg: DictConfig, name: str, table: ParamTable | None) -> list[st
                 f"{table.dataset}, this run evaluates {cfg.model_name} on {cfg.data.name}"
             )
     return notes
+
+
+def _arranged(code: Mapping[str, Any]) -> str:
+    """``, inputs ordered <order>, grouped <grouping>`` for an arrangement other than the
+    default, else nothing."""
+    arrangement = arrangement_of(code)
+    if arrangement == arrangement_of({}):
+        return ""
+    return f", inputs ordered {arrangement['order']}, grouped {arrangement['grouping']}"

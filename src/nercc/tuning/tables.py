@@ -27,7 +27,9 @@ from typing import Any
 from nercc.utils.io import copy_atomic, publish_lock, stage_bytes
 
 __all__ = [
+    "ARRANGEMENT_DEFAULTS",
     "ParamTable",
+    "arrangement_of",
     "load_table",
     "publish_table",
     "resolve_table",
@@ -39,6 +41,9 @@ FORMAT = "nercc-param-table"
 FORMAT_VERSION = 1
 #: The fields of a table that describe the code it was tuned for.
 CODE_KEYS = ("num_inputs", "num_workers", "points")
+#: How the inputs were arranged when the table was tuned (``coding.order``,
+#: ``coding.grouping``): lambdas depend on it. A table that records none was tuned with these.
+ARRANGEMENT_DEFAULTS = {"order": "none", "grouping": "arrival"}
 
 
 @dataclass(frozen=True)
@@ -124,17 +129,27 @@ def table_path(
     scheme : str
         The tuned scheme's config name (``nercc``): each scheme has its own table.
     code : mapping
-        ``num_inputs``, ``num_workers`` and ``points``.
+        ``num_inputs``, ``num_workers`` and ``points``, and the arrangement it is tuned for
+        (``order``, ``grouping``; :data:`ARRANGEMENT_DEFAULTS` when absent).
 
     Returns
     -------
     Path
-        ``<directory>/<model>_<dataset>_<scheme>_K<K>_N<N>_<points>.json``.
+        ``<directory>/<model>_<dataset>_<scheme>_K<K>_N<N>_<points>.json``, with
+        ``_<order>_<grouping>`` before ``.json`` when the arrangement is not the default.
     """
     if not isinstance(scheme, str) or not scheme:
         raise ValueError(f"scheme must be a scheme's config name, got {scheme!r}")
     sizes = f"K{code['num_inputs']}_N{code['num_workers']}_{code['points']}"
+    arrangement = arrangement_of(code)
+    if arrangement != ARRANGEMENT_DEFAULTS:
+        sizes += f"_{arrangement['order']}_{arrangement['grouping']}"
     return Path(directory) / f"{model}_{dataset}_{scheme}_{sizes}.json"
+
+
+def arrangement_of(code: Mapping[str, Any]) -> dict[str, str]:
+    """The ``order`` and ``grouping`` a code mapping records (the defaults where absent)."""
+    return {key: str(code.get(key) or default) for key, default in ARRANGEMENT_DEFAULTS.items()}
 
 
 def load_table(path: str | Path) -> ParamTable:
@@ -166,6 +181,9 @@ def load_table(path: str | Path) -> ParamTable:
             raise fail(f"code.{key} must be an integer >= 1, got {value!r}")
     if not isinstance(code["points"], str) or not code["points"]:
         raise fail(f"code.points must be a layout name, got {code['points']!r}")
+    for key in ARRANGEMENT_DEFAULTS:
+        if key in code and (not isinstance(code[key], str) or not code[key]):
+            raise fail(f"code.{key} must be a name, got {code[key]!r}")
     table = data.get("params_by_stragglers")
     if not isinstance(table, dict) or not table:
         raise fail(f"params_by_stragglers must map S to parameters, got {table!r}")
@@ -187,7 +205,7 @@ def load_table(path: str | Path) -> ParamTable:
         scheme=data["scheme"],
         model=data["model"],
         dataset=data["dataset"],
-        code={k: code[k] for k in CODE_KEYS},
+        code={k: code[k] for k in CODE_KEYS} | arrangement_of(code),
         by_stragglers=dict(sorted(by_stragglers.items())),
         checkpoint_sha256=digest,
         found_by=dict(found_by),

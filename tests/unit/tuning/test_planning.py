@@ -45,7 +45,33 @@ def test_a_published_table_is_found_for_the_nodes_code(tmp_path):
     assert tables["bacc"] is None  # it names no table
     assert tables["nercc"].path == path and tables["nercc"].by_stragglers[4]["lam_dec"] == 1e-4
     assert table_notes(cfg, "nercc", tables["nercc"]) == []
-    assert code_key(cfg.scheme.nercc) == CODE
+    assert code_key(cfg.scheme.nercc) == CODE | {"order": "none", "grouping": "arrival"}
+
+
+def test_a_table_is_per_arrangement_and_one_tuned_for_another_is_refused(tmp_path):
+    """Lambdas depend on how the inputs are ordered and grouped: the published table of an
+    arrangement is its own file, found only by runs with it; a table given by path that was
+    tuned for another arrangement is refused in one line naming both and the tune command."""
+    default = publish(tmp_path)
+    arranged = publish(tmp_path, CODE | {"order": "path", "grouping": "sorted"})
+    assert arranged.name == "lenet5_synthetic_nercc_K8_N20_chebyshev_path_sorted.json"
+    cfg = config(tmp_path)
+    cfg.coding = {"order": "path", "grouping": "sorted"}
+    assert scheme_tables(cfg, ["nercc"])["nercc"].path == arranged
+    cfg.coding = {"order": "pc1", "grouping": "sorted"}
+    assert scheme_tables(cfg, ["nercc"])["nercc"] is None  # none published for it
+    (note,) = table_notes(cfg, "nercc", None)
+    assert "inputs ordered pc1, grouped sorted" in note
+    cfg.scheme.nercc.lambdas = str(default)
+    with pytest.raises(ConfigError) as error:
+        scheme_tables(cfg, ["nercc"])
+    assert str(error.value) == (
+        f"scheme.nercc.lambdas: {default} was tuned with the inputs ordered none, grouped "
+        "arrival; this run orders them pc1, groups them sorted (lambdas depend on it): tune "
+        "for it with python -m nercc.tune coding.order=pc1 coding.grouping=sorted"
+    )
+    cfg.coding = {"order": "none", "grouping": "arrival"}
+    assert scheme_tables(cfg, ["nercc"])["nercc"].path == default
 
 
 def test_a_given_code_wins_over_the_nodes(tmp_path):

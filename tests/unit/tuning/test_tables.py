@@ -40,7 +40,9 @@ def test_publish_and_load_round_trip_with_a_backup(tmp_path):
         0: {"lam_enc": 0.0, "lam_dec": 0.0},
         40: {"lam_enc": 1e-8, "lam_dec": 1e-9},
     }
-    assert table.code == CODE and table.checkpoint_sha256 == "ab" * 32
+    # a table that records no arrangement was tuned with the inputs as they came
+    assert table.code == CODE | {"order": "none", "grouping": "arrival"}
+    assert table.checkpoint_sha256 == "ab" * 32
     assert table.params_at(30) == ({"lam_enc": 1e-8, "lam_dec": 1e-9}, 40)
     assert table.params_at(20) == ({"lam_enc": 0.0, "lam_dec": 0.0}, 0)  # a tie: the smaller S
     first = path.read_bytes()
