@@ -3,8 +3,8 @@
 Setting: a batch of ``--batch`` Fashion-MNIST-sized images (1 x 28 x 28, uniform noise unless
 ``--published``: the first test images), K = ``--k`` inputs per group, one thread.
 
-- ``classifier_ms_per_group``: the base classifier (LeNet5: the published one with
-  ``--published``, else an untrained one of the same size) on the batch in one forward, per
+- ``classifier_ms_per_group``: the base classifier (``--model``, LeNet5 by default: the
+  published one with ``--published``, else an untrained LeNet5) on the batch in one forward, per
   group of K: what the K inputs of a group cost f once (the workers pay it N / K times over).
 - per ``<order>/<grouping>``: ``arrange_ms_per_group``, :func:`nercc.coding.order.arrange` of
   the batch per group (for ``proxy``, with the linear proxy's forward that gives its features),
@@ -42,12 +42,12 @@ def median_s(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
-def models(published: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+def models(published: bool, model: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     if published:
         from nercc.models import load_classifier
 
         return (
-            load_classifier("lenet5", "fashion_mnist"),
+            load_classifier(model, "fashion_mnist"),
             load_classifier("linear", "fashion_mnist"),
         )
     torch.manual_seed(0)
@@ -60,9 +60,10 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--published", action="store_true")
+    parser.add_argument("--model", default="lenet5", help="with --published: lenet5, repvgg, vit")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    classifier, proxy = models(args.published)
+    classifier, proxy = models(args.published, args.model)
     if args.published:
         from nercc.data.sources import load_arrays
 
@@ -81,6 +82,7 @@ def main() -> None:
         "batch": args.batch,
         "k": args.k,
         "published": args.published,
+        "model": args.model if args.published else "lenet5 (untrained)",
         "classifier_ms_per_group": 1e3 * f_s / groups,
     }
     for order, grouping in SETTINGS:

@@ -428,7 +428,8 @@ def test_loadtest_serves_parm_beside_hedged_and_uncoded_at_one_extra_worker(
     """K = 2, N = 3 with worker 0 ten times slower: ParM's parity worker runs the published
     parity model (every worker holds it; the frontend names it on row 2), each query answered
     once; a query decoded from both data workers is the classifier's own answer, one decoded
-    with the parity worker is recovered by subtraction."""
+    with the parity worker is recovered by subtraction. ParM's queries are grouped and ordered
+    (two groups' worth sorted, each group along a path), which the settings record."""
     from nercc.tasks.loadtest import loadtest
 
     root, _ = parity
@@ -443,6 +444,9 @@ def test_loadtest_serves_parm_beside_hedged_and_uncoded_at_one_extra_worker(
             "serving.num_stragglers=1",
             f"serving.port={free_port()}",
             "delay=one_slow_worker",
+            "coding.order=path",  # ParM mixes inputs: its groups are arranged, the others' not
+            "coding.grouping=sorted",
+            "serving.buffer=2",
             f"loadtest.target={target}",
             "loadtest.schemes=[uncoded,hedged,parm]",
             "loadtest.num_queries=24",
@@ -468,6 +472,9 @@ def test_loadtest_serves_parm_beside_hedged_and_uncoded_at_one_extra_worker(
         if {"0", "1"} <= workers:
             assert row["prediction"] == row["base_prediction"]
     assert summary["settings"]["workers"]["parm"] == 3
+    settings = summary["settings"]
+    assert (settings["order"], settings["grouping"], settings["buffer"]) == ("path", "sorted", 2)
+    assert plan.arranger.order == "path" and plan.arranger.direction is not None
 
 
 def test_loadtest_refuses_parm_without_its_parity_model_before_ray_starts(

@@ -120,3 +120,48 @@ def test_a_frontend_without_the_row_models_of_a_parity_scheme_is_refused(
         Frontend(workers, ParM(K, N, parity_model="g"), "parm", WaitPolicy(1), row_models=[0] * 3)
     with pytest.raises(ValueError, match=r"row_models must be N=3 integers >= 0, got \[0, 1\]"):
         Frontend(workers, ParM(K, N, parity_model="g"), "parm", WaitPolicy(1), row_models=[0, 1])
+
+
+def test_the_frontend_groups_and_orders_a_buffer_of_queries_and_answers_each_its_own(
+    workers_of,  # noqa: F811 (the fixture imported above)
+):
+    """Two clouds of queries (dark and bright images) sent interleaved; with buffer=2 (4
+    queries) and clustered grouping each group holds one cloud, and ParM's exact decode still
+    answers every query with f of that query (a wrong mapping back would give another's)."""
+    from nercc.coding.order import Arranger, principal_direction
+
+    rng = np.random.default_rng(9)
+    dark = 0.1 * rng.random((4, 1, 4, 4))
+    bright = 0.9 + 0.1 * rng.random((4, 1, 4, 4))
+    queries = np.empty((8, 1, 4, 4), dtype=np.float32)
+    queries[0::2], queries[1::2] = dark, bright
+    direction = principal_direction(queries.reshape(8, -1))
+    workers = workers_of(affine, N, None, extra_models=[parity_of])
+    arranger = Arranger(K, "path", "clustered", direction)
+    with Frontend(
+        workers, ParM(K, N, parity_model="g"), "parm", WaitPolicy(1), max_wait_ms=2000,
+        keep_traces=True, row_models=[0, 0, 1], arranger=arranger, buffer=2,
+    ) as front:  # fmt: skip
+        futures = [front.submit(image) for image in queries]
+        answers = [future.result(timeout=120) for future in futures]
+    np.testing.assert_allclose([a.logits for a in answers], exact(queries), rtol=1e-4, atol=1e-4)
+    assert len({(a.group, a.position) for a in answers}) == 8
+    for trace in front.traces:
+        brightness = trace.coded[:K].mean(axis=(1, 2, 3))
+        assert (brightness < 0.5).all() or (brightness > 0.5).all()  # one cloud per group
+
+
+def test_schemes_that_do_not_mix_inputs_are_not_arranged(
+    workers_of,  # noqa: F811 (the fixture imported above)
+):
+    from nercc.coding import BACC, Uncoded
+    from nercc.coding.order import Arranger
+
+    workers = workers_of(affine, N, None)
+    arranger = Arranger(K, "path")
+    with Frontend(workers, Uncoded(K), "uncoded", WaitPolicy(0), arranger=arranger) as front:
+        assert front.arranger is None
+    with Frontend(workers, BACC(K, N), "bacc", WaitPolicy(1), arranger=arranger) as front:
+        assert front.arranger is arranger
+    with pytest.raises(ValueError, match="buffer must be an integer >= 1, got 0"):
+        Frontend(workers, BACC(K, N), "bacc", WaitPolicy(1), buffer=0)

@@ -217,6 +217,14 @@ class CodingScheme(ABC):
                 encoder = self._encoder
         return encoder
 
+    @property
+    def mixes_inputs(self) -> bool:
+        """Whether some worker computes on a mix of inputs (a row of ``E`` with two nonzeros): a
+        curve through the group's inputs (NeRCC, BACC) or a sum (ParM). Only for such a scheme
+        do the order and grouping of the inputs matter (:mod:`nercc.coding.order`); uncoded and
+        replication send each worker one input as it is."""
+        return bool((np.count_nonzero(self.encoder_matrix(), axis=1) > 1).any())
+
     def decoder_matrix(self, available: Any) -> np.ndarray:
         """Return the read-only decoder ``D_F`` of shape (K, N) for one pattern.
 

@@ -25,7 +25,7 @@ Groupings of a batch (``GROUPINGS``):
 - ``arrival``: consecutive inputs, as they came.
 - ``sorted``: the batch sorted by its projection on the direction, cut into groups of K.
 - ``clustered``: balanced k-means into groups of K (each group K inputs), started from
-  ``sorted``.
+  ``sorted``: each round places the inputs by proposals to the nearest centre with room.
 
 A batch whose size is not a multiple of K leaves a remainder group, padded with copies of its
 own inputs (in the same slots as its last one: a copy next to its original adds no roughness).
@@ -258,29 +258,20 @@ def _group(x: np.ndarray, k: int, grouping: str, key: np.ndarray | None) -> np.n
 
 
 def _balanced_kmeans(x: np.ndarray, members: np.ndarray, k: int) -> np.ndarray:
-    """Balanced k-means from ``members``: each round, inputs go to the nearest centre with room
-    (the closest (input, centre) pairs first), each group taking K (the last one what is
+    """Balanced k-means from ``members``: each round, every unplaced input proposes to its
+    nearest centre with room, and each centre takes the nearest of its proposers that fit (ties
+    by input index), until every input is placed (each group takes K, the last one what is
     left); stops when the within-group squared distance stops falling."""
     count = x.shape[0]
     groups = members.shape[0]
     capacity = np.full(groups, k)
     capacity[-1] = count - k * (groups - 1)
+    norms = (x**2).sum(axis=1)
     best, best_cost = members, _within(x, members)
     for _ in range(MAX_ROUNDS):
         centres = np.stack([x[row[row >= 0]].mean(axis=0) for row in best])
-        distances = ((x[:, None, :] - centres[None]) ** 2).sum(axis=2)  # (B, G)
-        pairs = np.argsort(distances, axis=None, kind="stable")
-        assigned = np.full(count, -1)
-        room = capacity.copy()
-        left = count
-        for flat in pairs:
-            i, c = divmod(int(flat), groups)
-            if assigned[i] < 0 and room[c] > 0:
-                assigned[i] = c
-                room[c] -= 1
-                left -= 1
-                if not left:
-                    break
+        distances = norms[:, None] - 2.0 * x @ centres.T + (centres**2).sum(axis=1)[None]
+        assigned = _place(distances, capacity)
         rows = np.full((groups, k), -1)
         for c in range(groups):
             chosen = np.flatnonzero(assigned == c)
@@ -290,6 +281,25 @@ def _balanced_kmeans(x: np.ndarray, members: np.ndarray, k: int) -> np.ndarray:
             break
         best, best_cost = rows, cost
     return best
+
+
+def _place(distances: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """The centre of each input (B,) under the capacities: rounds of proposals to the nearest
+    centre with room, each centre accepting its nearest proposers up to its room."""
+    count, groups = distances.shape
+    assigned = np.full(count, -1)
+    room = capacity.copy()
+    while (free := np.flatnonzero(assigned < 0)).size:
+        d = np.where(room[None, :] > 0, distances[free], np.inf)
+        choice = d.argmin(axis=1)
+        dist = d[np.arange(free.size), choice]
+        order = np.lexsort((dist, choice))  # by centre, then distance; stable: then by index
+        ranked = choice[order]
+        rank = np.arange(order.size) - np.searchsorted(ranked, ranked, side="left")
+        accept = rank < room[ranked]
+        assigned[free[order[accept]]] = ranked[accept]
+        room -= np.bincount(ranked[accept], minlength=groups)
+    return assigned
 
 
 def _within(x: np.ndarray, members: np.ndarray) -> float:

@@ -301,16 +301,16 @@ class CodedInferenceModule(pl.LightningModule):
         for i, variant in enumerate(self.variants):
             decoders.setdefault(variant.scheme.decoder_key(), []).append(i)
         self.decoder_groups = list(decoders.values())
-        # An encoder that mixes inputs (some row with two nonzeros: a curve through them) codes
-        # the arranged groups; one that sends each worker one input (uncoded, replication) the
-        # groups as they came, so that ordering never changes its results.
+        # An encoder that mixes inputs (``mixes_inputs``) codes the arranged groups; one that
+        # sends each worker one input (uncoded, replication) the groups as they came, so that
+        # ordering never changes its results.
         self.encoder_arranged = []
         for j, members in enumerate(self.encoder_groups):
             matrix = torch.tensor(
                 self.variants[members[0]].scheme.encoder_matrix(), dtype=torch.float32
             )
             self.register_buffer(f"encoder_{j}", matrix, persistent=False)
-            mixes = bool(((matrix != 0).sum(dim=1) > 1).any())
+            mixes = self.variants[members[0]].scheme.mixes_inputs
             self.encoder_arranged.append(self.arranger is not None and mixes)
         # metrics[i][c]: variant i in cell c = (S, A) (see _cell; unused where it does not run)
         cells = len(self.stragglers) * len(self.adversaries)

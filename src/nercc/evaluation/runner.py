@@ -97,10 +97,10 @@ def build_arranger(cfg: DictConfig, data: Any, num_inputs: int, embedding: Any =
     return Arranger(num_inputs, order, grouping, direction)
 
 
-def load_proxy(cfg: DictConfig, classifier: Any) -> Any:
+def load_proxy(cfg: DictConfig, device: Any = "cpu") -> Any:
     """The cheap model whose outputs order the inputs when ``coding.order`` is ``proxy``: the
-    published classifier ``coding.proxy`` (e.g. ``linear``) for the run's dataset, on the
-    classifier's device; None for the other orders.
+    published classifier ``coding.proxy`` (e.g. ``linear``) for the run's dataset, on
+    ``device``; None for the other orders.
 
     Raises
     ------
@@ -111,7 +111,6 @@ def load_proxy(cfg: DictConfig, classifier: Any) -> Any:
         return None
     from nercc.models import load_classifier
 
-    device = next(classifier.parameters()).device
     return load_classifier(
         str(cfg.coding.proxy), cfg.data.name, cfg.paths.checkpoint_dir, device,
         num_classes=int(cfg.data.num_classes),
@@ -162,7 +161,7 @@ def run_coded(
     from nercc.evaluation.data import CodedEvalData
     from nercc.evaluation.module import CodedInferenceModule
 
-    proxy = load_proxy(cfg, classifier)
+    proxy = load_proxy(cfg, next(classifier.parameters()).device)
     module = CodedInferenceModule(
         classifier,
         variants,

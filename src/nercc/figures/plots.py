@@ -48,7 +48,9 @@ LABEL_COLORS = {
     "BACC robust": "tab:brown",
     "NeRCC robust (0, 0)": "tab:purple",
 }
-SPARE_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+#: Colours for other labels, the first one not yet used in the figure (ten distinct curves).
+SPARE_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:blue",
+                "tab:orange", "tab:green", "tab:red", "tab:gray")  # fmt: skip
 METRIC_NAMES = {"mse": "mse", "rel_acc": "relative accuracy", "acc": "accuracy",
                 "agreement": "agreement"}  # fmt: skip
 

@@ -193,6 +193,16 @@ class Frontend:
         input is sent. Required when the scheme has ``parity_workers`` (ParM: the parity model
         on row K), which must run a model other than the classifier; None: the classifier
         everywhere.
+    arranger : nercc.coding.order.Arranger, optional
+        Orders (and groups) the queries before encoding, for a scheme that mixes inputs
+        (``mixes_inputs``); its time is in every query's latency. None: as they came.
+    buffer : int
+        >= 1, the groups' worth of queries (``buffer`` x K) the batcher takes before arranging
+        them into groups (the first waits at most ``max_wait_ms`` for the rest): more lets a
+        grouping put similar queries together, at the price of waiting for them.
+    embedding : callable, optional
+        What the arranger reads of the queries: ``embedding(images (B, C, H, W) float32 tensor)``
+        (the proxy's logits); None: the flattened pixels.
     """
 
     def __init__(
@@ -213,6 +223,9 @@ class Frontend:
         exclude_groups: int = 50,
         first_group: int = 0,
         row_models: Any = None,
+        arranger: Any = None,
+        buffer: int = 1,
+        embedding: Any = None,
     ) -> None:
         if len(workers) < scheme.num_workers:
             raise ValueError(
@@ -235,6 +248,18 @@ class Frontend:
         ):
             raise ValueError(f"first_group must be an integer >= 0, got {first_group!r}")
         self.row_models = _check_row_models(row_models, scheme, name)
+        if isinstance(buffer, bool) or not isinstance(buffer, int | np.integer) or buffer < 1:
+            raise ValueError(f"buffer must be an integer >= 1, got {buffer!r}")
+        if arranger is not None and arranger.num_inputs != scheme.num_inputs:
+            raise ValueError(
+                f"arranger must group K={scheme.num_inputs} queries, got "
+                f"num_inputs={arranger.num_inputs}"
+            )
+        self.buffer = int(buffer)
+        # only a scheme that mixes inputs is arranged (uncoded, replication: as they came)
+        mixes = arranger is not None and not arranger.identity and scheme.mixes_inputs
+        self.arranger = arranger if mixes else None
+        self.embedding = embedding
         self.workers = list(workers[: scheme.num_workers])
         self.scheme = scheme
         self.name = name
@@ -354,7 +379,7 @@ class Frontend:
             items = [item]
             deadline = time.monotonic() + self.max_wait
             closing = False
-            while len(items) < k:
+            while len(items) < k * self.buffer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -366,9 +391,31 @@ class Frontend:
                     closing = True
                     break
                 items.append(item)
-            self._pool.submit(self._answer_group, next(self._groups), items)
+            for members in self._arrange(items):
+                self._pool.submit(self._answer_group, next(self._groups), members)
             if closing:
                 return
+
+    def _arrange(self, items: list[tuple[np.ndarray, Future[Answer]]]) -> list[list[Any]]:
+        """The groups of K (the last one possibly partial) of a buffer of queries: the
+        arranger's groups, each in curve order, or consecutive queries without one."""
+        k = self.scheme.num_inputs
+        if self.arranger is None or len(items) == 1:
+            return [items[i : i + k] for i in range(0, len(items), k)]
+        images = np.stack([image for image, _ in items])
+        if self.embedding is None:
+            features = images.reshape(len(items), -1)
+        else:
+            import torch
+
+            with torch.inference_mode():
+                features = self.embedding(torch.from_numpy(images)).numpy()
+        take, real = self.arranger(features.reshape(len(items), -1))
+        groups = []
+        for slots in np.arange(take.size).reshape(-1, k):
+            members = [items[int(take[j])] for j in slots if real[j]]
+            groups.append(members)
+        return groups
 
     def _answer_group(self, group: int, items: list[tuple[np.ndarray, Future[Answer]]]) -> None:
         futures = [future for _, future in items]

@@ -66,6 +66,19 @@ class ServingPlan:
     #: The checkpoints of the models that served schemes run on their ``parity_workers``, with
     #: the group size k each was trained for; worker model m (from 1) is the m-th of them.
     parity_models: dict[str, int] = field(default_factory=dict)
+    #: How the frontend orders and groups the queries (``coding.order``, ``coding.grouping``;
+    #: :meth:`arrange_with`), and the proxy whose logits it reads (``order=proxy``).
+    arranger: Any = None
+    embedding: Any = None
+
+    def arrange_with(self, cfg: DictConfig, data: Any) -> None:
+        """Build :attr:`arranger` (and :attr:`embedding`) from ``cfg.coding``: the evaluation's
+        rule (:func:`nercc.evaluation.runner.build_arranger`, its direction fitted on ``data``'s
+        training images), for groups of ``coding.num_inputs``."""
+        from nercc.evaluation.runner import build_arranger, load_proxy
+
+        self.embedding = load_proxy(cfg)
+        self.arranger = build_arranger(cfg, data, int(cfg.coding.num_inputs), self.embedding)
 
     def frontend_options(self, cfg: DictConfig, name: str) -> dict[str, Any]:
         """What the :class:`~nercc.serving.frontend.Frontend` of scheme ``name`` takes besides
@@ -80,6 +93,9 @@ class ServingPlan:
             "flag_window": int(serving.flag_window),
             "exclude_groups": int(serving.exclude_groups),
             "row_models": self.row_models(name),
+            "arranger": self.arranger,
+            "buffer": int(serving.get("buffer", 1)),
+            "embedding": self.embedding,
         }
 
     def row_models(self, name: str) -> list[int] | None:

@@ -103,6 +103,7 @@ def loadtest(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     for warning in table_warnings(plan, checkpoint, classifier.info["sha256"]):
         log.warning(warning)
     plan.check_parity_models(classifier)
+    plan.arrange_with(cfg, loaded.data)
     runs = _run(cfg, plan, images, labels, base)
     summary, curves = _report(cfg, plan, runs, classifier.info)
     records = [record for run in runs for record in run.records]
@@ -338,6 +339,9 @@ def _settings(cfg: DictConfig, plan: Any) -> dict[str, Any]:
         "num_stragglers": int(cfg.serving.num_stragglers),
         "deadline_ms": cfg.serving.deadline_ms,
         "max_wait_ms": float(cfg.serving.max_wait_ms),
+        "order": str(cfg.coding.get("order", "none")),
+        "grouping": str(cfg.coding.get("grouping", "arrival")),
+        "buffer": int(cfg.serving.get("buffer", 1)),
         "kill_every": cfg.serving.kill_every,
         "delay": plain(cfg)["delay"],
         "target": cfg.loadtest.target,

@@ -71,6 +71,14 @@ def serve(
         plan.check_parity_models(
             load_classifier(cfg.model_name, cfg.data.name, checkpoint.parent, **expected)
         )
+    if (
+        cfg.coding.get("order", "none") != "none"
+        or cfg.coding.get("grouping", "arrival") != "arrival"
+    ):
+        from nercc.utils.instantiate import build
+
+        data = build(cfg.data)  # the training images an order's direction is fitted on
+        plan.arrange_with(cfg, data)
 
     scheme = plan.schemes[name]
     serving = cfg.serving

@@ -258,3 +258,27 @@ def check_checkpoint_exists(cfg: DictConfig) -> Path:
             model,
         )
     return path
+
+
+def check_arrangement(cfg: DictConfig) -> None:
+    """``coding.order`` and ``coding.grouping`` name an order and a grouping of
+    :mod:`nercc.coding.order` (``none`` and ``arrival`` when absent), and, for ``order=proxy``,
+    ``coding.proxy`` names a model trained for the run's dataset (its checkpoint is there; its
+    content is checked when it is loaded)."""
+    from nercc.coding.order import GROUPINGS, ORDERS
+
+    choice(cfg, "coding.grouping", GROUPINGS, default="arrival")
+    if choice(cfg, "coding.order", ORDERS, default="none") != "proxy":
+        return
+    proxy = get(cfg, "coding.proxy", None)
+    if not isinstance(proxy, str) or not proxy:
+        raise ConfigError("coding.proxy", "must name the model whose logits order (linear)", proxy)
+    dataset = cfg.data.name
+    path = Path(str(get(cfg, "paths.checkpoint_dir"))) / f"{proxy}_{dataset}.ckpt"
+    if not path.is_file():
+        raise ConfigError(
+            "coding.proxy",
+            f"coding.order=proxy orders by the logits of {proxy}, not trained for {dataset} at "
+            f"{path}; train it with: python -m nercc.train model={proxy} data={dataset}",
+            proxy,
+        )

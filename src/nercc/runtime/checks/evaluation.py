@@ -3,15 +3,14 @@ estimate."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from nercc.coding.order import GROUPINGS, ORDERS
 from nercc.data.sources import SYNTHETIC_DEFAULTS
 from nercc.runtime.checks.adversaries import check_adversaries
 from nercc.runtime.checks.common import (
+    check_arrangement,
     check_data,
     check_loggers,
     check_seed,
@@ -39,9 +38,7 @@ def check_eval(cfg: DictConfig) -> None:
     n = integer(cfg, "coding.num_workers", k, low_text=f"coding.num_inputs K={k}")
     assert k is not None and n is not None
     choice(cfg, "eval.split", ("test", "val"))
-    if choice(cfg, "coding.order", ORDERS, default="none") == "proxy":
-        _check_proxy(cfg)
-    choice(cfg, "coding.grouping", GROUPINGS, default="arrival")
+    check_arrangement(cfg)
     batch = integer(cfg, "eval.batch_size", k, low_text=f"K={k}")
     patterns = integer(cfg, "eval.num_patterns", 1)
     integer(cfg, "eval.chunk_size", 1)
@@ -135,20 +132,3 @@ def available_memory_bytes() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-def _check_proxy(cfg: DictConfig) -> None:
-    """``coding.proxy`` names a model trained for the run's dataset (its checkpoint is there;
-    its content is checked when it is loaded)."""
-    proxy = get(cfg, "coding.proxy", None)
-    if not isinstance(proxy, str) or not proxy:
-        raise ConfigError("coding.proxy", "must name the model whose logits order (linear)", proxy)
-    dataset = cfg.data.name
-    path = Path(str(get(cfg, "paths.checkpoint_dir"))) / f"{proxy}_{dataset}.ckpt"
-    if not path.is_file():
-        raise ConfigError(
-            "coding.proxy",
-            f"coding.order=proxy orders by the logits of {proxy}, not trained for {dataset} at "
-            f"{path}; train it with: python -m nercc.train model={proxy} data={dataset}",
-            proxy,
-        )

@@ -10,7 +10,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nercc.data.sources import SYNTHETIC_DEFAULTS
 from nercc.evaluation.variants import scheme_class
-from nercc.runtime.checks.common import check_data, check_loggers, check_seed, check_writable
+from nercc.runtime.checks.common import (
+    check_arrangement,
+    check_data,
+    check_loggers,
+    check_seed,
+    check_writable,
+)
 from nercc.runtime.checks.readers import (
     as_list,
     choice,
@@ -84,6 +90,8 @@ def check_serve(cfg: DictConfig, schemes: Sequence[str] | None = None, http: boo
     check_hedging(cfg, schemes, k, n)
     number(cfg, "serving.deadline_ms", 0.0, low_open=True, optional=True)
     number(cfg, "serving.max_wait_ms", 0.0)
+    check_arrangement(cfg)
+    integer(cfg, "serving.buffer", 1, default=1)
     integer(cfg, "serving.kill_every", 1, optional=True)
     address = get(cfg, "serving.address", None)
     if address is not None and not (
