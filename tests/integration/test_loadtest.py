@@ -299,7 +299,8 @@ def test_loadtest_over_http(compose_config, checkpoints, tmp_path):
 
 @pytest.mark.usefixtures("ray_session")
 def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints, caplog):
-    """It warns, as the evaluation does, that its table was tuned on another checkpoint."""
+    """It warns, as the evaluation does, that its table was tuned on another checkpoint; with
+    the queries ordered and grouped it takes the table tuned for that arrangement."""
     import threading
     import urllib.request
 
@@ -320,9 +321,12 @@ def test_serve_command_answers_a_png_until_stopped(compose_config, checkpoints, 
             "serving.num_stragglers=1",
             f"serving.port={port}",
             "delay=none",
+            "coding.order=path",  # the queries arranged: its table is the one for that
+            "coding.grouping=sorted",
         ],
     )
-    code = {"num_inputs": 2, "num_workers": 4, "points": "chebyshev"}
+    code = {"num_inputs": 2, "num_workers": 4, "points": "chebyshev", "order": "path"}
+    code["grouping"] = "sorted"
     table = table_path(cfg.paths.lambdas_dir, "lenet5", "synthetic", "nercc", code)
     table.parent.mkdir(parents=True)
     table.write_text(json.dumps(table_document({
