@@ -56,27 +56,31 @@ def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
     GlobalHydra.instance().clear()
 
 
-@pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory):
-    """A LeNet5 trained for a few epochs on the synthetic images, published in a scratch folder."""
+def _train_into(root: Path, overrides: list[str]) -> dict:
+    """Run ``nercc.train`` with ``overrides`` (plus no callbacks, logger or bars) publishing into
+    ``root``; its metrics."""
     from nercc.tasks.train import train
 
-    root = tmp_path_factory.mktemp("published")
     GlobalHydra.instance().clear()
+    quiet = ["callbacks=none", "logger=none", "trainer.enable_progress_bar=false",
+             "trainer.enable_model_summary=false"]  # fmt: skip
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            "train",
-            ["data=synthetic", "callbacks=none", "logger=none", "trainer.max_epochs=3",
-             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"],
-            return_hydra_config=True,
-        )  # fmt: skip
+        cfg = compose("train", [*overrides, *quiet], return_hydra_config=True)
     cfg.hydra.runtime.output_dir = str(root / "run")
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.paths.output_dir = str(root / "run")
         cfg.paths.checkpoint_dir = str(root)
-    train(cfg)
+    metrics, _ = train(cfg)
     GlobalHydra.instance().clear()
+    return metrics
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """A LeNet5 trained for a few epochs on the synthetic images, published in a scratch folder."""
+    root = tmp_path_factory.mktemp("published")
+    _train_into(root, ["data=synthetic", "trainer.max_epochs=3"])
     return root
 
 
@@ -86,25 +90,9 @@ def parity(checkpoints, tmp_path_factory):
     copy of its base model."""
     import shutil
 
-    from nercc.tasks.train import train
-
     root = tmp_path_factory.mktemp("parity")
     for suffix in (".ckpt", ".json"):
         shutil.copy(checkpoints / f"lenet5_synthetic{suffix}", root / f"lenet5_synthetic{suffix}")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            "train",
-            ["experiment=parity/default", "data=synthetic", "parity.k=2", "callbacks=none",
-             "logger=none", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-             "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"],
-            return_hydra_config=True,
-        )  # fmt: skip
-    cfg.hydra.runtime.output_dir = str(root / "run")
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(root / "run")
-        cfg.paths.checkpoint_dir = str(root)
-    metrics, _ = train(cfg)
-    GlobalHydra.instance().clear()
-    return root, metrics
+    overrides = ["experiment=parity/default", "data=synthetic", "parity.k=2",
+                 "trainer.max_epochs=1", "trainer.limit_train_batches=1"]  # fmt: skip
+    return root, _train_into(root, overrides)

@@ -249,7 +249,7 @@ def check_checkpoint_exists(cfg: DictConfig) -> Path:
     """The published classifier the evaluation loads is there (its content is checked when it
     is loaded); a missing one is found before any data is read."""
     model, dataset = get(cfg, "model_name"), cfg.data.name
-    path = Path(str(get(cfg, "paths.checkpoint_dir"))) / f"{model}_{dataset}.ckpt"
+    path = _published(cfg, model)
     if not path.is_file():
         raise ConfigError(
             "model",
@@ -274,7 +274,7 @@ def check_arrangement(cfg: DictConfig) -> None:
     if not isinstance(proxy, str) or not proxy:
         raise ConfigError("coding.proxy", "must name the model whose logits order (linear)", proxy)
     dataset = cfg.data.name
-    path = Path(str(get(cfg, "paths.checkpoint_dir"))) / f"{proxy}_{dataset}.ckpt"
+    path = _published(cfg, proxy)
     if not path.is_file():
         raise ConfigError(
             "coding.proxy",
@@ -282,3 +282,8 @@ def check_arrangement(cfg: DictConfig) -> None:
             f"{path}; train it with: python -m nercc.train model={proxy} data={dataset}",
             proxy,
         )
+
+
+def _published(cfg: DictConfig, model: str) -> Path:
+    """Where ``model`` trained on the run's dataset is published."""
+    return Path(str(get(cfg, "paths.checkpoint_dir"))) / f"{model}_{cfg.data.name}.ckpt"
