@@ -199,7 +199,8 @@ class Frontend:
     buffer : int
         >= 1, the groups' worth of queries (``buffer`` x K) the batcher takes before arranging
         them into groups (the first waits at most ``max_wait_ms`` for the rest): more lets a
-        grouping put similar queries together, at the price of waiting for them.
+        grouping put similar queries together, at the price of waiting for them. A scheme that
+        is not arranged takes K at a time.
     embedding : callable, optional
         What the arranger reads of the queries: ``embedding(images (B, C, H, W) float32 tensor)``
         (the proxy's logits); None: the flattened pixels.
@@ -379,7 +380,7 @@ class Frontend:
             items = [item]
             deadline = time.monotonic() + self.max_wait
             closing = False
-            while len(items) < k * self.buffer:
+            while len(items) < k * (self.buffer if self.arranger is not None else 1):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
