@@ -359,6 +359,8 @@ class NeRCC(PointScheme):
             return np.zeros(p), np.full(p, float(n)) if with_df else None
         if isinstance(self.lam_dec, float) and not with_df:
             return self.lam_dec, None
+        if self.lam_dec == 0.0:  # interpolation: df = n, no spectrum needed
+            return 0.0, np.full(p, float(n))
         gcv = self.lam_dec == "gcv"
         lams = np.empty(p)
         dfs = np.empty(p) if with_df else None
