@@ -305,6 +305,10 @@ class CodedInferenceModule(pl.LightningModule):
         # sends each worker one input (uncoded, replication) the groups as they came, so that
         # ordering never changes its results.
         self.encoder_arranged = []
+        #: The encoders with a variant evaluated in some (S, A) cell.
+        self.running_encoders = [
+            j for j, m in enumerate(self.encoder_groups) if any(self._runs(i) for i in m)
+        ]
         for j, members in enumerate(self.encoder_groups):
             matrix = torch.tensor(
                 self.variants[members[0]].scheme.encoder_matrix(), dtype=torch.float32
@@ -492,11 +496,14 @@ class CodedInferenceModule(pl.LightningModule):
         digest = fingerprint(images) if self.cache is not None else None
         outputs_of_originals = self._classify(images, digest)
         self._check_reference(outputs_of_originals, first)
-        # slot -> input (a padding slot repeats an input), as they came and as arranged: the
-        # arrangement is for the encoders that mix inputs (a curve through them)
-        arrangements = {False: self._arrange(images, None)}
-        if self.arranger is not None:
-            arrangements[True] = self._arrange(images, self.arranger)
+        # slot -> input (a padding slot repeats an input), as they came and as arranged (for
+        # the encoders that mix inputs: a curve through them), each only where some running
+        # encoder needs it
+        running = self.running_encoders
+        arrangements = {
+            arranged: self._arrange(images, self.arranger if arranged else None)
+            for arranged in sorted({self.encoder_arranged[j] for j in running})
+        }
         slots = {}  # per arrangement: the groups' images and what each slot is counted against
         for arranged, (take, real) in arrangements.items():
             slots[arranged] = (
@@ -510,9 +517,8 @@ class CodedInferenceModule(pl.LightningModule):
 
         # The classifier once per distinct encoder, on the coded inputs of every group.
         outputs = {}
-        for j, members in enumerate(self.encoder_groups):
-            if not any(self._runs(i) for i in members):
-                continue
+        for j in running:
+            members = self.encoder_groups[j]
             n = self.variants[members[0]].scheme.num_workers
             matrix = getattr(self, f"encoder_{j}").to(images.dtype)
             arranged = self.encoder_arranged[j]
@@ -528,9 +534,8 @@ class CodedInferenceModule(pl.LightningModule):
             )
             outputs[j] = answers.repeat_interleave(t, 0)
 
-        counted = {
-            i: slots[self.encoder_arranged[self.encoder_of[i]]][1]
-            for i in range(len(self.variants))
+        counted = {  # the variants of the running encoders
+            i: slots[self.encoder_arranged[j]][1] for j in running for i in self.encoder_groups[j]
         }
         stacks: dict[tuple[int, ...], torch.Tensor] = {}  # outputs of encoders side by side
         for s_index, s in enumerate(self.stragglers):
