@@ -29,7 +29,12 @@ from nercc.coding.gcv import (
 from nercc.coding.params import Choice, Tunable
 from nercc.coding.point_scheme import PointScheme
 from nercc.coding.spectrum_cache import SpectrumCache
-from nercc.coding.splines import lam_bound, smoothing_spline_matrices, smoothing_spline_values
+from nercc.coding.splines import (
+    lam_bound,
+    smoothing_spline_df,
+    smoothing_spline_matrices,
+    smoothing_spline_values,
+)
 
 __all__ = ["NeRCC"]
 
@@ -349,18 +354,18 @@ class NeRCC(PointScheme):
         """The decoder's lambda for patterns of one size (``masks`` (p, N), ``sites`` (p, n),
         ``answers`` (p, n, m) for GCV), and with ``with_df`` its df per pattern (p,).
 
-        Fixed lambdas come back as the number itself. Eigen-decompositions are made (cached per
-        mask) only where they are needed: GCV, df_dec below n, or a df asked for."""
+        Fixed lambdas come back as the number itself, their df from the banded smoother
+        (:func:`~nercc.coding.splines.smoothing_spline_df`). Eigen-decompositions are made
+        (cached per mask) only where a lambda is chosen: GCV, or df_dec below n."""
         p, n = sites.shape
         if n < 3:  # a constant or a line, whatever lambda: df = n
             lam = self.lam_dec if isinstance(self.lam_dec, float) else np.zeros(p)
             return lam, np.full(p, float(n)) if with_df else None
         if self.df_dec is not None and self.df_dec >= n:  # more df than sites: interpolate
             return np.zeros(p), np.full(p, float(n)) if with_df else None
-        if isinstance(self.lam_dec, float) and not with_df:
-            return self.lam_dec, None
-        if self.lam_dec == 0.0:  # interpolation: df = n, no spectrum needed
-            return 0.0, np.full(p, float(n))
+        if isinstance(self.lam_dec, float):
+            # A fixed lambda needs no spectrum: its df is the trace of the banded smoother.
+            return self.lam_dec, smoothing_spline_df(sites, self.lam_dec) if with_df else None
         gcv = self.lam_dec == "gcv"
         lams = np.empty(p)
         dfs = np.empty(p) if with_df else None
@@ -372,17 +377,13 @@ class NeRCC(PointScheme):
                 energy = spectrum_energy(vectors, answers[part])
                 scores = spectrum_gcv(d, energy, np.broadcast_to(grid, (len(d), grid.size)))
                 lam = grid[argmin_rows(scores)]
-            elif self.df_dec is not None:
+            else:
                 lam = spectrum_lam_for_df(d, np.full((len(d), 1), self.df_dec), self._dec_bound)[
                     :, 0
                 ]
-            else:
-                lam = np.full(len(d), self.lam_dec)
             lams[part] = lam
             if dfs is not None:
                 dfs[part] = spectrum_df(d, lam[:, None])[:, 0]
-        if isinstance(self.lam_dec, float):
-            return self.lam_dec, dfs
         return lams, dfs
 
     # -- fitting -------------------------------------------------------------------------------

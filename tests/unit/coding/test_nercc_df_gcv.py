@@ -242,6 +242,31 @@ def test_fixed_lambdas_report_their_df_per_pattern():
     np.testing.assert_allclose(params["df_enc"], effective_df(scheme.alphas, 1e-3), rtol=1e-12)
 
 
+def test_a_fixed_lambda_reports_its_df_without_eigen_decompositions(monkeypatch):
+    """The df of a fixed lam_dec comes from the banded smoother (smoothing_spline_df): the
+    spectrum cache stays empty and no spectrum is computed; df_dec and GCV still need one."""
+
+    def no_spectrum(*args, **kwargs):
+        raise AssertionError("a fixed lam_dec computed a spectrum")
+
+    masks = patterns([30, 22, 10, 3], seed=7)
+    outputs = smooth_outputs(make_betas(), 4, seed=7)
+    scheme = NeRCC(K, N, lam_enc=1e-3, lam_dec=1e-4)
+    with monkeypatch.context() as patch:
+        patch.setattr(nercc_module.SpectrumCache, "lookup", no_spectrum)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FewAnswersWarning)
+            _, params = scheme.decode_each_with_params(outputs, masks)
+            df = scheme.decoder_df(masks)
+    assert len(scheme.spectrum_cache) == 0
+    expected = [effective_df(make_betas()[m], 1e-4) for m in masks]
+    np.testing.assert_allclose(params["df_dec"], expected, rtol=1e-12)
+    np.testing.assert_allclose(df, expected, rtol=1e-12)
+    for chosen in (NeRCC(K, N, df_dec=5.0), NeRCC(K, N, lam_dec="gcv")):
+        chosen.decode_each_with_params(outputs[:2], masks[:2])
+        assert len(chosen.spectrum_cache) == 2
+
+
 def test_other_schemes_broadcast_their_fixed_params():
     masks = patterns([20, 25], seed=7)
     outputs = smooth_outputs(make_betas(), 2, seed=7)

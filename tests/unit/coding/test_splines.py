@@ -139,3 +139,55 @@ def test_fitting_values_equals_applying_the_operator(n, lam):
     operators = smoothing_spline_matrices(sites, targets, lam, weights)
     fitted = smoothing_spline_values(sites, values, targets, lam, weights)
     np.testing.assert_allclose(fitted, operators @ values, rtol=0, atol=1e-10)
+
+
+def scipy_df(sites, lam, weights=None):
+    """The trace of the hat matrix from scipy, one unit vector at a time: sum_i u_i(t_i), u_i the
+    smoothing spline through e_i (an independent reference)."""
+    w = np.ones_like(sites) if weights is None else weights
+    eye = np.eye(sites.size)
+    return sum(
+        make_smoothing_spline(sites, eye[i], w=w, lam=lam * w.sum())(sites[i])
+        for i in range(sites.size)
+    )
+
+
+@pytest.mark.parametrize("n", [5, 6, 11, 40])
+@pytest.mark.parametrize("lam", [1e-7, 1e-4, 1e-2, 1.0])
+def test_degrees_of_freedom_match_scipys_hat_matrix(n, lam):
+    """smoothing_spline_df (a banded factor) against scipy's fits of the n unit vectors (scipy
+    needs n >= 5; 3 and 4 sites are checked against the spectrum in test_nercc_df_gcv): 1e-7
+    absolute (scipy's own solves lose digits with lam's conditioning), with and without
+    weights; it also equals the trace of our dense operator to 1e-9 (random sites as close as these
+    cost both banded solves digits)."""
+    from nercc.coding.splines import smoothing_spline_df, smoothing_spline_matrices
+
+    rng = np.random.default_rng(n)
+    sites = np.sort(rng.uniform(-1.0, 1.0, (3, n)), axis=1)
+    weights = rng.uniform(0.3, 3.0, (3, n))
+    ours = smoothing_spline_df(sites, lam)
+    weighted = smoothing_spline_df(sites, np.array([lam, 2 * lam, 3 * lam]), weights)
+    for row in range(3):
+        assert ours[row] == pytest.approx(scipy_df(sites[row], lam), rel=0, abs=1e-7)
+        reference = scipy_df(sites[row], (row + 1) * lam, weights[row])
+        assert weighted[row] == pytest.approx(reference, rel=0, abs=1e-7)
+    dense = np.trace(smoothing_spline_matrices(sites, sites, lam), axis1=1, axis2=2)
+    np.testing.assert_allclose(ours, dense, rtol=0, atol=1e-9)
+    assert np.all((2.0 < ours) & (ours < n))
+
+
+def test_degrees_of_freedom_at_the_ends_and_per_fit():
+    """lam = 0 and n <= 2 give n exactly; large lambdas tend to 2 (the line); fits batched with
+    a lambda each give what each gives alone."""
+    from nercc.coding import splines
+
+    rng = np.random.default_rng(5)
+    sites = np.sort(rng.uniform(-1.0, 1.0, (7, 9)), axis=1)
+    np.testing.assert_array_equal(splines.smoothing_spline_df(sites, 0.0), np.full(7, 9.0))
+    np.testing.assert_array_equal(splines.smoothing_spline_df(sites[:, :2], 5.0), np.full(7, 2.0))
+    np.testing.assert_allclose(splines.smoothing_spline_df(sites, 1e12), 2.0, atol=1e-9)
+    lams = np.geomspace(1e-6, 1e2, 7)
+    batched = splines.smoothing_spline_df(sites, lams)
+    alone = [splines.smoothing_spline_df(sites[i : i + 1], lams[i])[0] for i in range(7)]
+    np.testing.assert_allclose(batched, alone, rtol=1e-14)
+    assert np.all(np.diff(batched[np.argsort(lams)]) != 0)
