@@ -18,6 +18,7 @@ __all__ = [
     "as_values",
     "is_tensor",
     "like",
+    "on_accelerator",
     "readonly",
     "row_norms",
     "to_torch",
@@ -29,6 +30,12 @@ def is_tensor(value: Any) -> bool:
     """Return whether ``value`` is a torch tensor (False while torch is not imported)."""
     torch = sys.modules.get("torch")  # a tensor can only exist once torch is imported
     return torch is not None and isinstance(value, torch.Tensor)
+
+
+def on_accelerator(values: Any) -> bool:
+    """Return whether ``values`` is a tensor on a device other than the CPU (a GPU): the schemes
+    then keep their work there instead of fitting on the host."""
+    return is_tensor(values) and values.device.type != "cpu"
 
 
 def as_float64(values: Any) -> np.ndarray:

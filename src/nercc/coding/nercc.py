@@ -406,20 +406,37 @@ class NeRCC(PointScheme):
     def _decode_each(
         self, outputs: Any, available: np.ndarray, with_params: bool = False
     ) -> tuple[Any, dict[str, np.ndarray]]:
-        # Fit the decoding splines to the outputs directly: one banded solve with M right-hand
-        # sides per pattern, cheaper than building K x N decoders when M is small (logits).
-        values = arrays.as_float64(outputs)
-        count = values.shape[0]
-        estimates = np.empty((count, self.num_inputs, values.shape[2]))
+        count = available.shape[0]
         lam_dec = np.empty(count)
         df_dec = np.empty(count)
-        for chosen, masks, sites in self._by_size(available):
-            answers = values[chosen][masks].reshape(*sites.shape, -1)
-            lam, df = self._decoder_setting(masks, sites, answers, with_params)
-            estimates[chosen] = smoothing_spline_values(sites, answers, self.alphas, lam)
+        if arrays.on_accelerator(outputs) and self.lam_dec != "gcv":
+            # On a GPU: each pattern's decoder, built once on the CPU and cached with its device
+            # copy, applied in one batched float64 product there (as the host path fits in
+            # float64); the outputs never leave the device.
+            values = outputs.double()
+            if not arrays.all_finite(values):
+                values = arrays.zero_stragglers(values, available)
+            result = (self._decoder_operand(available, values) @ values).to(outputs.dtype)
             if with_params:
-                lam_dec[chosen] = lam
-                df_dec[chosen] = df
+                for chosen, masks, sites in self._by_size(available):
+                    lam_dec[chosen], df_dec[chosen] = self._decoder_setting(
+                        masks, sites, None, with_df=True
+                    )
+        else:
+            # Fit the decoding splines to the outputs directly: one banded solve with M
+            # right-hand sides per pattern, cheaper than building K x N decoders when M is small
+            # (logits). GCV chooses each lambda from the answers' projections on the pattern's
+            # eigenvectors, on the host: its answers come to the host from any device.
+            values = arrays.as_float64(outputs)
+            estimates = np.empty((count, self.num_inputs, values.shape[2]))
+            for chosen, masks, sites in self._by_size(available):
+                answers = values[chosen][masks].reshape(*sites.shape, -1)
+                lam, df = self._decoder_setting(masks, sites, answers, with_params)
+                estimates[chosen] = smoothing_spline_values(sites, answers, self.alphas, lam)
+                if with_params:
+                    lam_dec[chosen] = lam
+                    df_dec[chosen] = df
+            result = arrays.like(estimates, outputs)
         params: dict[str, np.ndarray] = {}
         if with_params:
             params = {
@@ -428,7 +445,7 @@ class NeRCC(PointScheme):
                 "df_enc": np.full(count, self.encoder_df()),
                 "df_dec": df_dec,
             }
-        return arrays.like(estimates, outputs), params
+        return result, params
 
     # -- description --------------------------------------------------------------------------
     def params(self) -> dict[str, float]:
