@@ -139,6 +139,12 @@ def _decode(
         return scheme.decode_each_flagged(outputs, available)
 
 
+def _full_precision(device: torch.device) -> Any:
+    """A context in which autocast is off on ``device``: the coding's products run in their
+    operands' dtype (float32 or float64), not in a mixed-precision run's 16 bits."""
+    return torch.autocast(device.type, enabled=False)
+
+
 def _kinds(values: torch.Tensor) -> str:
     """Which non-finite values ``values`` holds: ``NaN``, ``inf`` or ``NaN, inf``."""
     kinds = [
@@ -336,7 +342,12 @@ class CodedInferenceModule(pl.LightningModule):
         self.results: list[dict[str, Any]] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.classifier(chunk) for chunk in images.split(self.chunk_size)])
+        """The classifier's outputs on ``images``, in chunks; at least float32 (a classifier
+        under mixed precision returns 16-bit outputs: the coding works on them in float32)."""
+        outputs = torch.cat([self.classifier(chunk) for chunk in images.split(self.chunk_size)])
+        if outputs.is_floating_point() and torch.finfo(outputs.dtype).bits < 32:
+            return outputs.float()
+        return outputs
 
     def classifier_name(self) -> str:
         """The classifier as error messages name it: its checkpoint file when it was loaded from
@@ -523,7 +534,9 @@ class CodedInferenceModule(pl.LightningModule):
             matrix = getattr(self, f"encoder_{j}").to(images.dtype)
             arranged = self.encoder_arranged[j]
             grouped = slots[arranged][0]
-            coded = (matrix @ grouped.reshape(groups, k, -1)).view(groups * n, *images.shape[1:])
+            with _full_precision(images.device):
+                coded = matrix @ grouped.reshape(groups, k, -1)
+            coded = coded.view(groups * n, *images.shape[1:])
             # pattern g * T + j meets group g
             encoder = fingerprint(matrix) if digest is not None else None
             if encoder is not None and arranged:  # the coded inputs differ
@@ -537,59 +550,62 @@ class CodedInferenceModule(pl.LightningModule):
         counted = {  # the variants of the running encoders
             i: slots[self.encoder_arranged[j]][1] for j in running for i in self.encoder_groups[j]
         }
-        stacks: dict[tuple[int, ...], torch.Tensor] = {}  # outputs of encoders side by side
-        for s_index, s in enumerate(self.stragglers):
-            model = self.models[s]
-            shared: dict[int, np.ndarray] = {}  # patterns per N, the same for every scheme
-            alone = model.depends_on_scheme or self._attack_depends_on_scheme()
-            for members in self.decoder_groups:
-                running = [i for i in members if self.variants[i].runs_at(s)]
-                if not running:
-                    continue
-                if alone:  # patterns or attacks differ by scheme: decode one by one
-                    for i in running:
-                        scheme = self.variants[i].scheme
-                        available = self._draw(model, scheme, s, groups * t, first, shared)
-                        own = outputs[self.encoder_of[i]]
-                        for a_index, a in enumerate(self.adversaries):
-                            if not self.variants[i].runs_in(s, a):
-                                continue
-                            attack = self._attack(own, available, a, scheme, s, first)
-                            estimates, params, flagged = _decode(scheme, attack[0], available)
-                            cell = self._cell(s_index, a_index)
-                            self._check_decoded(i, s, estimates, attack[0])
-                            self._count(i, cell, estimates, available, counted[i])
-                            self.param_stats[i][cell].update(params)
-                            self.detection[i][cell].update(flagged, attack[1])
-                    continue
-                # One decoder for all: decode the outputs of their encoders side by side.
-                available = self._draw(
-                    model, self.variants[running[0]].scheme, s, groups * t, first, shared
-                )
-                for a_index, a in enumerate(self.adversaries):
-                    # a variant tuned per (S, A) runs only in its own cells
-                    in_cell = [i for i in running if self.variants[i].runs_in(s, a)]
-                    if not in_cell:
+        # Attacks, decoding and counting in full precision, whatever autocast the classifier
+        # ran under.
+        with _full_precision(images.device):
+            stacks: dict[tuple[int, ...], torch.Tensor] = {}  # outputs of encoders side by side
+            for s_index, s in enumerate(self.stragglers):
+                model = self.models[s]
+                shared: dict[int, np.ndarray] = {}  # patterns per N, the same for every scheme
+                alone = model.depends_on_scheme or self._attack_depends_on_scheme()
+                for members in self.decoder_groups:
+                    running = [i for i in members if self.variants[i].runs_at(s)]
+                    if not running:
                         continue
-                    decoding = in_cell[0]
-                    scheme = self.variants[decoding].scheme
-                    encoders = tuple(dict.fromkeys(self.encoder_of[i] for i in in_cell))
-                    if encoders not in stacks:
-                        stacks[encoders] = torch.stack([outputs[j] for j in encoders], dim=2)
-                    # (G*T, N, E, C): the same attack on every encoder's outputs
-                    attacked, adversarial = self._attack(
-                        stacks[encoders], available, a, scheme, s, first
+                    if alone:  # patterns or attacks differ by scheme: decode one by one
+                        for i in running:
+                            scheme = self.variants[i].scheme
+                            available = self._draw(model, scheme, s, groups * t, first, shared)
+                            own = outputs[self.encoder_of[i]]
+                            for a_index, a in enumerate(self.adversaries):
+                                if not self.variants[i].runs_in(s, a):
+                                    continue
+                                attack = self._attack(own, available, a, scheme, s, first)
+                                estimates, params, flagged = _decode(scheme, attack[0], available)
+                                cell = self._cell(s_index, a_index)
+                                self._check_decoded(i, s, estimates, attack[0])
+                                self._count(i, cell, estimates, available, counted[i])
+                                self.param_stats[i][cell].update(params)
+                                self.detection[i][cell].update(flagged, attack[1])
+                        continue
+                    # One decoder for all: decode the outputs of their encoders side by side.
+                    available = self._draw(
+                        model, self.variants[running[0]].scheme, s, groups * t, first, shared
                     )
-                    # (G*T, K, E, C) and the decoder's parameters per pattern
-                    estimates, params, flagged = _decode(scheme, attacked, available)
-                    cell = self._cell(s_index, a_index)
-                    for i in in_cell:
-                        position = encoders.index(self.encoder_of[i])
-                        own = estimates[:, :, position]
-                        self._check_decoded(i, s, own, attacked[:, :, position])
-                        self._count(i, cell, own, available, counted[i])
-                        self.param_stats[i][cell].update(self._own(i, decoding, params))
-                        self.detection[i][cell].update(flagged, adversarial)
+                    for a_index, a in enumerate(self.adversaries):
+                        # a variant tuned per (S, A) runs only in its own cells
+                        in_cell = [i for i in running if self.variants[i].runs_in(s, a)]
+                        if not in_cell:
+                            continue
+                        decoding = in_cell[0]
+                        scheme = self.variants[decoding].scheme
+                        encoders = tuple(dict.fromkeys(self.encoder_of[i] for i in in_cell))
+                        if encoders not in stacks:
+                            stacks[encoders] = torch.stack([outputs[j] for j in encoders], dim=2)
+                        # (G*T, N, E, C): the same attack on every encoder's outputs
+                        attacked, adversarial = self._attack(
+                            stacks[encoders], available, a, scheme, s, first
+                        )
+                        # (G*T, K, E, C) and the decoder's parameters per pattern
+                        estimates, params, flagged = _decode(scheme, attacked, available)
+                        cell = self._cell(s_index, a_index)
+                        for i in in_cell:
+                            position = encoders.index(self.encoder_of[i])
+                            own = estimates[:, :, position]
+                            self._check_decoded(i, s, own, attacked[:, :, position])
+                            self._count(i, cell, own, available, counted[i])
+                            self.param_stats[i][cell].update(self._own(i, decoding, params))
+                            self.detection[i][cell].update(flagged, adversarial)
 
     def _parity_workers(self, models: Mapping[str, nn.Module]) -> dict[int, tuple[list[int], int]]:
         """Per variant whose scheme runs another model on some workers: those workers and the

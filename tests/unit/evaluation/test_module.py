@@ -204,6 +204,9 @@ def test_a_mixed_precision_run_does_not_hit_full_precision_entries(tmp_path):
     full = module._classify(images, digest)
     assert full.dtype == torch.float32 and cache.hits == 1  # the run stored it
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        mixed = module._classify(images, digest)
-        again = module._classify(images, digest)  # bfloat16 is not stored: computed again
-    assert mixed.dtype == again.dtype == torch.bfloat16 and cache.hits == 1
+        mixed = module._classify(images, digest)  # its own entry: a miss, then stored
+        again = module._classify(images, digest)
+    # the coding works on float32 outputs: a mixed run's come back (and are stored) as float32
+    assert mixed.dtype == again.dtype == torch.float32 and cache.hits == 2
+    assert not torch.equal(mixed, full)  # computed in bfloat16, not the full entry's
+    torch.testing.assert_close(again, mixed, rtol=0, atol=0)

@@ -19,6 +19,8 @@ PRECISIONS = {
     "16", "32", "64", "bf16", "16-mixed", "bf16-mixed", "32-true", "64-true", "16-true",
     "bf16-true", "transformer-engine", "transformer-engine-float16",
 }  # fmt: skip
+#: Precisions that would run the whole evaluation, its encoding and decoding too, in 16 bits.
+HALF_PRECISIONS = {"16-true", "bf16-true", "transformer-engine", "transformer-engine-float16"}
 
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
@@ -155,6 +157,13 @@ def check_trainer(cfg: DictConfig, *, training: bool) -> None:
         raise ConfigError(
             "trainer.precision",
             "must be one of 32, 16-mixed, bf16-mixed, 64, 32-true, ...",
+            precision,
+        )
+    if not training and str(precision) in HALF_PRECISIONS:
+        raise ConfigError(
+            "trainer.precision",
+            "must keep the coding in float32 or higher: 32, 64, 16-mixed or bf16-mixed (the "
+            "classifier then runs under autocast, encoding and decoding in float32)",
             precision,
         )
     for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches"):
