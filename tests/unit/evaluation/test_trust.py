@@ -175,21 +175,6 @@ def test_the_key_changes_with_dtype_device_and_autocast():
     assert others["device"]["device"] == "meta" and others["autocast"]["autocast"] is not None
 
 
-@pytest.mark.gpu
-def test_the_key_changes_with_the_float32_precision_on_cuda():
-    module = CodedInferenceModule(Net(), VARIANTS, [0], FixedStragglers, chunk_size=7)
-    x = torch.zeros(4, 1, 4, 4, device="cuda")
-    saved = torch.get_float32_matmul_precision()
-    try:
-        torch.set_float32_matmul_precision("highest")
-        exact = module.cache_description(x, "img", "enc")
-        torch.set_float32_matmul_precision("high")  # TF32
-        tf32 = module.cache_description(x, "img", "enc")
-    finally:
-        torch.set_float32_matmul_precision(saved)
-    assert fingerprint(exact) != fingerprint(tf32)
-
-
 def test_entries_record_the_description_of_their_key(tmp_path):
     net = Net()
     evaluate(net=net, variants=VARIANTS[1:], stragglers=[0], cache=OutputCache(tmp_path))
