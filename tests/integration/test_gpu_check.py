@@ -10,14 +10,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-BLOCKER = '''
+BLOCKER = """
 import importlib.abc, sys
 class _Absent(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name.split(".")[0] in ("wandb", "ray", "optuna"):
             raise ModuleNotFoundError(f"No module named {name!r} (absent on the GPU image)")
 sys.meta_path.insert(0, _Absent())
-'''
+"""
 
 
 @pytest.mark.slow
