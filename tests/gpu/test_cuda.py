@@ -39,10 +39,10 @@ from nercc.coding import (
     VotingReplication,
 )
 from nercc.evaluation import CodedInferenceModule, SchemeVariant
-from nercc.evaluation import module as evaluation_module
 from nercc.evaluation.data import CodedEvalData
 from nercc.models import Classifier, LeNet5
 from nercc.stragglers import FixedStragglers
+from tests.spies import record_decoded_dtypes
 
 pytestmark = [
     pytest.mark.gpu,
@@ -184,15 +184,7 @@ def test_coded_evaluation_on_the_gpu_gives_the_cpu_rows():
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
 def test_mixed_precision_on_the_gpu_codes_in_float32(precision, monkeypatch):
-    decoded: set[torch.dtype] = set()
-    original = evaluation_module._decode
-
-    def spy(scheme, outputs, available):
-        result = original(scheme, outputs, available)
-        decoded.add(result[0].dtype)
-        return result
-
-    monkeypatch.setattr(evaluation_module, "_decode", spy)
+    decoded = record_decoded_dtypes(monkeypatch)
     rows = evaluate_on("gpu", precision)
     assert decoded == {torch.float32}
     # 16-bit classifiers: the rows near the full-precision ones, not equal

@@ -407,45 +407,54 @@ class NeRCC(PointScheme):
         self, outputs: Any, available: np.ndarray, with_params: bool = False
     ) -> tuple[Any, dict[str, np.ndarray]]:
         count = available.shape[0]
-        lam_dec = np.empty(count)
-        df_dec = np.empty(count)
+        settings = (np.empty(count), np.empty(count)) if with_params else None  # lam, df
         if arrays.on_accelerator(outputs) and self.lam_dec != "gcv":
-            # On a GPU: each pattern's decoder, built once on the CPU and cached with its device
-            # copy, applied in one batched float64 product there (as the host path fits in
-            # float64); the outputs never leave the device.
-            values = outputs.double()
-            if not arrays.all_finite(values):
-                values = arrays.zero_stragglers(values, available)
-            result = (self._decoder_operand(available, values) @ values).to(outputs.dtype)
-            if with_params:
-                for chosen, masks, sites in self._by_size(available):
-                    lam_dec[chosen], df_dec[chosen] = self._decoder_setting(
-                        masks, sites, None, with_df=True
-                    )
+            result = self._decode_on_device(outputs, available, settings)
         else:
-            # Fit the decoding splines to the outputs directly: one banded solve with M
-            # right-hand sides per pattern, cheaper than building K x N decoders when M is small
-            # (logits). GCV chooses each lambda from the answers' projections on the pattern's
-            # eigenvectors, on the host: its answers come to the host from any device.
-            values = arrays.as_float64(outputs)
-            estimates = np.empty((count, self.num_inputs, values.shape[2]))
+            result = self._fit_on_host(outputs, available, settings)
+        if settings is None:
+            return result, {}
+        return result, {
+            "lam_enc": np.full(count, self.lam_enc),
+            "lam_dec": settings[0],
+            "df_enc": np.full(count, self.encoder_df()),
+            "df_dec": settings[1],
+        }
+
+    def _decode_on_device(
+        self, outputs: Any, available: np.ndarray, settings: tuple[np.ndarray, ...] | None
+    ) -> Any:
+        """:meth:`_decode_each` of outputs on a GPU: each pattern's decoder, built once on the
+        CPU and cached with its device copy, applied in one batched float64 product there (the
+        host path fits in float64 too); the outputs never leave the device. Fills ``settings``
+        (lam, df per pattern) when given."""
+        values = outputs.double()
+        if not arrays.all_finite(values):
+            values = arrays.zero_stragglers(values, available)
+        result = (self._decoder_operand(available, values) @ values).to(outputs.dtype)
+        if settings is not None:
             for chosen, masks, sites in self._by_size(available):
-                answers = values[chosen][masks].reshape(*sites.shape, -1)
-                lam, df = self._decoder_setting(masks, sites, answers, with_params)
-                estimates[chosen] = smoothing_spline_values(sites, answers, self.alphas, lam)
-                if with_params:
-                    lam_dec[chosen] = lam
-                    df_dec[chosen] = df
-            result = arrays.like(estimates, outputs)
-        params: dict[str, np.ndarray] = {}
-        if with_params:
-            params = {
-                "lam_enc": np.full(count, self.lam_enc),
-                "lam_dec": lam_dec,
-                "df_enc": np.full(count, self.encoder_df()),
-                "df_dec": df_dec,
-            }
-        return result, params
+                lam, df = self._decoder_setting(masks, sites, None, with_df=True)
+                settings[0][chosen], settings[1][chosen] = lam, df
+        return result
+
+    def _fit_on_host(
+        self, outputs: Any, available: np.ndarray, settings: tuple[np.ndarray, ...] | None
+    ) -> Any:
+        """:meth:`_decode_each` on the host: the decoding splines fitted to the outputs
+        directly, one banded solve with M right-hand sides per pattern (cheaper than building
+        K x N decoders when M is small: logits). GCV chooses each lambda from the answers'
+        projections on the pattern's eigenvectors, so its answers come here from any device.
+        Fills ``settings`` (lam, df per pattern) when given."""
+        values = arrays.as_float64(outputs)
+        estimates = np.empty((values.shape[0], self.num_inputs, values.shape[2]))
+        for chosen, masks, sites in self._by_size(available):
+            answers = values[chosen][masks].reshape(*sites.shape, -1)
+            lam, df = self._decoder_setting(masks, sites, answers, settings is not None)
+            estimates[chosen] = smoothing_spline_values(sites, answers, self.alphas, lam)
+            if settings is not None:
+                settings[0][chosen], settings[1][chosen] = lam, df
+        return arrays.like(estimates, outputs)
 
     # -- description --------------------------------------------------------------------------
     def params(self) -> dict[str, float]:

@@ -16,10 +16,10 @@ from torch import nn
 
 from nercc.coding import BACC, NeRCC
 from nercc.evaluation import CodedInferenceModule, SchemeVariant
-from nercc.evaluation import module as evaluation_module
 from nercc.evaluation.data import CodedEvalData
 from nercc.runtime.checks import ConfigError, check_trainer
 from nercc.stragglers import FixedStragglers
+from tests.spies import record_decoded_dtypes
 
 from .test_module import FakeData, TinyNet
 
@@ -37,15 +37,7 @@ class DtypeRecorder(TinyNet):
 
 
 def run(precision, monkeypatch):
-    decoded: list[torch.dtype] = []
-    original = evaluation_module._decode
-
-    def spy(scheme, outputs, available):
-        result = original(scheme, outputs, available)
-        decoded.append(result[0].dtype)
-        return result
-
-    monkeypatch.setattr(evaluation_module, "_decode", spy)
+    decoded = record_decoded_dtypes(monkeypatch)
     net = DtypeRecorder()
     variants = [
         SchemeVariant("nercc", NeRCC(8, 20, 1e-5, 1e-6)),
@@ -62,7 +54,7 @@ def run(precision, monkeypatch):
         enable_model_summary=False,
     )
     trainer.test(module, datamodule=CodedEvalData(FakeData(50), "test", 24), verbose=False)
-    return module.results, net.dtypes, set(decoded)
+    return module.results, net.dtypes, decoded
 
 
 def test_bf16_mixed_runs_the_coding_in_float32(monkeypatch):
