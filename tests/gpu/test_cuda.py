@@ -5,8 +5,9 @@ Every test here carries the ``gpu`` marker and is skipped, with its reason, wher
 (what ``scripts/gpu_check.py`` runs; only this folder, since the GPU image lacks W&B and Ray that
 other test modules import).
 
-Tolerances: coding on CUDA against the CPU, 1e-10 relative in float64 and 1e-5 in float32 (CUDA
-and the CPU sum float32 products in another order; NeRCC decodes in float64 on both). Coded
+Tolerances: coding on CUDA against the CPU, 1e-9 in float64 (NeRCC's GCV fits in the eigenbasis
+on the device, by a banded solve on the CPU) and 1e-5 in float32 (CUDA and the CPU sum float32
+products in another order; NeRCC decodes in float64 on both). Coded
 evaluation rows on the GPU against the CPU: mse within 1e-4 relative (as the issue asks), with
 TF32 off (``NVIDIA_TF32_OVERRIDE=0`` for the command lines, the backends' switches in-process):
 TF32 convolutions alone move LeNet5's logits by about 1e-3 relative.

@@ -19,6 +19,7 @@ __all__ = [
     "is_tensor",
     "like",
     "on_accelerator",
+    "to_host",
     "readonly",
     "row_norms",
     "to_torch",
@@ -43,6 +44,12 @@ def as_float64(values: Any) -> np.ndarray:
     if is_tensor(values):
         values = values.detach().cpu().double().numpy()
     return np.asarray(values, dtype=np.float64)
+
+
+def to_host(values: Any) -> np.ndarray:
+    """Return a numpy float64 copy of a small derived tensor (a GPU scheme's per-pattern scores),
+    never of the outputs themselves: those stay on their device."""
+    return values.detach().cpu().double().numpy()
 
 
 def to_torch(matrix: np.ndarray, like_tensor: Any) -> Any:

@@ -408,7 +408,7 @@ class NeRCC(PointScheme):
     ) -> tuple[Any, dict[str, np.ndarray]]:
         count = available.shape[0]
         settings = (np.empty(count), np.empty(count)) if with_params else None  # lam, df
-        if arrays.on_accelerator(outputs) and self.lam_dec != "gcv":
+        if arrays.on_accelerator(outputs):
             result = self._decode_on_device(outputs, available, settings)
         else:
             result = self._fit_on_host(outputs, available, settings)
@@ -424,19 +424,60 @@ class NeRCC(PointScheme):
     def _decode_on_device(
         self, outputs: Any, available: np.ndarray, settings: tuple[np.ndarray, ...] | None
     ) -> Any:
-        """:meth:`_decode_each` of outputs on a GPU: each pattern's decoder, built once on the
-        CPU and cached with its device copy, applied in one batched float64 product there (the
-        host path fits in float64 too); the outputs never leave the device. Fills ``settings``
-        (lam, df per pattern) when given."""
+        """:meth:`_decode_each` of outputs on a GPU, in float64 there (the host path fits in
+        float64 too); the outputs never leave the device. A fixed lambda or df: each pattern's
+        decoder, built once on the CPU and cached with its device copy, applied in one batched
+        product. GCV: :meth:`_gcv_on_device`. Fills ``settings`` (lam, df per pattern) when
+        given."""
         values = outputs.double()
         if not arrays.all_finite(values):
             values = arrays.zero_stragglers(values, available)
+        if self.lam_dec == "gcv":
+            return self._gcv_on_device(values, available, settings).to(outputs.dtype)
         result = (self._decoder_operand(available, values) @ values).to(outputs.dtype)
         if settings is not None:
             for chosen, masks, sites in self._by_size(available):
                 lam, df = self._decoder_setting(masks, sites, None, with_df=True)
                 settings[0][chosen], settings[1][chosen] = lam, df
         return result
+
+    def _gcv_on_device(
+        self, values: Any, available: np.ndarray, settings: tuple[np.ndarray, ...] | None
+    ) -> Any:
+        """GCV's decoding of float64 outputs (P, N, M) on their device.
+
+        In each pattern's eigenbasis (:mod:`nercc.coding.gcv`), with W and d from the spectrum
+        cache: the projections ``E = W^T Y`` on the device, only their energies (p, n - 2)
+        brought to the host to score the grid, then the fit ``Y - W diag(r) E`` at the chosen
+        lambda (r_i = n lam d_i / (1 + n lam d_i)) and the natural interpolant of those knot
+        values at the alphas (the lam = 0 decoder of the pattern's sites): a smoothing spline
+        is the natural cubic spline through its own fitted values."""
+        estimates = values.new_empty((values.shape[0], self.num_inputs, values.shape[2]))
+        for chosen, masks, sites in self._by_size(available):
+            p, n = sites.shape
+            answers = values[chosen][masks].reshape(p, n, -1)
+            lams, dfs = np.zeros(p), np.full(p, float(n))
+            if n >= 3:
+                fitted = answers.clone()
+                for start in range(0, p, SPECTRUM_CHUNK):
+                    part = slice(start, start + SPECTRUM_CHUNK)
+                    d, vectors = self._spectra.lookup(masks[part], sites[part], vectors=True)
+                    w = arrays.to_torch(vectors, values)
+                    projected = w.transpose(1, 2) @ answers[part]  # (p, n-2, M)
+                    energy = arrays.to_host((projected**2).sum(dim=2))  # (p, n-2): small
+                    grid = np.broadcast_to(self.lam_grid, (len(d), self.lam_grid.size))
+                    lam = self.lam_grid[argmin_rows(spectrum_gcv(d, energy, grid))]
+                    with np.errstate(divide="ignore"):
+                        r = 1.0 / (1.0 + 1.0 / (n * lam[:, None] * d))  # 0 at lam = 0
+                    fitted[part] -= w @ (arrays.to_torch(r, values)[..., None] * projected)
+                    lams[part] = lam
+                    dfs[part] = spectrum_df(d, lam[:, None])[:, 0]
+                answers = fitted
+            interpolants = smoothing_spline_matrices(sites, self.alphas, 0.0)  # (p, K, n)
+            estimates[chosen] = arrays.to_torch(interpolants, values) @ answers
+            if settings is not None:
+                settings[0][chosen], settings[1][chosen] = lams, dfs
+        return estimates
 
     def _fit_on_host(
         self, outputs: Any, available: np.ndarray, settings: tuple[np.ndarray, ...] | None
