@@ -4,8 +4,9 @@
 # and write its JSON to $OUT/gpu_check.json (or outputs/gpu_check.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PY:-python}"
-"$PY" -m pip install --quiet --no-deps --no-index --target .gpu/site .gpu/wheels/*.whl
+PY="${PY:-$(command -v python || command -v python3)}"
+# pure-Python wheels: unpacked, they import as installed (no pip or registry needed)
+for wheel in .gpu/wheels/*.whl; do "$PY" -m zipfile -e "$wheel" .gpu/site; done
 mkdir -p data/FashionMNIST/raw
 cp -n .gpu/data/FashionMNIST/raw/*.gz data/FashionMNIST/raw/
 export PYTHONPATH="$PWD/.gpu/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
