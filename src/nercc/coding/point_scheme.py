@@ -17,6 +17,10 @@ from nercc.coding.points import LAYOUTS, make_points
 __all__ = ["PointScheme"]
 
 
+#: At most this many decoders are fitted in one batch.
+BUILD_CHUNK = 64
+
+
 class PointScheme(CodingScheme, ABC):
     """A scheme that places inputs at ``alphas`` and workers at ``betas`` (NeRCC, BACC,
     Floater–Hormann)."""
@@ -57,11 +61,15 @@ class PointScheme(CodingScheme, ABC):
     def _build_decoders(self, available: np.ndarray) -> np.ndarray:
         decoders = np.zeros((available.shape[0], self.num_inputs, self.num_workers))
         for chosen, masks, sites in self._by_size(available):
-            fitted = self._fit_decoders(masks, sites)  # (p, K, count)
-            rows, cols = np.nonzero(masks)
-            block = decoders[chosen]
-            block[rows, :, cols] = fitted.transpose(0, 2, 1).reshape(-1, self.num_inputs)
-            decoders[chosen] = block
+            # In chunks: the fits' temporaries (p, n, K) stay in cache (512 patterns at once
+            # cost 4x more per decoder than 64 at a time, measured at K=20, N=100).
+            for start in range(0, len(chosen), BUILD_CHUNK):
+                part = slice(start, start + BUILD_CHUNK)
+                fitted = self._fit_decoders(masks[part], sites[part])  # (p, K, count)
+                rows, cols = np.nonzero(masks[part])
+                block = decoders[chosen[part]]
+                block[rows, :, cols] = fitted.transpose(0, 2, 1).reshape(-1, self.num_inputs)
+                decoders[chosen[part]] = block
         return decoders
 
     def _build_encoder(self) -> np.ndarray:

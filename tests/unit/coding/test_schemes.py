@@ -283,3 +283,19 @@ def test_encode_takes_integer_tensors_and_plain_lists():
     np.testing.assert_array_equal(scheme.encode(values), expected)
     with pytest.raises(ValueError, match="inputs must be an array of numbers, got 'abc'"):
         scheme.encode("abc")
+
+
+@pytest.mark.parametrize("scheme", [NeRCC(6, 20, lam_enc=1e-5, lam_dec=1e-6), BACC(6, 20)])
+def test_decoders_built_in_chunks_equal_those_built_alone(scheme, monkeypatch):
+    """Many patterns of mixed sizes are fitted in chunks (point_scheme.BUILD_CHUNK): each decoder
+    equals the one built for its pattern alone, in the patterns' order."""
+    from nercc.coding import point_scheme
+
+    monkeypatch.setattr(point_scheme, "BUILD_CHUNK", 7)
+    rng = np.random.default_rng(3)
+    masks = np.ones((40, 20), dtype=bool)
+    for row in masks:
+        row[rng.choice(20, int(rng.choice([0, 3, 8])), replace=False)] = False  # 13 per size
+    batched = scheme._build_decoders(masks)
+    alone = np.stack([scheme._build_decoders(row[None])[0] for row in masks])
+    np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-13)
