@@ -43,6 +43,7 @@ from nercc.evaluation import CodedInferenceModule, SchemeVariant
 from nercc.evaluation.data import CodedEvalData
 from nercc.models import Classifier, LeNet5
 from nercc.stragglers import FixedStragglers
+from tests.eval_settings import SMALL
 from tests.spies import record_decoded_dtypes
 
 pytestmark = [
@@ -203,13 +204,8 @@ def run_cli(module: str, args: list[str], folder) -> subprocess.CompletedProcess
     )
 
 
-SMALL = [
-    "data=synthetic",
-    "coding.num_inputs=8",
-    "coding.num_workers=20",
-    "stragglers=[0,5,10]",
-    "eval.batch_size=64",
-    "eval.num_patterns=2",
+SETTING = [
+    *SMALL,
     "logger=none",
     "trainer.enable_progress_bar=false",
     "scheme.nercc.lam_dec=[1e-6,gcv]",
@@ -219,7 +215,7 @@ SMALL = [
 def test_trainer_gpu_and_ddp_give_the_cpu_rows(checkpoints, tmp_path):
     """``nercc.eval`` under trainer=cpu, trainer=gpu and trainer=ddp (every GPU present, one
     process each): the same rows."""
-    args = [*SMALL, f"paths.checkpoint_dir={checkpoints}"]
+    args = [*SETTING, f"paths.checkpoint_dir={checkpoints}"]
     rows = {}
     for trainer in ("cpu", "gpu", "ddp"):
         result = run_cli("nercc.eval", [*args, f"trainer={trainer}"], tmp_path / trainer)

@@ -8,16 +8,9 @@ import pytest
 import wandb
 
 from nercc.tasks.evaluate import evaluate
+from tests.eval_settings import SMALL
 from tests.wandb_offline import run_contents
 
-SMALL = [
-    "data=synthetic",
-    "coding.num_inputs=8",
-    "coding.num_workers=20",
-    "stragglers=[0,5,10]",
-    "eval.batch_size=64",
-    "eval.num_patterns=2",
-]
 COLUMNS = [
     "scheme", "variant", "num_inputs", "num_workers", "order", "grouping", "num_stragglers",
     "stragglers_mean",
